@@ -1,0 +1,80 @@
+// swift-tools-version: 6.1
+// Kiln: an ahead-of-time compiler and runtime for ONNX models on Vulkan devices and the CPU.
+import PackageDescription
+
+/// glslang 12 on Debian ships static archives only; this order resolves every symbol (FIELD-NOTES).
+let glslangLibraries = [
+  "glslang", "SPIRV", "glslang-default-resource-limits", "MachineIndependent", "GenericCodeGen",
+  "OSDependent", "OGLCompiler", "SPIRV-Tools-opt", "SPIRV-Tools", "stdc++",
+]
+
+let package = Package(
+  name: "Kiln",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "kiln", targets: ["kiln"]),
+    .library(name: "KilnRuntime", targets: ["KilnRuntime"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+  ],
+  targets: [
+    // C shims: each is imported by exactly one Kiln target.
+    .systemLibrary(name: "CVulkan", pkgConfig: "vulkan", providers: [.apt(["libvulkan-dev"])]),
+    .target(
+      name: "CGlslang",
+      linkerSettings: glslangLibraries.map { .linkedLibrary($0) } + [.linkedLibrary("pthread")]),
+    .target(
+      name: "CSPIRVTools",
+      cxxSettings: [.unsafeFlags(["-std=c++17"])],
+      linkerSettings: [
+        .linkedLibrary("SPIRV-Tools-opt"), .linkedLibrary("SPIRV-Tools"), .linkedLibrary("stdc++"),
+      ]),
+
+    // Compiler side.
+    .target(name: "KilnIR"),
+    .target(
+      name: "KilnONNX",
+      dependencies: ["KilnIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+    .target(name: "KilnCompiler", dependencies: ["KilnIR"]),
+    .target(name: "KilnCodegen", dependencies: ["KilnIR", "KilnCompiler", "KilnSPIRV", "KilnBundle", "CGlslang"]),
+    /// SPIR-V validation, reflection and optimisation, shared by the compiler and the Vulkan driver
+    /// (which re-validates every module it is given before the driver sees it).
+    .target(name: "KilnSPIRV", dependencies: ["CSPIRVTools"]),
+
+    // The one contract between compiler and runtime.
+    .target(name: "KilnBundle"),
+
+    // Runtime side.
+    .target(name: "KilnHAL"),
+    .target(name: "KilnVulkan", dependencies: ["KilnHAL", "KilnSPIRV", "CVulkan"]),
+    .target(name: "CKilnCPU"),
+    .target(name: "KilnCPU", dependencies: ["KilnHAL", "CKilnCPU"]),
+    .target(name: "KilnRuntime", dependencies: ["KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
+
+    .executableTarget(
+      name: "kiln",
+      dependencies: [
+        "KilnRuntime", "KilnONNX", "KilnCompiler", "KilnCodegen", "KilnBundle",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    // Tests.
+    .target(
+      name: "KilnTestSupport",
+      dependencies: ["KilnHAL", "KilnVulkan", "KilnCPU", "KilnCodegen", "KilnRuntime"],
+      path: "Tests/KilnTestSupport"),
+    .testTarget(name: "KilnHALTests", dependencies: ["KilnTestSupport", "KilnHAL", "KilnCodegen"]),
+    .testTarget(name: "KilnIRTests", dependencies: ["KilnIR"]),
+    .testTarget(name: "KilnONNXTests", dependencies: ["KilnONNX", "KilnIR"]),
+    .testTarget(name: "KilnCodegenTests", dependencies: ["KilnCodegen", "KilnTestSupport"]),
+    .testTarget(name: "KilnBundleTests", dependencies: ["KilnBundle"]),
+    .testTarget(name: "KilnCompilerTests", dependencies: ["KilnCompiler", "KilnIR"]),
+    .testTarget(name: "KilnRuntimeTests", dependencies: ["KilnRuntime"]),
+    .testTarget(
+      name: "KilnEndToEndTests",
+      dependencies: ["KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle", "KilnSPIRV", "KilnTestSupport"]),
+    .testTarget(name: "KilnCPUTests", dependencies: ["KilnCPU", "KilnCodegen", "KilnHAL"]),
+  ]
+)

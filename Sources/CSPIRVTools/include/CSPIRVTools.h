@@ -1,0 +1,34 @@
+// SPIRV-Tools validation, disassembly and optimisation, for KilnCodegen (its only importer).
+#ifndef KILN_CSPIRVTOOLS_H
+#define KILN_CSPIRVTOOLS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Target environments Kiln generates for.
+typedef enum kiln_spirv_env { KILN_SPIRV_ENV_VULKAN_1_1 = 0, KILN_SPIRV_ENV_VULKAN_1_2 = 1, KILN_SPIRV_ENV_VULKAN_1_3 = 2 } kiln_spirv_env;
+
+/// A heap buffer returned by these functions; release it with kiln_spirv_free.
+typedef struct kiln_spirv_result {
+  int ok;            ///< 1 on success.
+  uint32_t *words;   ///< Output module (optimize) or NULL.
+  size_t word_count;
+  char *text;        ///< Disassembly (disassemble) or the diagnostic message on failure; may be NULL.
+} kiln_spirv_result;
+
+/// Validates a module; on failure `text` holds the validator's message.
+kiln_spirv_result kiln_spirv_validate(const uint32_t *words, size_t word_count, kiln_spirv_env env);
+/// Disassembles a module to SPIR-V assembly text.
+kiln_spirv_result kiln_spirv_disassemble(const uint32_t *words, size_t word_count, kiln_spirv_env env);
+/// Runs the performance passes; the output is validated before it is returned.
+kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t word_count, kiln_spirv_env env);
+/// Frees what a kiln_spirv_* call returned.
+void kiln_spirv_free(kiln_spirv_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,102 @@
+// The checksum used for the bundle header and every section: XXH64.
+
+/// XXH64, the 64-bit variant of Yann Collet's xxHash, implemented from its specification
+/// (`doc/xxhash_spec.md` in the xxHash repository). Non-cryptographic: it detects corruption, not
+/// tampering.
+///
+/// Results are identical to the reference `XXH64(data, length, seed)` on every platform: input
+/// words are read as little-endian regardless of the host. The main loop consumes 32 bytes per
+/// iteration in four independent lanes, which runs at several GB/s in release builds.
+public enum Checksum {
+  static let prime1: UInt64 = 0x9E37_79B1_85EB_CA87
+  static let prime2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
+  static let prime3: UInt64 = 0x1656_67B1_9E37_79F9
+  static let prime4: UInt64 = 0x85EB_CA77_C2B2_AE63
+  static let prime5: UInt64 = 0x27D4_EB2F_1656_67C5
+
+  /// XXH64 of `bytes` with `seed`. Bundles always use seed 0.
+  public static func xxh64(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
+    let count = bytes.count
+    guard let base = bytes.baseAddress, count > 0 else {
+      return avalanche(seed &+ prime5)
+    }
+    var position = 0
+    var hash: UInt64
+    if count >= 32 {
+      var v1 = seed &+ prime1 &+ prime2
+      var v2 = seed &+ prime2
+      var v3 = seed
+      var v4 = seed &- prime1
+      let limit = count - 32
+      while position <= limit {
+        v1 = round(v1, load64(base, position))
+        v2 = round(v2, load64(base, position + 8))
+        v3 = round(v3, load64(base, position + 16))
+        v4 = round(v4, load64(base, position + 24))
+        position += 32
+      }
+      hash = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
+      hash = mergeRound(hash, v1)
+      hash = mergeRound(hash, v2)
+      hash = mergeRound(hash, v3)
+      hash = mergeRound(hash, v4)
+    } else {
+      hash = seed &+ prime5
+    }
+    hash = hash &+ UInt64(count)
+
+    while position + 8 <= count {
+      hash ^= round(0, load64(base, position))
+      hash = rotl(hash, 27) &* prime1 &+ prime4
+      position += 8
+    }
+    if position + 4 <= count {
+      let word = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt32.self))
+      hash ^= UInt64(word) &* prime1
+      hash = rotl(hash, 23) &* prime2 &+ prime3
+      position += 4
+    }
+    while position < count {
+      hash ^= UInt64(base.load(fromByteOffset: position, as: UInt8.self)) &* prime5
+      hash = rotl(hash, 11) &* prime1
+      position += 1
+    }
+    return avalanche(hash)
+  }
+
+  /// XXH64 of `bytes` with `seed`.
+  public static func xxh64(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 {
+    bytes.withUnsafeBytes { xxh64($0, seed: seed) }
+  }
+
+  @inline(__always)
+  static func load64(_ base: UnsafeRawPointer, _ offset: Int) -> UInt64 {
+    UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+  }
+
+  @inline(__always)
+  static func rotl(_ value: UInt64, _ amount: UInt64) -> UInt64 {
+    (value << amount) | (value >> (64 &- amount))
+  }
+
+  @inline(__always)
+  static func round(_ accumulator: UInt64, _ input: UInt64) -> UInt64 {
+    rotl(accumulator &+ input &* prime2, 31) &* prime1
+  }
+
+  @inline(__always)
+  static func mergeRound(_ accumulator: UInt64, _ value: UInt64) -> UInt64 {
+    (accumulator ^ round(0, value)) &* prime1 &+ prime4
+  }
+
+  @inline(__always)
+  static func avalanche(_ value: UInt64) -> UInt64 {
+    var hash = value
+    hash ^= hash >> 33
+    hash = hash &* prime2
+    hash ^= hash >> 29
+    hash = hash &* prime3
+    hash ^= hash >> 32
+    return hash
+  }
+}

@@ -1,0 +1,260 @@
+import CKilnCPU
+import Foundation
+import KilnHAL
+
+/// A recorded list of host commands, validated when recorded and replayed on every submission.
+///
+/// Commands run one after another on the device's queue thread, and each dispatch finishes (on
+/// every thread of the pool) before the next command starts, so `barrier()` has nothing to do:
+/// every command already sees every write before it.
+///
+/// Thread-safety: recording is meant to happen on one thread, but a lock makes misuse safe; after
+/// `end()` the command list is frozen and submissions take an immutable copy of it.
+public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
+  // @unchecked: `lock` guards `commands`, `retained` and `ended`; `device` and `limits` are immutable.
+  private let lock = NSLock()
+  private var commands: [Command] = []
+  /// Buffers and executables the commands point into, kept alive with the command buffer.
+  private var retained: [ObjectIdentifier: AnyObject] = [:]
+  private var ended = false
+  private let device: CPUDevice
+  private let limits: DeviceLimits
+
+  init(device: CPUDevice) {
+    self.device = device
+    self.limits = device.info.limits
+  }
+
+  /// The largest inline update, as on Vulkan (`vkCmdUpdateBuffer`).
+  public static let maxUpdateBytes = 65536
+
+  public func fill(_ range: BufferRange, pattern: UInt32) throws {
+    let (buffer, address) = try range.cpuAddress("fill")
+    guard range.offset % 4 == 0, range.length % 4 == 0 else {
+      throw HALError(
+        .invalidArgument, "fill: offset \(range.offset) and length \(range.length) must be multiples of 4")
+    }
+    try record(.fill(address, words: range.length / 4, pattern: pattern), keeping: [buffer])
+  }
+
+  /// Copies `source.length` bytes to the start of `destination`, which must be at least as long.
+  public func copy(from source: BufferRange, to destination: BufferRange) throws {
+    let (sourceBuffer, sourceAddress) = try source.cpuAddress("copy source")
+    let (destinationBuffer, destinationAddress) = try destination.cpuAddress("copy destination")
+    guard destination.length >= source.length else {
+      throw HALError(
+        .invalidArgument,
+        "copy: \(source.length) bytes do not fit the destination range of \(destination.length) bytes")
+    }
+    if sourceBuffer === destinationBuffer {
+      let overlap =
+        source.offset < destination.offset + source.length && destination.offset < source.offset + source.length
+      guard !overlap || source.length == 0 else {
+        throw HALError(
+          .invalidArgument,
+          "copy: ranges \(source.offset)+\(source.length) and \(destination.offset)+\(source.length) overlap in the same buffer"
+        )
+      }
+    }
+    try record(
+      .copy(from: UnsafeRawPointer(sourceAddress), to: destinationAddress, byteCount: source.length),
+      keeping: [sourceBuffer, destinationBuffer])
+  }
+
+  /// Writes `bytes` at the start of `range`, which must be at least as long.
+  public func update(_ range: BufferRange, bytes: [UInt8]) throws {
+    let (buffer, address) = try range.cpuAddress("update")
+    guard range.offset % 4 == 0, bytes.count % 4 == 0 else {
+      throw HALError(
+        .invalidArgument, "update: offset \(range.offset) and size \(bytes.count) must be multiples of 4")
+    }
+    guard bytes.count <= Self.maxUpdateBytes else {
+      throw HALError(.invalidArgument, "update: \(bytes.count) bytes exceed the inline limit of \(Self.maxUpdateBytes)")
+    }
+    guard bytes.count <= range.length else {
+      throw HALError(.invalidArgument, "update: \(bytes.count) bytes do not fit the range of \(range.length) bytes")
+    }
+    try record(.update(address, bytes), keeping: [buffer])
+  }
+
+  /// Records a dispatch. Push constants beyond those passed, up to the entry point's
+  /// `pushConstantWords`, read as zero.
+  ///
+  /// - Throws: `.invalidArgument` for an executable from another driver, an unknown entry point, a
+  ///   binding count different from the entry point's, a binding outside its buffer or at an offset
+  ///   not aligned to `minStorageBufferOffsetAlignment`, or a workgroup count below 1;
+  ///   `.limitExceeded` for a binding longer than `maxStorageBufferRange`, more push constants than
+  ///   `maxPushConstantBytes`, or workgroup counts above `maxWorkgroupCount` (or more than 2^32 - 1
+  ///   workgroups in all).
+  public func dispatch(
+    _ executable: any Executable, entryPoint: Int, bindings: [BufferRange], pushConstants: [UInt32],
+    workgroups: WorkgroupCount
+  ) throws {
+    guard let executable = executable as? CPUExecutable else {
+      throw HALError(.invalidArgument, "dispatch: the executable was not made by the CPU driver")
+    }
+    guard executable.entryPoints.indices.contains(entryPoint) else {
+      throw HALError(
+        .invalidArgument,
+        "dispatch: entry point index \(entryPoint) is out of range (the executable has \(executable.entryPoints.count))")
+    }
+    let declared = executable.entryPoints[entryPoint]
+    guard bindings.count == declared.bindingCount else {
+      throw HALError(
+        .invalidArgument,
+        "dispatch '\(declared.name)': \(bindings.count) bindings given, the entry point declares \(declared.bindingCount)")
+    }
+    var buffers: [AnyObject] = [executable]
+    var addresses: [UnsafeMutableRawPointer] = []
+    for (slot, range) in bindings.enumerated() {
+      let (buffer, address) = try range.cpuAddress("dispatch '\(declared.name)' binding \(slot)")
+      guard range.offset % limits.minStorageBufferOffsetAlignment == 0 else {
+        throw HALError(
+          .invalidArgument,
+          "dispatch '\(declared.name)' binding \(slot): offset \(range.offset) is not a multiple of \(limits.minStorageBufferOffsetAlignment)"
+        )
+      }
+      guard range.length <= limits.maxStorageBufferRange else {
+        throw HALError(
+          .limitExceeded,
+          "dispatch '\(declared.name)' binding \(slot): \(range.length) bytes exceed maxStorageBufferRange \(limits.maxStorageBufferRange)"
+        )
+      }
+      buffers.append(buffer)
+      addresses.append(address)
+    }
+    guard pushConstants.count * 4 <= limits.maxPushConstantBytes else {
+      throw HALError(
+        .limitExceeded,
+        "dispatch '\(declared.name)': \(pushConstants.count * 4) bytes of push constants exceed \(limits.maxPushConstantBytes)")
+    }
+    let counts = [workgroups.x, workgroups.y, workgroups.z]
+    guard counts.allSatisfy({ $0 >= 1 }) else {
+      throw HALError(
+        .invalidArgument, "dispatch '\(declared.name)': workgroup count \(counts) must be at least 1 in each dimension")
+    }
+    for axis in 0..<3 where counts[axis] > limits.maxWorkgroupCount[axis] {
+      throw HALError(
+        .limitExceeded,
+        "dispatch '\(declared.name)': workgroup count \(counts) exceeds the CPU device's maxWorkgroupCount \(limits.maxWorkgroupCount)"
+      )
+    }
+    let (xy, overflowXY) = workgroups.x.multipliedReportingOverflow(by: workgroups.y)
+    let (total, overflow) = xy.multipliedReportingOverflow(by: workgroups.z)
+    guard !overflowXY, !overflow, total <= Int(UInt32.max) else {
+      throw HALError(
+        .limitExceeded, "dispatch '\(declared.name)': \(counts) is more than \(UInt32.max) workgroups in all")
+    }
+    let prepared = PreparedDispatch(
+      kernel: executable.kernels[entryPoint], bindings: addresses, sizes: bindings.map { UInt64($0.length) },
+      pushConstants: pushConstants, pushConstantWords: declared.pushConstantWords,
+      workgroups: (UInt32(workgroups.x), UInt32(workgroups.y), UInt32(workgroups.z)))
+    try record(.dispatch(prepared), keeping: buffers)
+  }
+
+  public func barrier() throws {
+    try record(.barrier, keeping: [])
+  }
+
+  public func end() throws {
+    try lock.withLock {
+      guard !ended else { throw HALError(.invalidArgument, "end: the command buffer has already ended") }
+      ended = true
+    }
+  }
+
+  public var commandCount: Int { lock.withLock { commands.count } }
+
+  /// The frozen commands for a submission (the array shares storage; nothing is copied).
+  ///
+  /// - Throws: `.invalidArgument` when recording has not ended.
+  func recordedCommands() throws -> [Command] {
+    try lock.withLock {
+      guard ended else {
+        throw HALError(.invalidArgument, "submit: the command buffer is still recording (call end() first)")
+      }
+      return commands
+    }
+  }
+
+  private func record(_ command: Command, keeping objects: [AnyObject]) throws {
+    try lock.withLock {
+      guard !ended else {
+        throw HALError(.invalidArgument, "the command buffer has ended; nothing more can be recorded")
+      }
+      commands.append(command)
+      for object in objects {
+        retained[ObjectIdentifier(object)] = object
+      }
+    }
+  }
+}
+
+/// One recorded command, with addresses resolved at record time.
+enum Command: @unchecked Sendable {
+  // @unchecked: the pointers address memory that the command buffer keeps alive; commands are
+  // immutable and read only while a submission runs.
+  case fill(UnsafeMutableRawPointer, words: Int, pattern: UInt32)
+  case copy(from: UnsafeRawPointer, to: UnsafeMutableRawPointer, byteCount: Int)
+  case update(UnsafeMutableRawPointer, [UInt8])
+  case dispatch(PreparedDispatch)
+  case barrier
+
+  /// Runs the command on the calling thread (and on `pool`'s workers for a dispatch).
+  func execute(pool: OpaquePointer?) {
+    switch self {
+    case .fill(let address, let words, let pattern):
+      kiln_cpu_memory_fill32(address, pattern, words)
+    case .copy(let source, let destination, let byteCount):
+      if byteCount > 0 { memcpy(destination, source, byteCount) }
+    case .update(let address, let bytes):
+      bytes.withUnsafeBytes { source in
+        if let base = source.baseAddress, !source.isEmpty { memcpy(address, base, source.count) }
+      }
+    case .dispatch(let prepared):
+      kiln_cpu_pool_dispatch(pool, prepared.kernel, prepared.record)
+    case .barrier:
+      break  // Commands already run strictly one after another.
+    }
+  }
+}
+
+/// A dispatch record built once at record time, with its arrays, replayed as is.
+final class PreparedDispatch: @unchecked Sendable {
+  // @unchecked: immutable after init; the kernels only read the record and its arrays.
+  let kernel: kiln_cpu_kernel
+  let record: UnsafeMutablePointer<kiln_cpu_dispatch>
+  private let bindings: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+  private let sizes: UnsafeMutablePointer<UInt64>
+  private let pushConstants: UnsafeMutablePointer<UInt32>
+
+  init(
+    kernel: @escaping kiln_cpu_kernel, bindings: [UnsafeMutableRawPointer], sizes: [UInt64], pushConstants: [UInt32],
+    pushConstantWords: Int, workgroups: (UInt32, UInt32, UInt32)
+  ) {
+    self.kernel = kernel
+    self.bindings = .allocate(capacity: max(1, bindings.count))
+    self.bindings.initialize(repeating: nil, count: max(1, bindings.count))
+    for (slot, address) in bindings.enumerated() { self.bindings[slot] = address }
+    self.sizes = .allocate(capacity: max(1, sizes.count))
+    self.sizes.initialize(repeating: 0, count: max(1, sizes.count))
+    for (slot, size) in sizes.enumerated() { self.sizes[slot] = size }
+    let words = max(1, pushConstants.count, pushConstantWords)
+    self.pushConstants = .allocate(capacity: words)
+    self.pushConstants.initialize(repeating: 0, count: words)
+    for (index, word) in pushConstants.enumerated() { self.pushConstants[index] = word }
+    record = .allocate(capacity: 1)
+    record.initialize(
+      to: kiln_cpu_dispatch(
+        bindings: UnsafePointer(self.bindings), binding_sizes: UnsafePointer(self.sizes),
+        push_constants: UnsafePointer(self.pushConstants), workgroup_count: workgroups, workgroup_begin: 0,
+        workgroup_end: workgroups.0 * workgroups.1 * workgroups.2))
+  }
+
+  deinit {
+    record.deallocate()
+    bindings.deallocate()
+    sizes.deallocate()
+    pushConstants.deallocate()
+  }
+}

@@ -1,0 +1,104 @@
+import CKilnCPU
+import Foundation
+import KilnHAL
+
+/// The CPU device: host memory, native kernels, and one submission queue served by its own thread.
+///
+/// Thread-safety: every method may be called from any thread (the queue serialises submissions).
+public final class CPUDevice: Device {
+  public let info: DeviceInfo
+  public let allocator: any Allocator
+  /// The allocator with its concrete type.
+  public let cpuAllocator: CPUAllocator
+  /// Threads that run one dispatch (the queue thread and the pool's workers).
+  public let threadCount: Int
+  private let queue: CPUQueue
+
+  init(info: DeviceInfo, threadCount: Int, submissionWaitTimeout: Duration) throws {
+    self.info = info
+    self.cpuAllocator = CPUAllocator(limits: info.limits)
+    self.allocator = cpuAllocator
+    self.threadCount = threadCount
+    self.queue = try CPUQueue(threadCount: threadCount, waitTimeout: submissionWaitTimeout)
+  }
+
+  deinit {
+    // The queue thread finishes what is queued, then exits and releases the thread pool.
+    queue.shutdown()
+  }
+
+  /// Loads a shared object (`spec.format == .sharedObject`); see `CPUExecutable.init` for errors.
+  public func makeExecutable(_ spec: ExecutableSpec) throws -> any Executable {
+    try CPUExecutable(spec, limits: info.limits)
+  }
+
+  public func makeCommandBuffer() throws -> any CommandBuffer {
+    CPUCommandBuffer(device: self)
+  }
+
+  public func makeSemaphore(initialValue: UInt64) throws -> any KilnHAL.Semaphore {
+    try CPUSemaphore(initialValue: initialValue)
+  }
+
+  /// Queues the command buffers; the queue thread waits for `waits` (at most the driver's
+  /// `submissionWaitTimeout`), runs the command buffers in order, then signals `signals`.
+  ///
+  /// A submission whose waits time out runs nothing and signals nothing; the error it records
+  /// is thrown by the next `submit` or `waitIdle`.
+  ///
+  /// - Throws: the recorded error of an earlier submission; `.invalidArgument` for a command buffer
+  ///   still recording or from another driver, or a semaphore from another driver.
+  public func submit(_ commandBuffers: [any CommandBuffer], waits: [SemaphoreValue], signals: [SemaphoreValue]) throws
+  {
+    var commands: [[Command]] = []
+    var owners: [CPUCommandBuffer] = []
+    for (index, commandBuffer) in commandBuffers.enumerated() {
+      guard let cpuCommandBuffer = commandBuffer as? CPUCommandBuffer else {
+        throw HALError(.invalidArgument, "submit: command buffer \(index) was not made by the CPU driver")
+      }
+      commands.append(try cpuCommandBuffer.recordedCommands())
+      owners.append(cpuCommandBuffer)
+    }
+    let waitList = try waits.enumerated().map { index, wait in
+      guard let semaphore = wait.semaphore as? CPUSemaphore else {
+        throw HALError(.invalidArgument, "submit: wait semaphore \(index) was not made by the CPU driver")
+      }
+      return (semaphore, wait.value)
+    }
+    let signalList = try signals.enumerated().map { index, signal in
+      guard let semaphore = signal.semaphore as? CPUSemaphore else {
+        throw HALError(.invalidArgument, "submit: signal semaphore \(index) was not made by the CPU driver")
+      }
+      return (semaphore, signal.value)
+    }
+    try queue.enqueue(
+      CPUQueue.Submission(commands: commands, owners: owners, waits: waitList, signals: signalList))
+  }
+
+  /// Copies `bytes` into the start of `range` (which must be at least as long) right away; it is
+  /// not ordered with queued work, so wait for submissions that use the range first.
+  public func write(_ bytes: UnsafeRawBufferPointer, to range: BufferRange) throws {
+    let (_, address) = try range.cpuAddress("write")
+    guard bytes.count <= range.length else {
+      throw HALError(.invalidArgument, "write: \(bytes.count) bytes do not fit the range of \(range.length) bytes")
+    }
+    if let base = bytes.baseAddress, !bytes.isEmpty { memcpy(address, base, bytes.count) }
+  }
+
+  /// Copies `range` into the start of `bytes` (which must be at least as long) right away; it is
+  /// not ordered with queued work, so wait for submissions that write the range first.
+  public func read(_ range: BufferRange, into bytes: UnsafeMutableRawBufferPointer) throws {
+    let (_, address) = try range.cpuAddress("read")
+    guard bytes.count >= range.length else {
+      throw HALError(
+        .invalidArgument, "read: the range of \(range.length) bytes does not fit \(bytes.count) bytes of host memory")
+    }
+    if let base = bytes.baseAddress, range.length > 0 { memcpy(base, address, range.length) }
+  }
+
+  /// - Throws: `.timeout` when queued work is still running after `timeout`; otherwise the error
+  ///   an earlier submission recorded, if any.
+  public func waitIdle(timeout: Duration) throws {
+    try queue.waitIdle(timeout: timeout)
+  }
+}

@@ -1,0 +1,269 @@
+import Foundation
+import KilnCompiler
+import KilnIR
+
+/// Emits kernels as C functions following the Kiln CPU ABI: each call runs a range of
+/// workgroups of `elementsPerWorkgroup` output elements, one loop iteration per element.
+public enum CKernel {
+  public static let elementsPerWorkgroup = 1024
+
+  /// One translation unit holding every kernel of a model.
+  public static func translationUnit(for kernels: [Kernel]) -> String {
+    var out = NativeToolchain.kilnCPUABIHeader
+    out += """
+
+      #include <math.h>
+      #include <stdbool.h>
+      #include <string.h>
+
+      KILN_CPU_DEFINE_ABI_VERSION();
+
+      static inline float kiln_bf16_load(uint16_t bits) { uint32_t w = (uint32_t)bits << 16; float f; memcpy(&f, &w, 4); return f; }
+      static inline uint16_t kiln_bf16_store(float f) {
+        if (isnan(f)) return 0x7fc0u;
+        uint32_t w; memcpy(&w, &f, 4);
+        return (uint16_t)((w + 0x7fffu + ((w >> 16) & 1u)) >> 16);
+      }
+      static inline double kiln_pow(double a, double b) { return pow(a, b); }
+
+      """
+    for kernel in kernels { out += "\n" + function(for: kernel) }
+    return out
+  }
+
+  static func function(for kernel: Kernel) -> String {
+    let dialect = CDialect()
+    var out = "// \(kernel.sourceOps.joined(separator: ", "))\n"
+    out += "KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {\n"
+    for (index, input) in kernel.inputs.enumerated() {
+      let t = dialect.storageType(input.dtype)
+      out += "  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];\n"
+    }
+    let outType = dialect.storageType(kernel.output.dtype)
+    out += "  \(outType) *result = (\(outType) *)d->bindings[\(kernel.inputs.count)];\n"
+    out += "  const int64_t first = (int64_t)d->workgroup_begin * \(elementsPerWorkgroup);\n"
+    out += "  int64_t last = (int64_t)d->workgroup_end * \(elementsPerWorkgroup);\n"
+    out += "  if (last > \(kernel.output.elementCount)) last = \(kernel.output.elementCount);\n"
+    out += "  for (int64_t gid = first; gid < last; ++gid) {\n"
+    var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
+    emitter.withIndent(1) { emitter in
+      for (axis, coordinate) in Expr.coordinates(ofLinear: .variable(-1), shape: kernel.shape).enumerated() {
+        emitter.line("int64_t c\(axis) = \(GLSLKernel.coordinateText(coordinate, dialect: dialect));")
+      }
+      let value = emitter.emit(kernel.body)
+      emitter.line("result[gid] = \(dialect.store(value, dtype: kernel.output.dtype));")
+    }
+    out += emitter.lines.joined(separator: "\n") + "\n  }\n}\n"
+    return out
+  }
+
+  /// Workgroups a kernel of `elementCount` outputs needs.
+  public static func workgroups(for elementCount: Int) -> Int {
+    (elementCount + elementsPerWorkgroup - 1) / elementsPerWorkgroup
+  }
+}
+
+struct CDialect: KernelDialect {
+  func typeName(_ type: ValueType) -> String {
+    switch type {
+    case .index: return "int64_t"
+    case .scalar(let dtype):
+      switch dtype {
+      case .float32, .float16, .bfloat16: return "float"
+      case .float64: return "double"
+      case .int8: return "int8_t"
+      case .int16: return "int16_t"
+      case .int32: return "int32_t"
+      case .int64: return "int64_t"
+      case .uint8: return "uint8_t"
+      case .uint16: return "uint16_t"
+      case .uint32: return "uint32_t"
+      case .uint64: return "uint64_t"
+      case .bool: return "bool"
+      }
+    }
+  }
+
+  func storageType(_ dtype: DType) -> String {
+    switch dtype {
+    case .float16: "_Float16"
+    case .bfloat16: "uint16_t"
+    case .bool: "uint8_t"
+    default: typeName(.scalar(dtype))
+    }
+  }
+
+  func literal(_ literal: Literal) -> String {
+    switch literal.type {
+    case .index: return int64Literal(literal.integer)
+    case .scalar(let dtype):
+      switch dtype {
+      case .bool: return literal.float != 0 ? "true" : "false"
+      case .float32, .float16, .bfloat16: return floatLiteral(Double(Float(literal.float)), suffix: "f")
+      case .float64: return floatLiteral(literal.float, suffix: "")
+      case .int64: return int64Literal(literal.integer)
+      case .uint64: return "UINT64_C(\(literal.unsigned))"
+      default: return "((\(typeName(literal.type)))\(literal.integer)LL)"
+      }
+    }
+  }
+
+  private func int64Literal(_ value: Int64) -> String {
+    value == Int64.min ? "INT64_MIN" : "INT64_C(\(value))"
+  }
+
+  private func floatLiteral(_ value: Double, suffix: String) -> String {
+    if value.isNaN { return suffix == "f" ? "((float)NAN)" : "((double)NAN)" }
+    if value.isInfinite { return value > 0 ? "((\(suffix == "f" ? "float" : "double"))INFINITY)" : "(-(\(suffix == "f" ? "float" : "double"))INFINITY)" }
+    // Hexadecimal floating literals are exact.
+    return "(\(String(format: "%a", value))\(suffix))"
+  }
+
+  func load(input: Int, dtype: DType, index: String) -> String {
+    let element = "b\(input)[\(index)]"
+    switch dtype {
+    case .float16: return "(float)\(element)"
+    case .bfloat16: return "kiln_bf16_load(\(element))"
+    case .bool: return "(\(element) != 0)"
+    default: return element
+    }
+  }
+
+  func store(_ value: String, dtype: DType) -> String {
+    switch dtype {
+    case .float16: "(_Float16)(\(value))"
+    case .bfloat16: "kiln_bf16_store(\(value))"
+    case .bool: "(uint8_t)((\(value)) ? 1 : 0)"
+    default: value
+    }
+  }
+
+  private func math(_ function: String, _ type: ValueType, _ args: String...) -> String {
+    let name = type == .scalar(.float64) ? function : function + "f"
+    return "\(name)(\(args.joined(separator: ", ")))"
+  }
+
+  func unary(_ op: UnaryOp, _ type: ValueType, _ a: String) -> String {
+    let t = typeName(type)
+    switch op {
+    case .negate: return "(\(t))(-\(a))"
+    case .abs: return type.isFloat ? math("fabs", type, a) : (type.isSigned ? "(\(t))((\(a) < 0) ? -\(a) : \(a))" : a)
+    case .sqrt, .exp, .log, .erf, .tanh, .floor, .ceil, .sin, .cos, .tan, .asin, .acos, .atan, .sinh, .cosh, .asinh, .acosh, .atanh:
+      return math(op.rawValue, type, a)
+    case .round: return math("nearbyint", type, a)
+    case .sigmoid: return "((\(t))1 / ((\(t))1 + \(math("exp", type, "-\(a)"))))"
+    case .reciprocal: return "((\(t))1 / \(a))"
+    case .sign: return "(\(t))((\(a) > 0) - (\(a) < 0))"
+    case .logicalNot: return "(!\(a))"
+    case .bitwiseNot: return "(\(t))(~\(a))"
+    case .isNaN: return type.isFloat ? "(isnan(\(a)) != 0)" : "false"
+    case .isPositiveInfinity: return type.isFloat ? "(isinf(\(a)) && \(a) > 0)" : "false"
+    case .isNegativeInfinity: return type.isFloat ? "(isinf(\(a)) && \(a) < 0)" : "false"
+    }
+  }
+
+  func binary(_ op: BinaryOp, _ type: ValueType, _ a: String, _ b: String) -> String {
+    let t = typeName(type)
+    switch op {
+    case .add: return "(\(t))(\(a) + \(b))"
+    case .subtract: return "(\(t))(\(a) - \(b))"
+    case .multiply: return "(\(t))(\(a) * \(b))"
+    case .divide:
+      if type.isFloat { return "(\(a) / \(b))" }
+      // Division by zero and INT_MIN / -1 would trap: hostile inputs must not crash the process.
+      if type.isSigned { return "(\(t))((\(b) == 0) ? 0 : ((\(b) == -1) ? -\(a) : \(a) / \(b)))" }
+      return "(\(t))((\(b) == 0) ? 0 : \(a) / \(b))"
+    case .floorDivide:
+      return "((\(a) >= 0) ? (\(a) / \(b)) : ((\(a) - \(b) + 1) / \(b)))"
+    case .remainder:
+      if type.isFloat { return math("fmod", type, a, b) }
+      if type.isSigned { return "(\(t))((\(b) == 0 || \(b) == -1) ? 0 : \(a) % \(b))" }
+      return "(\(t))((\(b) == 0) ? 0 : \(a) % \(b))"
+    case .modulo:
+      if type.isFloat {
+        let r = math("fmod", type, a, b)
+        return "((\(r) != 0 && ((\(r) < 0) != (\(b) < 0))) ? \(r) + \(b) : \(r))"
+      }
+      if type.isSigned {
+        let r = "((\(b) == 0 || \(b) == -1) ? 0 : \(a) % \(b))"
+        return "(\(t))(((\(r) != 0) && ((\(r) < 0) != (\(b) < 0))) ? \(r) + \(b) : \(r))"
+      }
+      return "(\(t))((\(b) == 0) ? 0 : \(a) % \(b))"
+    case .power:
+      if type.isFloat { return math("pow", type, a, b) }
+      return "(\(t))nearbyint(pow((double)\(a), (double)\(b)))"
+    case .minimum:
+      if type.isFloat { return "(isnan(\(a)) ? \(a) : (isnan(\(b)) ? \(b) : ((\(a) < \(b)) ? \(a) : \(b))))" }
+      return "((\(a) < \(b)) ? \(a) : \(b))"
+    case .maximum:
+      if type.isFloat { return "(isnan(\(a)) ? \(a) : (isnan(\(b)) ? \(b) : ((\(a) > \(b)) ? \(a) : \(b))))" }
+      return "((\(a) > \(b)) ? \(a) : \(b))"
+    case .equal: return "(\(a) == \(b))"
+    case .notEqual: return "(\(a) != \(b))"
+    case .less: return "(\(a) < \(b))"
+    case .lessEqual: return "(\(a) <= \(b))"
+    case .greater: return "(\(a) > \(b))"
+    case .greaterEqual: return "(\(a) >= \(b))"
+    case .logicalAnd: return "(\(a) && \(b))"
+    case .logicalOr: return "(\(a) || \(b))"
+    case .logicalXor: return "(\(a) != \(b))"
+    case .bitwiseAnd: return "(\(t))(\(a) & \(b))"
+    case .bitwiseOr: return "(\(t))(\(a) | \(b))"
+    case .bitwiseXor: return "(\(t))(\(a) ^ \(b))"
+    case .shiftLeft: return "(\(t))(((uint64_t)\(b) >= \(bitWidth(type))) ? 0 : (\(a) << \(b)))"
+    case .shiftRight: return "(\(t))(((uint64_t)\(b) >= \(bitWidth(type))) ? 0 : (\(a) >> \(b)))"
+    case .atan2: return math("atan2", type, a, b)
+    }
+  }
+
+  private func bitWidth(_ type: ValueType) -> Int {
+    switch type {
+    case .index: 64
+    case .scalar(let dtype): dtype.byteSize * 8
+    }
+  }
+
+  func cast(_ value: String, from: ValueType, to: ValueType) -> String {
+    if to == .bool { return "(\(value) != 0)" }
+    return "((\(typeName(to)))(\(value)))"
+  }
+
+  func maximumValue(_ type: ValueType) -> String {
+    switch type {
+    case .index: return "INT64_MAX"
+    case .scalar(let dtype):
+      switch dtype {
+      case .float32, .float16, .bfloat16: return "INFINITY"
+      case .float64: return "((double)INFINITY)"
+      case .int8: return "INT8_MAX"
+      case .int16: return "INT16_MAX"
+      case .int32: return "INT32_MAX"
+      case .int64: return "INT64_MAX"
+      case .uint8: return "UINT8_MAX"
+      case .uint16: return "UINT16_MAX"
+      case .uint32: return "UINT32_MAX"
+      case .uint64: return "UINT64_MAX"
+      case .bool: return "true"
+      }
+    }
+  }
+
+  func minimumValue(_ type: ValueType) -> String {
+    switch type {
+    case .index: return "INT64_MIN"
+    case .scalar(let dtype):
+      switch dtype {
+      case .float32, .float16, .bfloat16: return "(-INFINITY)"
+      case .float64: return "(-(double)INFINITY)"
+      case .int8: return "INT8_MIN"
+      case .int16: return "INT16_MIN"
+      case .int32: return "INT32_MIN"
+      case .int64: return "INT64_MIN"
+      case .uint8, .uint16, .uint32, .uint64: return "0"
+      case .bool: return "false"
+      }
+    }
+  }
+
+  func isNaN(_ value: String, _ type: ValueType) -> String { "isnan(\(value))" }
+}

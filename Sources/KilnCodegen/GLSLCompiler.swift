@@ -1,0 +1,66 @@
+import CGlslang
+import KilnSPIRV
+
+/// Compiles GLSL compute shaders to SPIR-V in-process with glslang, validates the result with
+/// SPIRV-Tools and (optionally) runs its performance passes.
+public struct GLSLCompiler: Sendable {
+  public enum VulkanVersion: Int, Sendable {
+    case v1_1 = 1, v1_2 = 2, v1_3 = 3
+
+    var spirvEnvironment: SPIRVTools.Environment {
+      switch self {
+      case .v1_1: .vulkan1_1
+      case .v1_2: .vulkan1_2
+      case .v1_3: .vulkan1_3
+      }
+    }
+  }
+
+  public var target: VulkanVersion
+  public var optimize: Bool
+
+  public init(target: VulkanVersion = .v1_2, optimize: Bool = true) {
+    self.target = target
+    self.optimize = optimize
+  }
+
+  /// The SPIR-V words of `source`, validated (and optimised, then validated again).
+  /// - Throws: `CodegenError` with glslang's log (or the validator's message) on failure.
+  public func compile(_ source: String, name: String = "kernel") throws -> [UInt32] {
+    var result = source.withCString { kiln_glslang_compile_compute($0, Int32(target.rawValue)) }
+    defer { kiln_glslang_free(&result) }
+    guard result.ok != 0, let words = result.words else {
+      let log = result.log.map { String(cString: $0) } ?? "no diagnostic"
+      throw CodegenError(.shaderCompilation, "glslang failed on '\(name)': \(log.trimmedTrailingNewlines)")
+    }
+    var module = Array(UnsafeBufferPointer(start: words, count: result.word_count))
+    do {
+      try SPIRVTools.validate(module, environment: target.spirvEnvironment)
+      if optimize {
+        module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment)
+      }
+    } catch let error as SPIRVError {
+      throw CodegenError(.shaderCompilation, "'\(name)': \(error.message)")
+    }
+    return module
+  }
+
+  /// `compile(_:)` as little-endian bytes, the form bundles and `ExecutableSpec` carry.
+  public func compileToBytes(_ source: String, name: String = "kernel") throws -> [UInt8] {
+    let words = try compile(source, name: name)
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(words.count * 4)
+    for word in words {
+      withUnsafeBytes(of: word.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+    return bytes
+  }
+}
+
+extension String {
+  var trimmedTrailingNewlines: String {
+    var text = Substring(self)
+    while let last = text.last, last == "\n" || last == "\r" || last == " " { text.removeLast() }
+    return String(text)
+  }
+}

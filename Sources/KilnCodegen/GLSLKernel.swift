@@ -1,0 +1,291 @@
+import Foundation
+import KilnCompiler
+import KilnIR
+
+/// Emits a kernel as a GLSL compute shader: one invocation per output element, 64 per workgroup,
+/// the workgroup grid folded into x and y so any element count fits the 65535-per-axis limit.
+public enum GLSLKernel {
+  public static let workgroupSize = 64
+
+  public static func source(for kernel: Kernel) -> String {
+    let dialect = GLSLDialect(index32: kernel.fitsInt32Indices)
+    var out = """
+      #version 450
+      #extension GL_EXT_shader_explicit_arithmetic_types : require
+      #extension GL_EXT_shader_16bit_storage : require
+      #extension GL_EXT_shader_8bit_storage : require
+      // \(kernel.name): \(kernel.sourceOps.joined(separator: ", "))
+      layout(local_size_x = \(workgroupSize)) in;
+
+      """
+    for (index, input) in kernel.inputs.enumerated() {
+      out += "layout(std430, set = 0, binding = \(index)) readonly buffer In\(index) { \(dialect.storageType(input.dtype)) b\(index)[]; };\n"
+    }
+    out += "layout(std430, set = 0, binding = \(kernel.inputs.count)) writeonly buffer Out { \(dialect.storageType(kernel.output.dtype)) result[]; };\n"
+    out += GLSLDialect.helpers
+    let index = dialect.typeName(.index)
+    out += """
+      void main() {
+        uint group = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+        \(index) gid = \(index)(group) * \(index)(\(workgroupSize)) + \(index)(gl_LocalInvocationID.x);
+        if (gid >= \(dialect.literal(.index(kernel.output.elementCount)))) return;
+
+      """
+    var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
+    for (axis, coordinate) in Expr.coordinates(ofLinear: .variable(-1), shape: kernel.shape).enumerated() {
+      let text = coordinateText(coordinate, dialect: dialect)
+      emitter.line("\(index) c\(axis) = \(text);")
+    }
+    let value = emitter.emit(kernel.body)
+    emitter.line("result[uint(gid)] = \(dialect.store(value, dtype: kernel.output.dtype));")
+    out += emitter.lines.joined(separator: "\n") + "\n}\n"
+    return out
+  }
+
+  /// Coordinates are simple `gid / stride % extent` forms; `.variable(-1)` stands for `gid`.
+  static func coordinateText(_ expr: Expr, dialect: any KernelDialect) -> String {
+    switch expr {
+    case .variable(-1): return "gid"
+    case .literal(let literal): return dialect.literal(literal)
+    case .binary(.floorDivide, let a, let b): return "(\(coordinateText(a, dialect: dialect)) / \(coordinateText(b, dialect: dialect)))"
+    case .binary(.modulo, let a, let b): return "(\(coordinateText(a, dialect: dialect)) % \(coordinateText(b, dialect: dialect)))"
+    default: return "0"
+    }
+  }
+}
+
+struct GLSLDialect: KernelDialect {
+  /// Whether `.index` is a 32-bit int (else int64_t).
+  let index32: Bool
+
+  static let helpers = """
+    float kiln_erf(float x) {
+      // Abramowitz & Stegun 7.1.26 refined: |error| < 1.5e-7.
+      float s = sign(x);
+      float a = abs(x);
+      float t = 1.0 / (1.0 + 0.3275911 * a);
+      float y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+      return s * y;
+    }
+    float kiln_pow(float a, float b) {
+      if (b == 0.0) return 1.0;
+      if (a < 0.0 && b == floor(b)) {
+        float m = pow(-a, b);
+        return (mod(b, 2.0) == 1.0) ? -m : m;
+      }
+      return pow(a, b);
+    }
+    uint kiln_bf16_bits(float v) {
+      uint bits = floatBitsToUint(v);
+      if (isnan(v)) return 0x7fc0u;
+      return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+    }
+
+    """
+
+  func typeName(_ type: ValueType) -> String {
+    switch type {
+    case .index: return index32 ? "int" : "int64_t"
+    case .scalar(let dtype):
+      switch dtype {
+      case .float32, .float16, .bfloat16: return "float"
+      case .float64: return "double"
+      case .int8: return "int8_t"
+      case .int16: return "int16_t"
+      case .int32: return "int"
+      case .int64: return "int64_t"
+      case .uint8: return "uint8_t"
+      case .uint16: return "uint16_t"
+      case .uint32: return "uint"
+      case .uint64: return "uint64_t"
+      case .bool: return "bool"
+      }
+    }
+  }
+
+  func storageType(_ dtype: DType) -> String {
+    switch dtype {
+    case .float16: "float16_t"
+    case .bfloat16: "uint16_t"
+    case .bool: "uint8_t"
+    default: typeName(.scalar(dtype))
+    }
+  }
+
+  func literal(_ literal: Literal) -> String {
+    switch literal.type {
+    case .index:
+      return index32 ? "\(literal.integer)" : int64Literal(literal.integer)
+    case .scalar(let dtype):
+      switch dtype {
+      case .bool: return literal.float != 0 ? "true" : "false"
+      case .float32, .float16, .bfloat16:
+        return "uintBitsToFloat(0x\(String(Float(literal.float).bitPattern, radix: 16))u)"
+      case .float64:
+        let bits = literal.float.bitPattern
+        return "packDouble2x32(uvec2(0x\(String(UInt32(truncatingIfNeeded: bits), radix: 16))u, 0x\(String(UInt32(truncatingIfNeeded: bits >> 32), radix: 16))u))"
+      case .int64: return int64Literal(literal.integer)
+      case .uint64: return "\(literal.unsigned)ul"
+      case .int32: return literal.integer == Int64(Int32.min) ? "(-2147483647 - 1)" : "int(\(literal.integer))"
+      case .uint32: return "\(UInt32(truncatingIfNeeded: literal.unsigned))u"
+      default: return "\(typeName(literal.type))(\(literal.integer))"
+      }
+    }
+  }
+
+  private func int64Literal(_ value: Int64) -> String {
+    value == Int64.min ? "(-9223372036854775807l - 1l)" : "\(value)l"
+  }
+
+  func load(input: Int, dtype: DType, index: String) -> String {
+    let element = "b\(input)[uint(\(index))]"
+    switch dtype {
+    case .float16: return "float(\(element))"
+    case .bfloat16: return "uintBitsToFloat(uint(\(element)) << 16)"
+    case .bool: return "(\(element) != uint8_t(0))"
+    default: return element
+    }
+  }
+
+  func store(_ value: String, dtype: DType) -> String {
+    switch dtype {
+    case .float16: "float16_t(\(value))"
+    case .bfloat16: "uint16_t(kiln_bf16_bits(\(value)))"
+    case .bool: "uint8_t(\(value) ? 1 : 0)"
+    default: value
+    }
+  }
+
+  /// A float function on float or double (GLSL has no double transcendental functions).
+  private func floatCall(_ function: String, _ type: ValueType, _ a: String) -> String {
+    if type == .scalar(.float64) { return "double(\(function)(float(\(a))))" }
+    return "\(function)(\(a))"
+  }
+
+  func unary(_ op: UnaryOp, _ type: ValueType, _ a: String) -> String {
+    let t = typeName(type)
+    switch op {
+    case .negate: return "(-\(a))"
+    case .abs: return type.isSigned ? "((\(a) < \(t)(0)) ? -\(a) : \(a))" : a
+    case .sqrt: return "sqrt(\(a))"
+    case .exp, .log, .tanh, .sin, .cos, .tan, .asin, .acos, .atan, .sinh, .cosh, .asinh, .acosh, .atanh:
+      return floatCall(op.rawValue, type, a)
+    case .erf: return floatCall("kiln_erf", type, a)
+    case .sigmoid: return "(\(t)(1) / (\(t)(1) + \(floatCall("exp", type, "-\(a)"))))"
+    case .floor: return "floor(\(a))"
+    case .ceil: return "ceil(\(a))"
+    case .round: return "roundEven(\(a))"
+    case .reciprocal: return "(\(t)(1) / \(a))"
+    case .sign: return "((\(a) > \(t)(0)) ? \(t)(1) : ((\(a) < \(t)(0)) ? \(t)(-1) : \(t)(0)))"
+    case .logicalNot: return "(!\(a))"
+    case .bitwiseNot: return "(~\(a))"
+    case .isNaN: return type.isFloat ? "isnan(\(a))" : "false"
+    case .isPositiveInfinity: return type.isFloat ? "(isinf(\(a)) && \(a) > \(t)(0))" : "false"
+    case .isNegativeInfinity: return type.isFloat ? "(isinf(\(a)) && \(a) < \(t)(0))" : "false"
+    }
+  }
+
+  func binary(_ op: BinaryOp, _ type: ValueType, _ a: String, _ b: String) -> String {
+    let t = typeName(type)
+    switch op {
+    case .add: return "(\(a) + \(b))"
+    case .subtract: return "(\(a) - \(b))"
+    case .multiply: return "(\(a) * \(b))"
+    case .divide:
+      if type.isFloat { return "(\(a) / \(b))" }
+      return "((\(b) == \(t)(0)) ? \(t)(0) : (\(a) / \(b)))"
+    case .floorDivide:
+      return "((\(a) >= \(t)(0)) ? (\(a) / \(b)) : ((\(a) - \(b) + \(t)(1)) / \(b)))"
+    case .remainder:
+      if type.isFloat { return "(\(a) - \(b) * trunc(\(a) / \(b)))" }
+      return "((\(b) == \(t)(0)) ? \(t)(0) : (\(a) - \(b) * (\(a) / \(b))))"
+    case .modulo:
+      if type.isFloat { return "(\(a) - \(b) * floor(\(a) / \(b)))" }
+      let r = "((\(b) == \(t)(0)) ? \(t)(0) : (\(a) - \(b) * (\(a) / \(b))))"
+      return type.isSigned ? "(((\(r) != \(t)(0)) && ((\(r) < \(t)(0)) != (\(b) < \(t)(0)))) ? (\(r) + \(b)) : \(r))" : r
+    case .power:
+      if type == .scalar(.float64) { return "double(kiln_pow(float(\(a)), float(\(b))))" }
+      if type.isFloat { return "kiln_pow(\(a), \(b))" }
+      return "\(t)(roundEven(kiln_pow(float(\(a)), float(\(b)))))"
+    case .minimum:
+      if type.isFloat { return "(isnan(\(a)) ? \(a) : (isnan(\(b)) ? \(b) : min(\(a), \(b))))" }
+      return "((\(a) < \(b)) ? \(a) : \(b))"
+    case .maximum:
+      if type.isFloat { return "(isnan(\(a)) ? \(a) : (isnan(\(b)) ? \(b) : max(\(a), \(b))))" }
+      return "((\(a) > \(b)) ? \(a) : \(b))"
+    case .equal: return "(\(a) == \(b))"
+    case .notEqual: return "(\(a) != \(b))"
+    case .less: return "(\(a) < \(b))"
+    case .lessEqual: return "(\(a) <= \(b))"
+    case .greater: return "(\(a) > \(b))"
+    case .greaterEqual: return "(\(a) >= \(b))"
+    case .logicalAnd: return "(\(a) && \(b))"
+    case .logicalOr: return "(\(a) || \(b))"
+    case .logicalXor: return "(\(a) != \(b))"
+    case .bitwiseAnd: return "(\(a) & \(b))"
+    case .bitwiseOr: return "(\(a) | \(b))"
+    case .bitwiseXor: return "(\(a) ^ \(b))"
+    case .shiftLeft: return "((\(b) >= \(t)(\(bitWidth(type)))) ? \(t)(0) : (\(a) << \(b)))"
+    case .shiftRight: return "((\(b) >= \(t)(\(bitWidth(type)))) ? \(t)(0) : (\(a) >> \(b)))"
+    case .atan2:
+      if type == .scalar(.float64) { return "double(atan(float(\(a)), float(\(b))))" }
+      return "atan(\(a), \(b))"
+    }
+  }
+
+  private func bitWidth(_ type: ValueType) -> Int {
+    switch type {
+    case .index: index32 ? 32 : 64
+    case .scalar(let dtype): dtype.byteSize * 8
+    }
+  }
+
+  func cast(_ value: String, from: ValueType, to: ValueType) -> String {
+    if to == .bool { return from.isBool ? value : "(\(value) != \(typeName(from))(0))" }
+    if from == .bool { return "\(typeName(to))(\(value) ? 1 : 0)" }
+    // Narrow integer types convert through 32-bit ints where GLSL lacks a direct constructor.
+    return "\(typeName(to))(\(value))"
+  }
+
+  func maximumValue(_ type: ValueType) -> String {
+    switch type {
+    case .index: return index32 ? "2147483647" : "9223372036854775807l"
+    case .scalar(let dtype):
+      switch dtype {
+      case .float32, .float16, .bfloat16: return "uintBitsToFloat(0x7f800000u)"
+      case .float64: return "packDouble2x32(uvec2(0u, 0x7ff00000u))"
+      case .int8: return "int8_t(127)"
+      case .int16: return "int16_t(32767)"
+      case .int32: return "2147483647"
+      case .int64: return "9223372036854775807l"
+      case .uint8: return "uint8_t(255)"
+      case .uint16: return "uint16_t(65535)"
+      case .uint32: return "4294967295u"
+      case .uint64: return "18446744073709551615ul"
+      case .bool: return "true"
+      }
+    }
+  }
+
+  func minimumValue(_ type: ValueType) -> String {
+    switch type {
+    case .index: return index32 ? "(-2147483647 - 1)" : "(-9223372036854775807l - 1l)"
+    case .scalar(let dtype):
+      switch dtype {
+      case .float32, .float16, .bfloat16: return "uintBitsToFloat(0xff800000u)"
+      case .float64: return "packDouble2x32(uvec2(0u, 0xfff00000u))"
+      case .int8: return "int8_t(-128)"
+      case .int16: return "int16_t(-32768)"
+      case .int32: return "(-2147483647 - 1)"
+      case .int64: return "(-9223372036854775807l - 1l)"
+      case .uint8: return "uint8_t(0)"
+      case .uint16: return "uint16_t(0)"
+      case .uint32: return "0u"
+      case .uint64: return "0ul"
+      case .bool: return "false"
+      }
+    }
+  }
+
+  func isNaN(_ value: String, _ type: ValueType) -> String { "isnan(\(value))" }
+}

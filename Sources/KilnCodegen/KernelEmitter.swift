@@ -1,0 +1,164 @@
+import KilnCompiler
+import KilnIR
+
+/// The syntax a kernel is written in: GLSL for Vulkan, C for the CPU device.
+protocol KernelDialect {
+  /// The type's name in this language.
+  func typeName(_ type: ValueType) -> String
+  func literal(_ literal: Literal) -> String
+  /// `input[index]` converted to its compute type.
+  func load(input: Int, dtype: DType, index: String) -> String
+  func unary(_ op: UnaryOp, _ type: ValueType, _ a: String) -> String
+  func binary(_ op: BinaryOp, _ type: ValueType, _ a: String, _ b: String) -> String
+  func cast(_ value: String, from: ValueType, to: ValueType) -> String
+  /// The largest / smallest value of a type (reduction identities).
+  func maximumValue(_ type: ValueType) -> String
+  func minimumValue(_ type: ValueType) -> String
+  func isNaN(_ value: String, _ type: ValueType) -> String
+}
+
+/// Turns an `Expr` tree into statements: one variable per distinct subexpression (shared within
+/// a scope and visible to nested loops), a `for` loop per reduction.
+struct ExprEmitter {
+  let dialect: any KernelDialect
+  let kernel: Kernel
+  let indexType: ValueType = .index
+  private(set) var lines: [String] = []
+  private var scopes: [[Expr: String]] = [[:]]
+  private var counter = 0
+  private var indent = 1
+
+  init(dialect: any KernelDialect, kernel: Kernel) {
+    self.dialect = dialect
+    self.kernel = kernel
+  }
+
+  mutating func line(_ text: String) {
+    lines.append(String(repeating: "  ", count: indent) + text)
+  }
+
+  private func lookup(_ expr: Expr) -> String? {
+    for scope in scopes.reversed() { if let name = scope[expr] { return name } }
+    return nil
+  }
+
+  private mutating func fresh(_ prefix: String = "t") -> String {
+    counter += 1
+    return "\(prefix)\(counter)"
+  }
+
+  private mutating func bind(_ expr: Expr, _ type: ValueType, _ text: String) -> String {
+    let name = fresh()
+    line("\(dialect.typeName(type)) \(name) = \(text);")
+    scopes[scopes.count - 1][expr] = name
+    return name
+  }
+
+  /// Emits statements computing `expr` and returns the variable (or literal) holding it.
+  mutating func emit(_ expr: Expr) -> String {
+    if let name = lookup(expr) { return name }
+    let type = kernel.type(of: expr)
+    switch expr {
+    case .literal(let literal):
+      return dialect.literal(literal)
+    case .coordinate(let axis):
+      return "c\(axis)"
+    case .variable(let id):
+      return "v\(id)"
+    case .load(let input, let index):
+      let i = emit(index)
+      return bind(expr, type, dialect.load(input: input, dtype: kernel.inputs[input].dtype, index: i))
+    case .unary(let op, let a):
+      let x = emit(a)
+      return bind(expr, type, dialect.unary(op, kernel.type(of: a), x))
+    case .binary(let op, let a, let b):
+      let x = emit(a)
+      let y = emit(b)
+      return bind(expr, type, dialect.binary(op, kernel.type(of: a), x, y))
+    case .select(let c, let a, let b):
+      // Both arms may be loads guarded by the condition: evaluate lazily with if/else.
+      let condition = emit(c)
+      let name = fresh()
+      line("\(dialect.typeName(type)) \(name);")
+      line("if (\(condition)) {")
+      indent += 1
+      scopes.append([:])
+      let x = emit(a)
+      line("\(name) = \(x);")
+      scopes.removeLast()
+      indent -= 1
+      line("} else {")
+      indent += 1
+      scopes.append([:])
+      let y = emit(b)
+      line("\(name) = \(y);")
+      scopes.removeLast()
+      indent -= 1
+      line("}")
+      scopes[scopes.count - 1][expr] = name
+      return name
+    case .cast(let a, let target):
+      let x = emit(a)
+      let source = kernel.type(of: a)
+      if source == target { return x }
+      return bind(expr, type, dialect.cast(x, from: source, to: target))
+    case .reduce(let op, let variable, let extent, let body):
+      return emitReduction(expr, op: op, variable: variable, extent: extent, body: body, type: type)
+    }
+  }
+
+  private mutating func emitReduction(
+    _ expr: Expr, op: ReduceOp, variable: Int, extent: Int, body: Expr, type: ValueType
+  ) -> String {
+    let bodyType = kernel.type(of: body)
+    let accumulator = fresh("acc")
+    let best = fresh("best")
+    let t = dialect.typeName(bodyType)
+    switch op {
+    case .sum: line("\(t) \(accumulator) = \(dialect.cast("0", from: .index, to: bodyType));")
+    case .product: line("\(t) \(accumulator) = \(dialect.cast("1", from: .index, to: bodyType));")
+    case .maximum: line("\(t) \(accumulator) = \(dialect.minimumValue(bodyType));")
+    case .minimum: line("\(t) \(accumulator) = \(dialect.maximumValue(bodyType));")
+    case .argmax, .argmin:
+      line("\(t) \(best) = \(op == .argmax(selectLast: false) || op == .argmax(selectLast: true) ? dialect.minimumValue(bodyType) : dialect.maximumValue(bodyType));")
+      line("\(dialect.typeName(.index)) \(accumulator) = \(dialect.literal(.index(0)));")
+    }
+    let indexName = dialect.typeName(.index)
+    line("for (\(indexName) v\(variable) = \(dialect.literal(.index(0))); v\(variable) < \(dialect.literal(.index(extent))); ++v\(variable)) {")
+    indent += 1
+    scopes.append([:])
+    let value = emit(body)
+    switch op {
+    case .sum: line("\(accumulator) = \(accumulator) + \(value);")
+    case .product: line("\(accumulator) = \(accumulator) * \(value);")
+    case .maximum:
+      if bodyType.isFloat {
+        line("\(accumulator) = (\(value) > \(accumulator) || \(dialect.isNaN(value, bodyType))) ? \(value) : \(accumulator);")
+      } else {
+        line("\(accumulator) = \(value) > \(accumulator) ? \(value) : \(accumulator);")
+      }
+    case .minimum:
+      if bodyType.isFloat {
+        line("\(accumulator) = (\(value) < \(accumulator) || \(dialect.isNaN(value, bodyType))) ? \(value) : \(accumulator);")
+      } else {
+        line("\(accumulator) = \(value) < \(accumulator) ? \(value) : \(accumulator);")
+      }
+    case .argmax(let selectLast), .argmin(let selectLast):
+      let isMax: Bool = { if case .argmax = op { return true } else { return false } }()
+      let compare = isMax ? (selectLast ? ">=" : ">") : (selectLast ? "<=" : "<")
+      // The first element always initialises (so -inf/+inf inputs are selected correctly).
+      line("if (v\(variable) == \(dialect.literal(.index(0))) || (\(value) \(compare) \(best))) { \(best) = \(value); \(accumulator) = v\(variable); }")
+    }
+    scopes.removeLast()
+    indent -= 1
+    line("}")
+    scopes[scopes.count - 1][expr] = accumulator
+    return accumulator
+  }
+
+  mutating func withIndent(_ extra: Int, _ body: (inout ExprEmitter) -> Void) {
+    indent += extra
+    body(&self)
+    indent -= extra
+  }
+}

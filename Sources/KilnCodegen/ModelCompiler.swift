@@ -1,0 +1,235 @@
+import Dispatch
+import Foundation
+import KilnBundle
+import KilnCompiler
+import KilnIR
+import KilnSPIRV
+import Synchronization
+
+/// The targets a bundle can carry code for.
+public enum Target: String, Sendable, CaseIterable {
+  case vulkan
+  case cpu
+}
+
+public struct CompileOptions: Sendable {
+  public var targets: [Target]
+  /// Passes after which to print the IR (`all` for every pass).
+  public var printIRAfter: Set<String>
+  /// Where to write per-pass IR, each kernel's GLSL, SPIR-V disassembly and the CPU source.
+  public var dumpDirectory: URL?
+  public var modelName: String
+  /// Receives `--print-ir-after` output (default: standard error).
+  public var printer: @Sendable (String) -> Void
+
+  public init(
+    targets: [Target] = Target.allCases, printIRAfter: Set<String> = [], dumpDirectory: URL? = nil,
+    modelName: String = "model", printer: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+  ) {
+    self.targets = targets
+    self.printIRAfter = printIRAfter
+    self.dumpDirectory = dumpDirectory
+    self.modelName = modelName
+    self.printer = printer
+  }
+}
+
+/// A compiled model: the manifest and the sections a `BundleWriter` writes.
+public struct CompiledModel: Sendable {
+  public var manifest: Manifest
+  public var writer: BundleWriter
+  public var kernelCount: Int
+  public var timings: [(pass: String, seconds: Double)]
+}
+
+/// The compile pipeline, as an ordered list of named passes:
+///
+/// 1. `decompose` — ops whose per-element form would nest reductions (Softmax, LayerNorm, ...)
+///    become primitive ops.
+/// 2. `fold-batchnorm` — inference BatchNormalization after a constant-weight Conv folds into it.
+/// 3. `form-dispatch-regions` — every materialised tensor gets one kernel; elementwise and
+///    movement ops fuse into the root (MatMul, Conv, reduction) they feed or follow.
+/// 4. `plan-memory` — intermediates packed into one transient arena by liveness.
+/// 5. `codegen-vulkan`, `codegen-cpu` — GLSL -> SPIR-V (validated, optimised) per kernel; one C
+///    translation unit per model built into x86-64-v3 and baseline shared objects.
+/// 6. `program` — the dispatch program per target, with a barrier only before a real hazard.
+public struct ModelCompiler: Sendable {
+  public static let passNames = [
+    "decompose", "fold-batchnorm", "form-dispatch-regions", "plan-memory", "codegen-vulkan", "codegen-cpu", "program",
+  ]
+
+  public var options: CompileOptions
+
+  public init(options: CompileOptions = CompileOptions()) {
+    self.options = options
+  }
+
+  public func compile(_ input: Graph) throws -> CompiledModel {
+    var timings: [(String, Double)] = []
+    let clock = ContinuousClock()
+    var passIndex = 0
+    func run<T>(_ name: String, _ body: () throws -> T, describe: (T) -> String) throws -> T {
+      let start = clock.now
+      let result = try body()
+      let elapsed = clock.now - start
+      timings.append((name, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+      passIndex += 1
+      if options.printIRAfter.contains("all") || options.printIRAfter.contains(name) {
+        options.printer("// ----- IR after \(name) -----\n" + describe(result))
+      }
+      if let directory = options.dumpDirectory {
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent(String(format: "%02d-%@.ir", passIndex, name))
+        try describe(result).write(to: file, atomically: true, encoding: .utf8)
+      }
+      return result
+    }
+
+    let decomposed = try run("decompose", { try Decompose.run(input) }, describe: { $0.description })
+    let folded = try run("fold-batchnorm", { FoldBatchNorm.run(decomposed) }, describe: { $0.description })
+    let plan = try run("form-dispatch-regions", { try FormDispatchRegions.run(folded) }, describe: describePlan)
+    let memory = try run("plan-memory", { try PlanMemory.run(plan) }, describe: { describeMemory($0, plan: plan) })
+
+    var writer = BundleWriter()
+    var manifest = Manifest(
+      modelName: options.modelName, producer: "kiln", createdBy: "kiln \(KilnCodegenVersion.string)")
+    var packer = WeightPacker()
+    for id in memory.weights {
+      guard let data = plan.graph.constants[id] else { continue }
+      packer.append(name: "\(plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
+    }
+    var programs: [Manifest.Program] = []
+    for target in options.targets {
+      switch target {
+      case .vulkan:
+        let indices = try run("codegen-vulkan", { try emitVulkan(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) SPIR-V executables" })
+        programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: vulkanWorkgroups) }, describe: describeProgram))
+      case .cpu:
+        let index = try run("codegen-cpu", { try emitCPU(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: plan, memory: memory, executableOf: { _ in index }, entryPoint: { plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: $0), 1, 1] }) }, describe: describeProgram))
+      }
+    }
+    if packer.count > 0 {
+      let section = writer.addWeights(packer.bytes)
+      manifest.weights = packer.entries(section: section)
+    }
+    let graph = plan.graph
+    func signature(_ id: ValueID) -> Manifest.TensorSignature {
+      Manifest.TensorSignature(name: graph[id].name, dtype: graph.type(of: id).dtype.rawValue, shape: graph.type(of: id).shape)
+    }
+    manifest.functions = [
+      Manifest.Function(name: "main", inputs: graph.inputs.map(signature), outputs: graph.outputs.map(signature), programs: programs)
+    ]
+    return CompiledModel(manifest: manifest, writer: writer, kernelCount: plan.kernels.count, timings: timings)
+  }
+
+  // MARK: Targets
+
+  private func vulkanWorkgroups(_ elements: Int) -> [Int] {
+    let groups = (elements + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
+    let x = min(groups, 65535)
+    return [x, (groups + x - 1) / x, 1]
+  }
+
+  /// One SPIR-V module per kernel, compiled in parallel; returns the executable index per kernel.
+  private func emitVulkan(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> [Int] {
+    let sources = plan.kernels.map(GLSLKernel.source)
+    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
+    DispatchQueue.concurrentPerform(iterations: sources.count) { index in
+      let result = Result { try GLSLCompiler().compileToBytes(sources[index], name: plan.kernels[index].name) }
+      results.withLock { $0[index] = result }
+    }
+    var indices: [Int] = []
+    let compiled = results.withLock { $0 }
+    for index in sources.indices {
+      guard let result = compiled[index] else { throw CodegenError(.internal, "kernel \(index) was not compiled") }
+      let code = try result.get()
+      if let directory = options.dumpDirectory {
+        let name = plan.kernels[index].name
+        try sources[index].write(to: directory.appendingPathComponent("\(name).comp"), atomically: true, encoding: .utf8)
+        if let module = try? SPIRVModule(bytes: code), let text = try? SPIRVTools.disassemble(module.words) {
+          try text.write(to: directory.appendingPathComponent("\(name).spvasm"), atomically: true, encoding: .utf8)
+        }
+      }
+      let section = writer.addExecutable(code)
+      manifest.executables.append(
+        Manifest.ExecutableEntry(target: "vulkan", format: "spirv", section: section, entryPoints: ["main"]))
+      indices.append(manifest.executables.count - 1)
+    }
+    return indices
+  }
+
+  /// One C translation unit, built as an x86-64-v3 variant (preferred) and a baseline variant;
+  /// returns the preferred variant's executable index.
+  private func emitCPU(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> Int {
+    let source = CKernel.translationUnit(for: plan.kernels)
+    if let directory = options.dumpDirectory {
+      try source.write(to: directory.appendingPathComponent("cpu-kernels.c"), atomically: true, encoding: .utf8)
+    }
+    let toolchain = try NativeToolchain()
+    let entryPoints = plan.kernels.map(\.name)
+    #if arch(x86_64)
+      let variants = [("x86-64-v3", ["-march=x86-64-v3"]), ("baseline", ["-march=x86-64"])]
+    #else
+      let variants = [("baseline", [String]())]
+    #endif
+    let common = ["-fwrapv", "-fno-math-errno", "-ffp-contract=off"]
+    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
+    DispatchQueue.concurrentPerform(iterations: variants.count) { index in
+      let result = Result {
+        try toolchain.compileSharedObject(source: source, flags: common + variants[index].1, name: "\(options.modelName)-\(variants[index].0)")
+      }
+      results.withLock { $0[index] = result }
+    }
+    let compiled = results.withLock { $0 }
+    var first = -1
+    for (index, variant) in variants.enumerated() {
+      guard let result = compiled[index] else { throw CodegenError(.internal, "CPU variant \(variant.0) was not built") }
+      let section = writer.addExecutable(try result.get())
+      manifest.executables.append(
+        Manifest.ExecutableEntry(target: "cpu", format: "elf-x86_64", section: section, entryPoints: entryPoints, variant: variant.0))
+      if first < 0 { first = manifest.executables.count - 1 }
+    }
+    return first
+  }
+
+  // MARK: Descriptions (for --print-ir-after and --dump-dir)
+
+  private func describePlan(_ plan: DispatchPlan) -> String {
+    var lines: [String] = []
+    for (index, step) in plan.steps.enumerated() {
+      let kernel = plan.kernels[step.kernel]
+      let inputs = step.inputs.map { plan.graph[$0].name }.joined(separator: ", ")
+      lines.append("dispatch \(index): \(kernel.name) -> '\(plan.graph[step.output].name)' \(kernel.output.dtype.rawValue)\(kernel.shape) <- [\(inputs)]  fuses \(kernel.sourceOps.joined(separator: ", "))")
+    }
+    for copy in plan.copies { lines.append("copy '\(plan.graph[copy.source].name)' -> output \(copy.destination)") }
+    return lines.joined(separator: "\n")
+  }
+
+  private func describeMemory(_ memory: MemoryPlan, plan: DispatchPlan) -> String {
+    var lines = ["arena \(memory.arenaSize) bytes, \(memory.weights.count) weights"]
+    for id in memory.locations.keys.sorted() {
+      guard let location = memory.locations[id] else { continue }
+      lines.append("'\(plan.graph[id].name)' \(plan.graph.type(of: id).byteCount ?? 0) B at \(location)")
+    }
+    return lines.joined(separator: "\n")
+  }
+
+  private func describeProgram(_ program: Manifest.Program) -> String {
+    var lines = ["program \(program.target): \(program.buffers.count) buffers, \(program.commands.count) commands"]
+    for command in program.commands {
+      switch command {
+      case .dispatch(let d):
+        lines.append("  dispatch exe \(d.executable) '\(d.entryPoint)' groups \(d.workgroups) bindings \(d.bindings.map { "\($0.buffer)@\($0.offset)+\($0.length)" })")
+      case .barrier: lines.append("  barrier")
+      case .copy(let c): lines.append("  copy \(c.source.buffer)@\(c.source.offset) -> \(c.destination.buffer)@\(c.destination.offset) (\(c.source.length) B)")
+      case .fill(let f): lines.append("  fill \(f.target.buffer)@\(f.target.offset)+\(f.target.length)")
+      }
+    }
+    return lines.joined(separator: "\n")
+  }
+}
+
+public enum KilnCodegenVersion {
+  public static let string = "0.1.0"
+}

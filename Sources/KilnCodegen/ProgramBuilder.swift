@@ -1,0 +1,92 @@
+import KilnBundle
+import KilnCompiler
+import KilnIR
+
+/// Builds a target's dispatch program: buffers, one dispatch per plan step, copies for outputs
+/// nothing computes, and a barrier only before a command that touches bytes an earlier,
+/// not-yet-fenced command wrote (read-after-write, write-after-write) or read (write-after-read).
+enum ProgramBuilder {
+  struct Range: Hashable {
+    var buffer: Int
+    var start: Int
+    var end: Int
+    func overlaps(_ other: Range) -> Bool { buffer == other.buffer && start < other.end && other.start < end }
+  }
+
+  static func program(
+    target: String, plan: DispatchPlan, memory: MemoryPlan, executableOf: (Int) -> Int, entryPoint: (Int) -> String,
+    workgroups: (Int) -> [Int]
+  ) throws -> Manifest.Program {
+    let graph = plan.graph
+    var buffers: [Manifest.BufferDecl] = []
+    func add(_ size: Int, _ role: Manifest.BufferRole) -> Int {
+      buffers.append(Manifest.BufferDecl(id: buffers.count, size: max(size, 0), role: role))
+      return buffers.count - 1
+    }
+    func bytes(_ id: ValueID) throws -> Int {
+      guard let count = graph.type(of: id).byteCount else {
+        throw CodegenError(.invalidInput, "value '\(graph[id].name)' has an unrepresentable size")
+      }
+      return count
+    }
+    var inputBuffers: [Int] = []
+    for id in graph.inputs { inputBuffers.append(add(try bytes(id), .input(inputBuffers.count))) }
+    var outputBuffers: [Int] = []
+    for id in graph.outputs { outputBuffers.append(add(try bytes(id), .output(outputBuffers.count))) }
+    var weightBuffers: [Int] = []
+    for (index, id) in memory.weights.enumerated() {
+      weightBuffers.append(add(max(try bytes(id), 4), .constant(weight: index)))
+    }
+    let arena = memory.arenaSize > 0 ? add(memory.arenaSize, .transient) : -1
+
+    func binding(_ id: ValueID) throws -> Manifest.Binding {
+      guard let location = memory.locations[id] else {
+        throw CodegenError(.internal, "value '\(graph[id].name)' has no memory location")
+      }
+      let length = try bytes(id)
+      switch location {
+      case .input(let n): return Manifest.Binding(buffer: inputBuffers[n], offset: 0, length: length)
+      case .output(let n): return Manifest.Binding(buffer: outputBuffers[n], offset: 0, length: length)
+      case .weight(let n): return Manifest.Binding(buffer: weightBuffers[n], offset: 0, length: max(length, 4))
+      case .arena(let offset): return Manifest.Binding(buffer: arena, offset: offset, length: length)
+      }
+    }
+
+    var commands: [Manifest.Command] = []
+    var written: [Range] = []
+    var read: [Range] = []
+    func hazardBarrier(reads: [Range], writes: [Range]) {
+      let hazard =
+        reads.contains { r in written.contains { $0.overlaps(r) } }
+        || writes.contains { w in written.contains { $0.overlaps(w) } || read.contains { $0.overlaps(w) } }
+      if hazard {
+        commands.append(.barrier)
+        written.removeAll()
+        read.removeAll()
+      }
+      read += reads
+      written += writes
+    }
+    func range(_ b: Manifest.Binding) -> Range { Range(buffer: b.buffer, start: b.offset, end: b.offset + b.length) }
+
+    for step in plan.steps {
+      let kernel = plan.kernels[step.kernel]
+      let inputs = try step.inputs.map(binding)
+      let output = try binding(step.output)
+      hazardBarrier(reads: inputs.map(range), writes: [range(output)])
+      commands.append(
+        .dispatch(
+          Manifest.Dispatch(
+            executable: executableOf(step.kernel), entryPoint: entryPoint(step.kernel), bindings: inputs + [output],
+            workgroups: workgroups(kernel.output.elementCount), sourceOps: kernel.sourceOps)))
+    }
+    for copy in plan.copies {
+      let source = try binding(copy.source)
+      guard source.length > 0 else { continue }
+      let destination = Manifest.Binding(buffer: outputBuffers[copy.destination], offset: 0, length: source.length)
+      hazardBarrier(reads: [range(source)], writes: [range(destination)])
+      commands.append(.copy(Manifest.Copy(source: source, destination: destination)))
+    }
+    return Manifest.Program(target: target, buffers: buffers, commands: commands)
+  }
+}

@@ -1,0 +1,120 @@
+import KilnIR
+
+/// How ops fuse, which decides where dispatch regions begin and end.
+public enum FusionKind: Sendable, Hashable {
+  /// Each output element depends on the inputs' elements at the same (broadcast) coordinates:
+  /// cheap to recompute, fused into consumers and producers freely.
+  case elementwise
+  /// Each output element is one input element at remapped coordinates (transpose, slice, pad,
+  /// gather, concat, expand, reshape, resize-nearest): fused into loads as index arithmetic.
+  case movement
+  /// Output elements fold many input elements (`.reduce` nodes): the root of a dispatch region.
+  case reduction
+}
+
+/// Everything an op lowering may ask about the node it lowers.
+///
+/// `element(i, at:)` returns the expression for input `i`'s element at the given coordinates
+/// (one index expression per axis of input `i`); the region builder decides whether that becomes a
+/// load from a materialised tensor or the producer's own expression, fused in.
+public struct LoweringContext {
+  public let node: Node
+  public let graph: Graph
+  let elementProvider: (Int, [Expr]) throws -> Expr
+  let variableCounter: VariableCounter
+
+  public init(node: Node, graph: Graph, variables: VariableCounter, element: @escaping (Int, [Expr]) throws -> Expr) {
+    self.node = node
+    self.graph = graph
+    self.variableCounter = variables
+    self.elementProvider = element
+  }
+
+  /// Number of input slots (including omitted optional ones).
+  public var inputCount: Int { node.inputs.count }
+
+  /// Whether input `i` is present (optional inputs may be omitted or absent).
+  public func hasInput(_ i: Int) -> Bool { i < node.inputs.count && node.inputs[i] != nil }
+
+  public func inputType(_ i: Int) throws -> TensorType {
+    guard hasInput(i), let id = node.inputs[i] else { throw missingInput(i) }
+    return graph.type(of: id)
+  }
+
+  public func shape(_ i: Int) throws -> [Int] { try inputType(i).shape }
+  public func dtype(_ i: Int) throws -> DType { try inputType(i).dtype }
+
+  public func outputType(_ o: Int = 0) -> TensorType { graph.type(of: node.outputs[o]) }
+
+  /// The data of input `i` when it is a compile-time constant (attributes-as-inputs such as axes,
+  /// pads, scales), else nil.
+  public func constant(_ i: Int) -> TensorData? {
+    guard hasInput(i), let id = node.inputs[i] else { return nil }
+    return graph.constants[id]
+  }
+
+  /// Input `i`'s element at `coordinates` (one per axis of input `i`).
+  public func element(_ i: Int, at coordinates: [Expr]) throws -> Expr {
+    let rank = try shape(i).count
+    guard coordinates.count == rank else {
+      throw LoweringError(node, "internal: input \(i) has rank \(rank), \(coordinates.count) coordinates given")
+    }
+    return try elementProvider(i, coordinates)
+  }
+
+  /// Input `i`'s element under multidirectional broadcasting to `outputShape` (`coordinates` has
+  /// one entry per output axis): leading axes dropped, size-1 axes pinned to 0.
+  public func broadcastElement(_ i: Int, at coordinates: [Expr]) throws -> Expr {
+    let inputShape = try shape(i)
+    let offset = coordinates.count - inputShape.count
+    guard offset >= 0 else { throw LoweringError(node, "input \(i) has a higher rank than the output") }
+    let mapped = inputShape.enumerated().map { axis, extent in extent == 1 ? Expr.index(0) : coordinates[axis + offset] }
+    return try element(i, at: mapped)
+  }
+
+  /// A reduction variable unique within the kernel being built.
+  public func freshVariable() -> Int { variableCounter.next() }
+
+  public func error(_ message: String) -> LoweringError { LoweringError(node, message) }
+
+  private func missingInput(_ i: Int) -> LoweringError {
+    LoweringError(node, "input \(i) is required but missing")
+  }
+}
+
+/// Hands out reduction-variable ids, unique within one kernel.
+public final class VariableCounter {
+  private var counter = 0
+  public init() {}
+  public func next() -> Int {
+    counter += 1
+    return counter - 1
+  }
+}
+
+/// A lowering failed: the op, node and opset are named.
+public struct LoweringError: Error, CustomStringConvertible, Sendable {
+  public var message: String
+
+  public init(_ node: Node, _ message: String) {
+    self.message = "node '\(node.name)' (\(node.op), opset \(node.version)): \(message)"
+  }
+
+  public init(message: String) { self.message = message }
+
+  public var description: String { message }
+}
+
+/// One op's lowering: the expression of output `output`'s element at `coordinates` (one index
+/// expression per output axis).
+public struct OpLowering: Sendable {
+  public var kind: FusionKind
+  public var lower: @Sendable (LoweringContext, _ output: Int, _ coordinates: [Expr]) throws -> Expr
+
+  public init(
+    _ kind: FusionKind, _ lower: @escaping @Sendable (LoweringContext, _ output: Int, _ coordinates: [Expr]) throws -> Expr
+  ) {
+    self.kind = kind
+    self.lower = lower
+  }
+}

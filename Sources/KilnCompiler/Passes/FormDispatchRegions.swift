@@ -1,0 +1,230 @@
+import KilnIR
+
+/// The result of dispatch-region formation: one kernel per materialised tensor, in execution order.
+public struct DispatchPlan: Sendable {
+  public struct Step: Sendable, Hashable {
+    /// Index into `kernels`.
+    public var kernel: Int
+    /// The materialised values bound as the kernel's inputs, in binding order.
+    public var inputs: [ValueID]
+    public var output: ValueID
+  }
+
+  /// A graph output that is a graph input, a constant, or another output: copied, not computed.
+  public struct Copy: Sendable, Hashable {
+    public var source: ValueID
+    public var destination: Int
+  }
+
+  public var graph: Graph
+  public var kernels: [Kernel]
+  public var steps: [Step]
+  public var copies: [Copy]
+  /// Values that live in memory: graph inputs, bound constants, and kernel outputs.
+  public var materialized: Set<ValueID>
+}
+
+/// Forms dispatch regions and lowers each to a kernel.
+///
+/// A value is materialised (written to memory by its own dispatch) when it is a graph output,
+/// when it contains a reduction that its consumer would otherwise recompute (anything but one
+/// same-shape elementwise consumer), when several consumers would recompute it, or when fusing it
+/// into a reduction's inner loop would multiply a long elementwise chain. Everything else is
+/// fused into its consumer: elementwise producers and consumers and movement ops (as index
+/// arithmetic on loads) join the region of the root they feed or follow.
+public enum FormDispatchRegions {
+  /// Elementwise chains longer than this are not fused into a reduction's inner loop.
+  static let maxChainInReduction = 6
+  /// Fused expressions are capped at this many ops (by node count) to bound recomputation.
+  static let maxFusedCost = 48
+
+  public static func run(_ graph: Graph) throws -> DispatchPlan {
+    let producers = graph.producers()
+    let consumers = graph.consumers()
+    var lowerings: [Int: OpLowering] = [:]
+    for (index, node) in graph.nodes.enumerated() {
+      guard let lowering = try OpLowerings.lowering(for: node) else {
+        throw LoweringError(node, "unsupported op \(node.domain.isEmpty ? "" : node.domain + ".")\(node.op)")
+      }
+      lowerings[index] = lowering
+    }
+
+    let graphOutputs = Set(graph.outputs)
+    var materialized = Set(graph.inputs)
+    for id in graph.constants.keys { materialized.insert(id) }
+    var containsReduction: [ValueID: Bool] = [:]
+    var cost: [ValueID: Int] = [:]
+
+    for (index, node) in graph.nodes.enumerated() {
+      guard let lowering = lowerings[index] else { continue }
+      var inlinedReduction = false
+      var inlinedCost = 0
+      for case let input? in node.inputs where !materialized.contains(input) {
+        inlinedReduction = inlinedReduction || containsReduction[input, default: false]
+        inlinedCost += cost[input, default: 0]
+      }
+      for output in node.outputs {
+        let uses = consumers[output] ?? []
+        let reduction = lowering.kind == .reduction || inlinedReduction
+        let ownCost = 1 + inlinedCost
+        containsReduction[output] = reduction
+        cost[output] = ownCost
+        if graphOutputs.contains(output) {
+          materialized.insert(output)
+          continue
+        }
+        if uses.isEmpty { continue }
+        let outputShape = graph.type(of: output).shape
+        let consumerNodes = uses.map { graph.nodes[$0.node] }
+        let consumerKinds = uses.map { lowerings[$0.node]?.kind ?? .reduction }
+        if reduction {
+          // Only one same-shape elementwise consumer may absorb a reduction.
+          let single = uses.count == 1 && consumerKinds[0] == .elementwise
+            && consumerNodes[0].outputs.allSatisfy { graph.type(of: $0).shape == outputShape }
+          if !single { materialized.insert(output) }
+          continue
+        }
+        let pureView = lowering.kind == .movement
+          && node.inputs.allSatisfy { input in input.map { materialized.contains($0) } ?? true }
+        if uses.count > 1 && !pureView {
+          materialized.insert(output)
+        } else if ownCost > maxChainInReduction && consumerKinds.contains(.reduction) {
+          materialized.insert(output)
+        } else if ownCost > maxFusedCost {
+          materialized.insert(output)
+        }
+      }
+    }
+
+    // Lower each materialised, computed value to a kernel.
+    var kernels: [Kernel] = []
+    var steps: [DispatchPlan.Step] = []
+    var copies: [DispatchPlan.Copy] = []
+    var kernelOf: [ValueID: Int] = [:]
+    for (index, node) in graph.nodes.enumerated() {
+      for (slot, output) in node.outputs.enumerated() where materialized.contains(output) && kernelOf[output] == nil {
+        let type = graph.type(of: output)
+        guard let count = type.elementCount, count > 0 else { continue }
+        let builder = KernelBuilder(graph: graph, producers: producers, lowerings: lowerings, materialized: materialized)
+        let body = try builder.lower(nodeIndex: index, output: slot, coordinates: (0..<type.rank).map { .coordinate($0) })
+        let name = "k\(kernels.count)_\(sanitize(node.op))"
+        kernels.append(
+          Kernel(
+            name: name, inputs: builder.bindings.map { Kernel.Operand(dtype: graph.type(of: $0).dtype, elementCount: graph.type(of: $0).elementCount ?? 0) },
+            output: Kernel.Operand(dtype: type.dtype, elementCount: count), shape: type.shape, body: body,
+            sourceOps: builder.sourceOps))
+        kernelOf[output] = kernels.count - 1
+        steps.append(DispatchPlan.Step(kernel: kernels.count - 1, inputs: builder.bindings, output: output))
+      }
+    }
+    // Graph outputs that nothing computes (inputs, constants) or that repeat another output.
+    var seen = Set<ValueID>()
+    for (position, output) in graph.outputs.enumerated() {
+      let computed = kernelOf[output] != nil
+      if !computed || seen.contains(output) {
+        copies.append(DispatchPlan.Copy(source: output, destination: position))
+      }
+      seen.insert(output)
+    }
+    return DispatchPlan(graph: graph, kernels: kernels, steps: steps, copies: copies, materialized: materialized)
+  }
+
+  static func sanitize(_ op: String) -> String {
+    String(op.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+  }
+}
+
+/// Builds one kernel body, fusing non-materialised producers by recursive lowering.
+final class KernelBuilder {
+  let graph: Graph
+  let producers: [ValueID: ValueUse]
+  let lowerings: [Int: OpLowering]
+  let materialized: Set<ValueID>
+  let variables = VariableCounter()
+  private(set) var bindings: [ValueID] = []
+  private(set) var sourceOps: [String] = []
+  private var sourceSet = Set<String>()
+
+  init(graph: Graph, producers: [ValueID: ValueUse], lowerings: [Int: OpLowering], materialized: Set<ValueID>) {
+    self.graph = graph
+    self.producers = producers
+    self.lowerings = lowerings
+    self.materialized = materialized
+  }
+
+  func lower(nodeIndex: Int, output: Int, coordinates: [Expr]) throws -> Expr {
+    let node = graph.nodes[nodeIndex]
+    guard let lowering = lowerings[nodeIndex] else { throw LoweringError(node, "no lowering") }
+    if sourceSet.insert(node.name).inserted { sourceOps.append(node.name) }
+    let context = LoweringContext(node: node, graph: graph, variables: variables) { [unowned self] slot, coords in
+      guard slot < node.inputs.count, let input = node.inputs[slot] else {
+        throw LoweringError(node, "input \(slot) is missing")
+      }
+      return try self.element(of: input, at: coords)
+    }
+    let expr = try lowering.lower(context, output, coordinates)
+    let expected = ValueType.compute(graph.type(of: node.outputs[output]).dtype)
+    // Lowerings compute in their natural type; the stored tensor decides the kernel's type.
+    return try KernelTyping.type(of: expr, inputs: inputTypes) == expected ? expr : .cast(expr, expected)
+  }
+
+  private var inputTypes: [DType] { bindings.map { graph.type(of: $0).dtype } }
+
+  func element(of value: ValueID, at coordinates: [Expr]) throws -> Expr {
+    let type = graph.type(of: value)
+    if let constant = graph.constants[value], constant.elementCount == 1 {
+      return .literal(KernelBuilder.literal(constant))
+    }
+    if materialized.contains(value) || producers[value] == nil {
+      let binding: Int
+      if let existing = bindings.firstIndex(of: value) {
+        binding = existing
+      } else {
+        bindings.append(value)
+        binding = bindings.count - 1
+      }
+      return .load(input: binding, index: Expr.linearIndex(coordinates, shape: type.shape))
+    }
+    guard let producer = producers[value] else { throw LoweringError(message: "value \(value) has no producer") }
+    return try lower(nodeIndex: producer.node, output: producer.slot, coordinates: coordinates)
+  }
+
+  /// A one-element constant as a literal of its compute type.
+  static func literal(_ data: TensorData) -> Literal {
+    let type = ValueType.compute(data.dtype)
+    switch data.dtype {
+    case .uint64:
+      let value = data.bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+      return .unsigned(UInt64(littleEndian: value), type)
+    case .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32:
+      return .integer(data.int64s().first ?? 0, type)
+    case .bool:
+      return .of(data.bools().first == true ? 1 : 0, .bool)
+    default:
+      return .of(data.doubles().first ?? 0, type)
+    }
+  }
+}
+
+/// Type checking of kernel expressions against the kernel's input dtypes.
+public enum KernelTyping {
+  public static func type(of expr: Expr, inputs: [DType]) throws -> ValueType {
+    switch expr {
+    case .literal(let literal): return literal.type
+    case .coordinate, .variable: return .index
+    case .load(let input, _):
+      guard inputs.indices.contains(input) else { throw LoweringError(message: "load of unbound input \(input)") }
+      return .compute(inputs[input])
+    case .unary(let op, let operand):
+      switch op {
+      case .isNaN, .isPositiveInfinity, .isNegativeInfinity, .logicalNot: return .bool
+      default: return try type(of: operand, inputs: inputs)
+      }
+    case .binary(let op, let a, _):
+      return op.isComparison || op.isLogical ? .bool : try type(of: a, inputs: inputs)
+    case .select(_, let a, _): return try type(of: a, inputs: inputs)
+    case .cast(_, let type): return type
+    case .reduce(let op, _, _, let body): return op.returnsIndex ? .index : try type(of: body, inputs: inputs)
+    }
+  }
+}

@@ -1,0 +1,131 @@
+/// What a device is, as `kiln devices` prints it and as the compiler's tuning tables read it.
+public struct DeviceInfo: Sendable, Hashable, Codable {
+  /// The canonical URI that selects exactly this device (`vulkan://<uuid>` or `cpu`).
+  public var uri: String
+  /// The short URI form (`vulkan:N` or `cpu`).
+  public var shortURI: String
+  /// The Kiln driver that runs it: `vulkan` or `cpu`.
+  public var driver: String
+  public var name: String
+  public var type: DeviceType
+  /// The vendor driver's name and version (e.g. `llvmpipe` / `Mesa 22.3.6`).
+  public var driverName: String
+  public var driverVersion: String
+  /// The API version the device supports (Vulkan `1.3.230`), or the CPU ABI version.
+  public var apiVersion: String
+  /// 16-byte device UUID as lowercase hex (the CPU device has a fixed one).
+  public var uuid: String
+  public var limits: DeviceLimits
+  public var features: DeviceFeatures
+
+  public init(
+    uri: String, shortURI: String, driver: String, name: String, type: DeviceType, driverName: String,
+    driverVersion: String, apiVersion: String, uuid: String, limits: DeviceLimits, features: DeviceFeatures
+  ) {
+    self.uri = uri
+    self.shortURI = shortURI
+    self.driver = driver
+    self.name = name
+    self.type = type
+    self.driverName = driverName
+    self.driverVersion = driverVersion
+    self.apiVersion = apiVersion
+    self.uuid = uuid
+    self.limits = limits
+    self.features = features
+  }
+}
+
+/// Device classes, in the order `auto` prefers them.
+public enum DeviceType: String, Sendable, Hashable, Codable, CaseIterable {
+  case discreteGPU = "discrete-gpu"
+  case integratedGPU = "integrated-gpu"
+  case virtualGPU = "virtual-gpu"
+  /// A Vulkan implementation that runs on the CPU (lavapipe/llvmpipe, SwiftShader).
+  case cpu = "cpu"
+  /// Kiln's own CPU driver running native code.
+  case host = "host"
+  case other = "other"
+
+  /// Lower is preferred by `auto`.
+  public var preferenceRank: Int {
+    switch self {
+    case .discreteGPU: 0
+    case .integratedGPU: 1
+    case .virtualGPU: 2
+    case .cpu: 3
+    case .other: 4
+    case .host: 5
+    }
+  }
+}
+
+public struct DeviceLimits: Sendable, Hashable, Codable {
+  public var maxWorkgroupSize: [Int]
+  public var maxWorkgroupInvocations: Int
+  public var maxWorkgroupCount: [Int]
+  public var maxSharedMemoryBytes: Int
+  public var maxPushConstantBytes: Int
+  /// The largest range one storage-buffer binding may cover.
+  public var maxStorageBufferRange: Int
+  /// The largest single device allocation.
+  public var maxMemoryAllocationSize: Int
+  public var minStorageBufferOffsetAlignment: Int
+  /// Storage buffers one dispatch may bind.
+  public var maxStorageBuffersPerDispatch: Int
+
+  public init(
+    maxWorkgroupSize: [Int], maxWorkgroupInvocations: Int, maxWorkgroupCount: [Int], maxSharedMemoryBytes: Int,
+    maxPushConstantBytes: Int, maxStorageBufferRange: Int, maxMemoryAllocationSize: Int,
+    minStorageBufferOffsetAlignment: Int, maxStorageBuffersPerDispatch: Int
+  ) {
+    self.maxWorkgroupSize = maxWorkgroupSize
+    self.maxWorkgroupInvocations = maxWorkgroupInvocations
+    self.maxWorkgroupCount = maxWorkgroupCount
+    self.maxSharedMemoryBytes = maxSharedMemoryBytes
+    self.maxPushConstantBytes = maxPushConstantBytes
+    self.maxStorageBufferRange = maxStorageBufferRange
+    self.maxMemoryAllocationSize = maxMemoryAllocationSize
+    self.minStorageBufferOffsetAlignment = minStorageBufferOffsetAlignment
+    self.maxStorageBuffersPerDispatch = maxStorageBuffersPerDispatch
+  }
+}
+
+public struct DeviceFeatures: Sendable, Hashable, Codable {
+  public var float16: Bool
+  public var float64: Bool
+  public var int8: Bool
+  public var int16: Bool
+  public var int64: Bool
+  /// 8/16-bit values in storage buffers.
+  public var storage8Bit: Bool
+  public var storage16Bit: Bool
+  /// Lanes per subgroup (SIMD width); 1 where there are no subgroups.
+  public var subgroupSize: Int
+  public var subgroupArithmetic: Bool
+  public var cooperativeMatrix: Bool
+  public var pushDescriptors: Bool
+  public var timelineSemaphores: Bool
+  /// Hardware threads that run workgroups concurrently (CPU devices), 0 where unknown.
+  public var concurrency: Int
+
+  public init(
+    float16: Bool, float64: Bool, int8: Bool, int16: Bool, int64: Bool, storage8Bit: Bool, storage16Bit: Bool,
+    subgroupSize: Int, subgroupArithmetic: Bool, cooperativeMatrix: Bool, pushDescriptors: Bool,
+    timelineSemaphores: Bool, concurrency: Int
+  ) {
+    self.float16 = float16
+    self.float64 = float64
+    self.int8 = int8
+    self.int16 = int16
+    self.int64 = int64
+    self.storage8Bit = storage8Bit
+    self.storage16Bit = storage16Bit
+    self.subgroupSize = subgroupSize
+    self.subgroupArithmetic = subgroupArithmetic
+    self.cooperativeMatrix = cooperativeMatrix
+    self.pushDescriptors = pushDescriptors
+    self.timelineSemaphores = timelineSemaphores
+    self.concurrency = concurrency
+  }
+}

@@ -1,0 +1,562 @@
+import KilnIR
+
+// Data-movement and shape-manipulating operators, plus the ops that make tensors from shapes
+// (Shape, Size, Constant, ConstantOfShape, Range) and ArgMax/ArgMin.
+
+/// Per-axis start, step and length of a Slice over every dimension of its input.
+struct SliceGeometry {
+  var starts: [Int]
+  var steps: [Int]
+  var shape: [Int]
+
+  init(input: [Int], starts rawStarts: [Int], ends rawEnds: [Int], axes rawAxes: [Int]?, steps rawSteps: [Int]?) throws {
+    let rank = input.count
+    let axes = try Shapes.axes(rawAxes ?? Array(0..<rawStarts.count), rank: rank)
+    let steps = rawSteps ?? Array(repeating: 1, count: rawStarts.count)
+    guard rawEnds.count == rawStarts.count, axes.count == rawStarts.count, steps.count == rawStarts.count else {
+      throw ONNXImportError.attribute(
+        "starts \(rawStarts), ends \(rawEnds), axes \(rawAxes ?? []) and steps \(rawSteps ?? []) must have equal lengths")
+    }
+    self.starts = Array(repeating: 0, count: rank)
+    self.steps = Array(repeating: 1, count: rank)
+    self.shape = input
+    for (i, axis) in axes.enumerated() {
+      let dim = input[axis]
+      let step = steps[i]
+      guard step != 0 else { throw ONNXImportError.attribute("Slice step on axis \(axis) is 0") }
+      var start = rawStarts[i]
+      var end = rawEnds[i]
+      if start < 0 { start += dim }
+      if end < 0 { end += dim }
+      let count: Int
+      if step > 0 {
+        start = min(max(start, 0), dim)
+        end = min(max(end, 0), dim)
+        count = end > start ? (end - start - 1) / step + 1 : 0
+      } else {
+        start = min(max(start, 0), dim - 1)
+        end = min(max(end, -1), dim - 1)
+        let magnitude = step == .min ? Int.max : -step
+        count = start > end ? (start - end - 1) / magnitude + 1 : 0
+      }
+      self.starts[axis] = count > 0 ? start : 0
+      self.steps[axis] = step
+      self.shape[axis] = count
+    }
+  }
+}
+
+extension OpRegistry {
+  static func tensorSpecs() -> [String: OpSpec] {
+    var specs: [String: OpSpec] = [:]
+
+    specs["Shape"] = OpSpec(
+      attributes: ["start", "end"], inputs: 1...1, outputs: 1...1, alwaysFolds: true,
+      infer: { ctx in [TensorType(.int64, [try shapeRange(ctx).count])] },
+      fold: { ctx in
+        let range = try shapeRange(ctx)
+        let shape = try ctx.type(0).shape
+        return [TensorData(range.map { Int64(shape[$0]) })]
+      })
+    specs["Size"] = OpSpec(
+      attributes: [], inputs: 1...1, outputs: 1...1, alwaysFolds: true,
+      infer: { _ in [TensorType(.int64, [])] },
+      fold: { ctx in [TensorData.scalar(Int64(try ctx.type(0).checkedElementCount()))] })
+
+    specs["Constant"] = OpSpec(
+      attributes: [
+        "value", "value_float", "value_floats", "value_int", "value_ints", "value_string", "value_strings",
+        "sparse_value",
+      ],
+      inputs: 0...0, outputs: 1...1, alwaysFolds: true,
+      infer: { ctx in [try constantValue(ctx.node).type] },
+      fold: { ctx in [try constantValue(ctx.node)] })
+
+    specs["ConstantOfShape"] = OpSpec(
+      attributes: ["value"], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        guard let shape = try ctx.constantInts(0, "shape") else { throw ONNXImportError.model("missing shape") }
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+          throw ONNXImportError.shape("ConstantOfShape shape \(shape) has a negative dimension")
+        }
+        let dtype = try constantOfShapeValue(ctx.node).dtype
+        return [TensorType(dtype, shape)]
+      },
+      fold: { ctx in
+        guard let out = ctx.outputTypes.first else { return nil }
+        let value = try constantOfShapeValue(ctx.node)
+        return [TensorData(type: out, repeatingElementOf: value)]
+      })
+
+    specs["Range"] = OpSpec(
+      attributes: [], inputs: 3...3, outputs: 1...1,
+      infer: { ctx in
+        let types = try (0..<3).map { try ctx.type($0) }
+        let dtype = try Shapes.sameDType(types, what: "start, limit and delta")
+        try Shapes.requireNumeric(types[0])
+        let values = try (0..<3).map { slot -> TensorData in
+          guard let data = try ctx.constant(slot, ["start", "limit", "delta"][slot]), data.elementCount == 1 else {
+            throw ONNXImportError.shape("Range operands must be scalars")
+          }
+          return data
+        }
+        return [TensorType(dtype, [try rangeCount(values)])]
+      },
+      fold: Fold.range)
+
+    specs["Reshape"] = OpSpec(
+      attributes: ["allowzero"], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        guard let requested = try ctx.constantInts(1, "shape") else { throw ONNXImportError.model("missing shape") }
+        let allowZero = ctx.opset >= 14 ? try ctx.node.int("allowzero", default: 0) != 0 : false
+        return [x.with(shape: try reshapeShape(x.shape, requested, allowZero: allowZero))]
+      },
+      fold: Fold.reshape)
+
+    specs["Flatten"] = OpSpec(
+      attributes: ["axis"], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let rawAxis = try ctx.node.int("axis", default: 1)
+        guard rawAxis >= -x.rank, rawAxis <= x.rank else {
+          throw ONNXImportError.attribute("axis \(rawAxis) is out of range for rank \(x.rank)")
+        }
+        let axis = rawAxis < 0 ? rawAxis + x.rank : rawAxis
+        return [x.with(shape: [try Shapes.product(x.shape[..<axis]), try Shapes.product(x.shape[axis...])])]
+      },
+      fold: Fold.reshape)
+
+    specs["Squeeze"] = OpSpec(
+      attributes: ["axes"], inputs: 1...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let shape: [Int]
+        if let rawAxes = try ctx.axes(attributeBefore: 13, slot: 1) {
+          let axes = Set(try Shapes.axes(rawAxes, rank: x.rank))
+          for axis in axes where x.shape[axis] != 1 {
+            throw ONNXImportError.shape("cannot squeeze axis \(axis) of \(x.shape): its size is not 1")
+          }
+          shape = x.shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
+        } else {
+          shape = x.shape.filter { $0 != 1 }
+        }
+        return [x.with(shape: shape)]
+      },
+      fold: Fold.reshape)
+
+    specs["Unsqueeze"] = OpSpec(
+      attributes: ["axes"], inputs: 1...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        guard let rawAxes = try ctx.axes(attributeBefore: 13, slot: 1) else {
+          throw ONNXImportError.attribute("Unsqueeze needs axes")
+        }
+        let rank = x.rank + rawAxes.count
+        let axes = Set(try Shapes.axes(rawAxes, rank: rank))
+        var dims = x.shape.makeIterator()
+        let shape = (0..<rank).map { axes.contains($0) ? 1 : (dims.next() ?? 1) }
+        return [x.with(shape: shape)]
+      },
+      fold: Fold.reshape)
+
+    specs["Transpose"] = OpSpec(
+      attributes: ["perm"], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let perm = try transposePermutation(ctx.node, rank: x.rank)
+        return [x.with(shape: perm.map { x.shape[$0] })]
+      },
+      fold: Fold.transpose)
+
+    specs["Concat"] = OpSpec(
+      attributes: ["axis"], inputs: 1...Int.max, outputs: 1...1,
+      infer: { ctx in
+        let types = try (0..<ctx.inputCount).map { try ctx.type($0) }
+        let dtype = try Shapes.sameDType(types)
+        let first = types[0]
+        let axis = try Shapes.axis(
+          ctx.opset < 4 ? try ctx.node.int("axis", default: 1) : try ctx.node.requiredInt("axis"), rank: first.rank)
+        var total = 0
+        for type in types {
+          guard type.rank == first.rank,
+            type.shape.enumerated().allSatisfy({ $0.offset == axis || $0.element == first.shape[$0.offset] })
+          else {
+            throw ONNXImportError.shape("cannot concatenate \(types.map(\.shape)) on axis \(axis)")
+          }
+          total = try Shapes.add(total, type.shape[axis])
+        }
+        var shape = first.shape
+        shape[axis] = total
+        return [TensorType(dtype, shape)]
+      },
+      fold: Fold.concat)
+
+    specs["Split"] = OpSpec(
+      attributes: ["axis", "split", "num_outputs"], inputs: 1...2, outputs: 1...Int.max,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let (axis, sizes) = try splitSizes(ctx)
+        return sizes.map { size in
+          var shape = x.shape
+          shape[axis] = size
+          return x.with(shape: shape)
+        }
+      },
+      fold: Fold.split)
+
+    specs["Slice"] = OpSpec(
+      attributes: ["starts", "ends", "axes"], inputs: 1...5, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        return [x.with(shape: try sliceGeometry(ctx).shape)]
+      },
+      fold: Fold.slice)
+
+    specs["Pad"] = OpSpec(
+      attributes: ["mode", "pads", "value"], inputs: 1...4, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let mode = try ctx.node.string("mode", default: "constant")
+        let modes = ctx.opset >= 19 ? ["constant", "reflect", "edge", "wrap"] : ["constant", "reflect", "edge"]
+        guard modes.contains(mode) else {
+          throw ONNXImportError.unsupported("mode '\(mode)' is not supported (\(modes.joined(separator: ", ")))")
+        }
+        let pads: [Int]
+        var axes = Array(0..<x.rank)
+        if ctx.opset < 11 {
+          guard ctx.inputCount == 1 else { throw ONNXImportError.model("Pad before opset 11 takes one input") }
+          pads = try ctx.node.requiredInts("pads")
+        } else {
+          if ctx.node.hasAttribute("pads") || ctx.node.hasAttribute("value") {
+            throw ONNXImportError.unsupported("attributes 'pads'/'value' are not valid from opset 11 on (they are inputs)")
+          }
+          guard let padsInput = try ctx.constantInts(1, "pads") else { throw ONNXImportError.model("missing pads") }
+          pads = padsInput
+          if let value = ctx.optionalType(2), value.dtype != x.dtype || value.elementCount != 1 {
+            throw ONNXImportError.shape("constant_value must be one \(x.dtype.rawValue) value, got \(value)")
+          }
+          if let rawAxes = try ctx.constantInts(3, "axes") {
+            axes = try Shapes.axes(rawAxes, rank: x.rank)
+          }
+        }
+        guard pads.count == 2 * axes.count else {
+          throw ONNXImportError.attribute("pads \(pads) must have \(2 * axes.count) values")
+        }
+        var shape = x.shape
+        for (i, axis) in axes.enumerated() {
+          let dim = try Shapes.add(try Shapes.add(shape[axis], pads[i]), pads[i + axes.count])
+          guard dim >= 0 else {
+            throw ONNXImportError.shape("pads \(pads) make axis \(axis) of \(x.shape) negative")
+          }
+          shape[axis] = dim
+        }
+        return [x.with(shape: shape)]
+      })
+
+    specs["Expand"] = OpSpec(
+      attributes: [], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        guard let shape = try ctx.constantInts(1, "shape") else { throw ONNXImportError.model("missing shape") }
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+          throw ONNXImportError.shape("Expand shape \(shape) has a negative dimension")
+        }
+        guard let out = Broadcast.shape(x.shape, shape) else {
+          throw ONNXImportError.shape("cannot expand \(x.shape) to \(shape)")
+        }
+        return [x.with(shape: out)]
+      },
+      fold: Fold.expand)
+
+    specs["Tile"] = OpSpec(
+      attributes: [], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        guard let repeats = try ctx.constantInts(1, "repeats") else { throw ONNXImportError.model("missing repeats") }
+        guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else {
+          throw ONNXImportError.shape("repeats \(repeats) must be \(x.rank) non-negative values")
+        }
+        return [x.with(shape: try zip(x.shape, repeats).map { try Shapes.multiply($0, $1) })]
+      },
+      fold: Fold.tile)
+
+    specs["Gather"] = OpSpec(
+      attributes: ["axis"], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let data = try ctx.type(0)
+        let indices = try ctx.type(1)
+        guard indices.dtype == .int64 || indices.dtype == .int32 else {
+          throw ONNXImportError.shape("indices must be int32 or int64, got \(indices.dtype.rawValue)")
+        }
+        try Shapes.requireRank(data, atLeast: 1, "data")
+        let axis = try Shapes.axis(try ctx.node.int("axis", default: 0), rank: data.rank)
+        if let constant = ctx.inputData[1] {
+          let size = Int64(data.shape[axis])
+          for index in constant.int64s() where index < -size || index >= size {
+            throw ONNXImportError.shape("index \(index) is out of range for axis \(axis) of size \(size)")
+          }
+        }
+        let shape = Array(data.shape[..<axis]) + indices.shape + Array(data.shape[(axis + 1)...])
+        return [data.with(shape: shape)]
+      },
+      fold: Fold.gather)
+
+    specs["Resize"] = OpSpec(
+      attributes: [
+        "antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
+        "extrapolation_value", "keep_aspect_ratio_policy", "mode", "nearest_mode",
+      ],
+      inputs: 2...4, outputs: 1...1,
+      infer: { ctx in [try resizeType(ctx)] })
+
+    for op in ["ArgMax", "ArgMin"] {
+      specs[op] = OpSpec(
+        attributes: ["axis", "keepdims", "select_last_index"], inputs: 1...1, outputs: 1...1,
+        infer: { ctx in
+          let x = try ctx.type(0)
+          try Shapes.requireNumeric(x)
+          try Shapes.requireRank(x, atLeast: 1)
+          let axis = try Shapes.axis(try ctx.node.int("axis", default: 0), rank: x.rank)
+          var shape = x.shape
+          if try ctx.node.int("keepdims", default: 1) != 0 { shape[axis] = 1 } else { shape.remove(at: axis) }
+          return [TensorType(.int64, shape)]
+        })
+    }
+    return specs
+  }
+
+  // MARK: Helpers shared with folding
+
+  static func shapeRange(_ ctx: OpContext) throws -> Range<Int> {
+    let rank = try ctx.type(0).rank
+    func clamp(_ value: Int) -> Int { min(max(value < 0 ? value + rank : value, 0), rank) }
+    let start = clamp(try ctx.node.int("start", default: 0))
+    let end = clamp(try ctx.node.int("end", default: rank))
+    return start..<max(start, end)
+  }
+
+  static func constantValue(_ node: Node) throws -> TensorData {
+    let present = node.attributes.keys.sorted()
+    guard present.count == 1, let name = present.first, let value = node.attributes[name] else {
+      throw ONNXImportError.attribute("Constant needs exactly one value attribute, got \(present)")
+    }
+    switch (name, value) {
+    case ("value", .tensor(let data)): return data
+    case ("value_float", .float(let v)): return TensorData([v], shape: [])
+    case ("value_floats", .floats(let v)): return TensorData(v)
+    case ("value_int", .int(let v)): return TensorData([v], shape: [])
+    case ("value_ints", .ints(let v)): return TensorData(v)
+    case ("value_string", _), ("value_strings", _):
+      throw ONNXImportError(.unsupportedType, "string constants are not supported")
+    case ("sparse_value", _):
+      throw ONNXImportError(.unsupportedType, "sparse constants are not supported")
+    default:
+      throw ONNXImportError.attribute("attribute '\(name)' has kind \(value.kindName), which does not fit its name")
+    }
+  }
+
+  static func constantOfShapeValue(_ node: Node) throws -> TensorData {
+    guard let value = try node.tensor("value") else { return TensorData([Float(0)], shape: [1]) }
+    guard value.elementCount == 1 else {
+      throw ONNXImportError.attribute("value must hold one element, got \(value.type)")
+    }
+    return value
+  }
+
+  static func rangeCount(_ values: [TensorData]) throws -> Int {
+    let count: Int
+    if values[0].dtype.isFloat {
+      let d = values.map { $0.scalarDouble ?? 0 }
+      guard d[2] != 0, d.allSatisfy(\.isFinite) else {
+        throw ONNXImportError.shape("Range needs finite operands and a non-zero delta, got \(d)")
+      }
+      let n = ((d[1] - d[0]) / d[2]).rounded(.up)
+      guard n < 9.0e18 else { throw ONNXImportError.budget("Range has too many elements") }
+      count = max(0, Int(n))
+    } else {
+      let v = values.map { $0.scalarInt64 ?? 0 }
+      guard v[2] != 0 else { throw ONNXImportError.shape("Range delta is 0") }
+      let (difference, overflow) = v[1].subtractingReportingOverflow(v[0])
+      let (quotient, divideOverflow) = difference.dividedReportingOverflow(by: v[2])
+      guard !overflow, !divideOverflow else { throw ONNXImportError.budget("Range element count overflows") }
+      let remainder = difference % v[2]
+      let rounded = remainder != 0 && (remainder > 0) == (v[2] > 0) ? quotient + 1 : quotient
+      count = Int(max(0, rounded))
+    }
+    return count
+  }
+
+  static func reshapeShape(_ input: [Int], _ requested: [Int], allowZero: Bool) throws -> [Int] {
+    let total = try Shapes.product(input)
+    var shape: [Int] = []
+    var inferred: Int?
+    for (i, dim) in requested.enumerated() {
+      switch dim {
+      case -1:
+        guard inferred == nil else { throw ONNXImportError.shape("reshape target \(requested) has more than one -1") }
+        inferred = i
+        shape.append(1)
+      case 0 where !allowZero:
+        guard i < input.count else {
+          throw ONNXImportError.shape("reshape target \(requested) copies dim \(i), but the input \(input) has rank \(input.count)")
+        }
+        shape.append(input[i])
+      default:
+        guard dim >= 0 else { throw ONNXImportError.shape("reshape target \(requested) has invalid dim \(dim)") }
+        shape.append(dim)
+      }
+    }
+    let known = try Shapes.product(shape)
+    if let inferred {
+      guard known > 0, total % known == 0 else {
+        throw ONNXImportError.shape("cannot reshape \(input) (\(total) elements) to \(requested)")
+      }
+      shape[inferred] = total / known
+    } else if known != total {
+      throw ONNXImportError.shape("cannot reshape \(input) (\(total) elements) to \(requested)")
+    }
+    return shape
+  }
+
+  static func transposePermutation(_ node: Node, rank: Int) throws -> [Int] {
+    let perm = try node.ints("perm", default: Array((0..<rank).reversed()))
+    guard perm.count == rank, Set(perm) == Set(0..<rank) else {
+      throw ONNXImportError.attribute("perm \(perm) is not a permutation of 0..<\(rank)")
+    }
+    return perm
+  }
+
+  static func splitSizes(_ ctx: OpContext) throws -> (axis: Int, sizes: [Int]) {
+    let x = try ctx.type(0)
+    let axis = try Shapes.axis(try ctx.node.int("axis", default: 0), rank: x.rank)
+    let dim = x.shape[axis]
+    let n = ctx.outputCount
+    var sizes: [Int]?
+    if ctx.opset < 13 {
+      sizes = try ctx.node.ints("split")
+      if ctx.inputCount > 1 { throw ONNXImportError.unsupported("split as an input before opset 13 is not supported") }
+    } else {
+      if ctx.node.hasAttribute("split") {
+        throw ONNXImportError.unsupported("attribute 'split' is not valid from opset 13 on (it is an input)")
+      }
+      sizes = try ctx.constantInts(1, "split")
+    }
+    if let numOutputs = try ctx.node.int("num_outputs") {
+      guard ctx.opset >= 18, sizes == nil, numOutputs == n else {
+        throw ONNXImportError.attribute("num_outputs \(numOutputs) does not match \(n) outputs (or is combined with split)")
+      }
+    }
+    if let sizes {
+      guard sizes.count == n, sizes.allSatisfy({ $0 >= 0 && $0 <= dim }),
+        try sizes.reduce(0, { try Shapes.add($0, $1) }) == dim
+      else {
+        throw ONNXImportError.shape("split \(sizes) does not divide axis \(axis) of size \(dim) into \(n) outputs")
+      }
+      return (axis, sizes)
+    }
+    if ctx.opset >= 18 {
+      let chunk = (dim + n - 1) / n
+      let last = dim - chunk * (n - 1)
+      guard last >= 0 else {
+        throw ONNXImportError.shape("cannot split axis \(axis) of size \(dim) into \(n) outputs")
+      }
+      return (axis, Array(repeating: chunk, count: n - 1) + [last])
+    }
+    guard dim % n == 0 else {
+      throw ONNXImportError.shape("axis \(axis) of size \(dim) does not split evenly into \(n) outputs")
+    }
+    return (axis, Array(repeating: dim / n, count: n))
+  }
+
+  static func sliceGeometry(_ ctx: OpContext) throws -> SliceGeometry {
+    let x = try ctx.type(0)
+    if ctx.opset < 10 {
+      guard ctx.inputCount == 1 else { throw ONNXImportError.model("Slice before opset 10 takes one input") }
+      return try SliceGeometry(
+        input: x.shape, starts: try ctx.node.requiredInts("starts"), ends: try ctx.node.requiredInts("ends"),
+        axes: try ctx.node.ints("axes"), steps: nil)
+    }
+    if ctx.node.hasAttribute("starts") || ctx.node.hasAttribute("ends") || ctx.node.hasAttribute("axes") {
+      throw ONNXImportError.unsupported("attributes 'starts'/'ends'/'axes' are not valid from opset 10 on")
+    }
+    guard let starts = try ctx.constantInts(1, "starts"), let ends = try ctx.constantInts(2, "ends") else {
+      throw ONNXImportError.model("Slice needs starts and ends")
+    }
+    return try SliceGeometry(
+      input: x.shape, starts: starts, ends: ends, axes: try ctx.constantInts(3, "axes"),
+      steps: try ctx.constantInts(4, "steps"))
+  }
+
+  static func resizeType(_ ctx: OpContext) throws -> TensorType {
+    let x = try ctx.type(0)
+    let mode = try ctx.node.string("mode", default: "nearest")
+    guard mode == "nearest" || mode == "linear" else {
+      throw ONNXImportError.unsupported("mode '\(mode)' is not supported (nearest, linear)")
+    }
+    if try ctx.node.int("antialias", default: 0) != 0 {
+      throw ONNXImportError.unsupported("antialias = 1 is not supported")
+    }
+    let coordinateModes = [
+      "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+      "tf_half_pixel_for_nn", "tf_crop_and_resize",
+    ]
+    let coordinateMode = try ctx.node.string("coordinate_transformation_mode", default: "half_pixel")
+    guard coordinateModes.contains(coordinateMode) else {
+      throw ONNXImportError.unsupported("coordinate_transformation_mode '\(coordinateMode)' is not supported")
+    }
+    let nearestMode = try ctx.node.string("nearest_mode", default: "round_prefer_floor")
+    guard ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"].contains(nearestMode) else {
+      throw ONNXImportError.unsupported("nearest_mode '\(nearestMode)' is not supported")
+    }
+    let scalesSlot = ctx.opset < 11 ? 1 : 2
+    let sizesSlot = 3
+    if ctx.opset < 11, ctx.inputCount != 2 {
+      throw ONNXImportError.model("Resize before opset 11 takes X and scales")
+    }
+    if coordinateMode == "tf_crop_and_resize", ctx.opset >= 11 {
+      _ = try ctx.constant(1, "roi")
+    }
+    let axes = try Shapes.axes(try ctx.node.ints("axes", default: Array(0..<x.rank)), rank: x.rank)
+    let scales = try ctx.constant(scalesSlot, "scales").flatMap { $0.elementCount > 0 ? $0 : nil }
+    let sizes = try ctx.constant(sizesSlot, "sizes").flatMap { $0.elementCount > 0 ? $0 : nil }
+    var shape = x.shape
+    switch (scales, sizes) {
+    case (let scales?, nil):
+      let values = scales.doubles()
+      guard values.count == axes.count, values.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+        throw ONNXImportError.shape("scales \(values) must be \(axes.count) positive values")
+      }
+      for (i, axis) in axes.enumerated() {
+        let scaled = (Double(x.shape[axis]) * values[i]).rounded(.down)
+        guard scaled < 9.0e18 else { throw ONNXImportError.budget("Resize output overflows") }
+        shape[axis] = Int(scaled)
+      }
+    case (nil, let sizes?):
+      let values = sizes.int64s().map { Int($0) }
+      guard values.count == axes.count, values.allSatisfy({ $0 >= 0 }) else {
+        throw ONNXImportError.shape("sizes \(values) must be \(axes.count) non-negative values")
+      }
+      let policy = try ctx.node.string("keep_aspect_ratio_policy", default: "stretch")
+      switch policy {
+      case "stretch":
+        for (i, axis) in axes.enumerated() { shape[axis] = values[i] }
+      case "not_larger", "not_smaller":
+        let ratios = axes.enumerated().map { Double(values[$0.offset]) / Double(max(x.shape[$0.element], 1)) }
+        let scale = (policy == "not_larger" ? ratios.min() : ratios.max()) ?? 1
+        for axis in axes {
+          let scaled = (scale * Double(x.shape[axis])).rounded()
+          guard scaled < 9.0e18 else { throw ONNXImportError.budget("Resize output overflows") }
+          shape[axis] = Int(scaled)
+        }
+      default:
+        throw ONNXImportError.unsupported("keep_aspect_ratio_policy '\(policy)' is not supported")
+      }
+    case (nil, nil):
+      throw ONNXImportError.shape("Resize needs scales or sizes")
+    case (.some, .some):
+      throw ONNXImportError.shape("Resize takes scales or sizes, not both")
+    }
+    return x.with(shape: shape)
+  }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import KilnBundle
+import KilnHAL
+import Synchronization
+
+/// A loaded bundle on one device: executables created, weights uploaded once, the dispatch
+/// program recorded once into a command buffer that every `run` replays.
+///
+/// Thread-safety: `run` may be called from any thread; calls on one session are serialised (they
+/// share the session's buffers). Use several sessions for parallel inference.
+public final class Session: @unchecked Sendable {
+  // @unchecked: immutable after init, except what `runLock` guards.
+  public let device: any Device
+  public let function: Manifest.Function
+  public let program: Manifest.Program
+  public let bundle: BundleReader
+  private let buffers: [Int: any Buffer]
+  private let executables: [Int: any Executable]
+  private let commands: any CommandBuffer
+  private let runLock = Mutex<Void>(())
+  /// Time to wait for one run before reporting the device as hung.
+  public var timeout: Duration = .seconds(600)
+  /// The executable variant chosen for the CPU device (nil on Vulkan).
+  public let cpuVariant: String?
+
+  public init(bundle: BundleReader, device: any Device, function name: String = "main") throws {
+    guard let function = bundle.manifest.function(named: name) else {
+      throw RuntimeError(.noProgram, "the bundle has no function '\(name)'")
+    }
+    let target = device.info.driver
+    guard let program = function.program(for: target) else {
+      let available = function.programs.map(\.target).joined(separator: ", ")
+      throw RuntimeError(.noProgram, "the bundle has no \(target) program (it has: \(available)); recompile with --target \(target)")
+    }
+    self.bundle = bundle
+    self.device = device
+    self.function = function
+    self.program = program
+
+    // Executables: pick variants, derive each entry point's interface from its dispatches.
+    let manifest = bundle.manifest
+    var substitute: [Int: Int] = [:]
+    var variant: String?
+    if target == "cpu" {
+      (substitute, variant) = Session.chooseCPUVariants(manifest)
+    }
+    cpuVariant = variant
+    var interfaces: [Int: [String: EntryPoint]] = [:]
+    for command in program.commands {
+      guard case .dispatch(let dispatch) = command else { continue }
+      let index = substitute[dispatch.executable] ?? dispatch.executable
+      let entry = EntryPoint(name: dispatch.entryPoint, bindingCount: dispatch.bindings.count, pushConstantWords: dispatch.pushConstants.count)
+      if let existing = interfaces[index]?[dispatch.entryPoint], existing != entry {
+        throw RuntimeError(.invalidInput, "bundle: entry point '\(dispatch.entryPoint)' is dispatched with inconsistent bindings")
+      }
+      interfaces[index, default: [:]][dispatch.entryPoint] = entry
+    }
+    var executables: [Int: any Executable] = [:]
+    var entryIndex: [Int: [String: Int]] = [:]
+    for (index, entries) in interfaces.sorted(by: { $0.key < $1.key }) {
+      let record = manifest.executables[index]
+      let names = entries.keys.sorted()
+      let code = Array(try bundle.executableBytes(index))
+      let format: ExecutableFormat = record.format == "spirv" ? .spirv : .sharedObject
+      executables[index] = try device.makeExecutable(
+        ExecutableSpec(
+          format: format, code: code, entryPoints: names.compactMap { entries[$0] },
+          specializationConstants: record.specializationConstants ?? []))
+      entryIndex[index] = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
+    }
+
+    // Buffers: weights uploaded now; inputs, outputs and the arena allocated once.
+    var buffers: [Int: any Buffer] = [:]
+    for declaration in program.buffers {
+      let buffer = try device.allocator.allocate(byteCount: max(declaration.size, 4), access: .deviceLocal)
+      if case .constant(let weight) = declaration.role {
+        let bytes = try bundle.weightBytes(weight)
+        guard bytes.count <= buffer.byteCount else {
+          throw RuntimeError(.invalidInput, "bundle: weight \(weight) is larger than its buffer")
+        }
+        try device.write(bytes, to: BufferRange(buffer, offset: 0, length: bytes.count))
+      }
+      buffers[declaration.id] = buffer
+    }
+    self.buffers = buffers
+    self.executables = executables
+
+    // Record the program once.
+    let commands = try device.makeCommandBuffer()
+    func range(_ binding: Manifest.Binding) throws -> BufferRange {
+      guard let buffer = buffers[binding.buffer] else {
+        throw RuntimeError(.invalidInput, "bundle: binding refers to missing buffer \(binding.buffer)")
+      }
+      return BufferRange(buffer, offset: binding.offset, length: binding.length)
+    }
+    for command in program.commands {
+      switch command {
+      case .dispatch(let dispatch):
+        let index = substitute[dispatch.executable] ?? dispatch.executable
+        guard let executable = executables[index], let entry = entryIndex[index]?[dispatch.entryPoint] else {
+          throw RuntimeError(.invalidInput, "bundle: dispatch of unknown executable \(dispatch.executable)")
+        }
+        let groups = dispatch.workgroups + [1, 1, 1]
+        try commands.dispatch(
+          executable, entryPoint: entry, bindings: try dispatch.bindings.map(range), pushConstants: dispatch.pushConstants,
+          workgroups: WorkgroupCount(groups[0], groups[1], groups[2]))
+      case .barrier:
+        try commands.barrier()
+      case .copy(let copy):
+        try commands.copy(from: try range(copy.source), to: try range(copy.destination))
+      case .fill(let fill):
+        try commands.fill(try range(fill.target), pattern: fill.pattern)
+      }
+    }
+    try commands.end()
+    self.commands = commands
+  }
+
+  /// Chooses, for every CPU executable, the best variant this host can run.
+  static func chooseCPUVariants(_ manifest: Manifest) -> ([Int: Int], String?) {
+    let hostHasV3 = CPUFeatures.supportsX86_64_v3
+    var substitute: [Int: Int] = [:]
+    var chosen: String?
+    for (index, record) in manifest.executables.enumerated() where record.target == "cpu" {
+      let variant = record.variant ?? "baseline"
+      if variant == "x86-64-v3" && !hostHasV3 {
+        if let fallback = manifest.executables.firstIndex(where: {
+          $0.target == "cpu" && $0.entryPoints == record.entryPoints && ($0.variant ?? "baseline") == "baseline"
+        }) {
+          substitute[index] = fallback
+          chosen = "baseline"
+        }
+      } else if chosen == nil {
+        chosen = variant
+      }
+    }
+    return (substitute, chosen)
+  }
+
+  /// Runs the function on `inputs` (in the function's input order) and returns its outputs.
+  public func run(_ inputs: [HostTensor]) throws -> [HostTensor] {
+    guard inputs.count == function.inputs.count else {
+      throw RuntimeError(.invalidInput, "expected \(function.inputs.count) inputs (\(function.inputs.map(\.name).joined(separator: ", "))), got \(inputs.count)")
+    }
+    for (index, (tensor, signature)) in zip(inputs, function.inputs).enumerated() {
+      guard tensor.dtype == signature.dtype else {
+        throw RuntimeError(.invalidInput, "input \(index) '\(signature.name)': expected \(signature.dtype), got \(tensor.dtype)")
+      }
+      guard tensor.shape == signature.shape else {
+        throw RuntimeError(.invalidInput, "input \(index) '\(signature.name)': expected shape \(signature.shape), got \(tensor.shape)")
+      }
+      let expected = signature.shape.reduce(1, *) * (HostTensor.elementSize(signature.dtype) ?? 0)
+      guard tensor.bytes.count == expected else {
+        throw RuntimeError(.invalidInput, "input \(index) '\(signature.name)': expected \(expected) bytes, got \(tensor.bytes.count)")
+      }
+    }
+    return try runLock.withLock { _ in
+      for declaration in program.buffers {
+        guard case .input(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
+        let bytes = inputs[index].bytes
+        if !bytes.isEmpty { try device.write(bytes, to: BufferRange(buffer, offset: 0, length: bytes.count)) }
+      }
+      try device.submitAndWait(commands, timeout: timeout)
+      var outputs: [HostTensor] = function.outputs.map { HostTensor(dtype: $0.dtype, shape: $0.shape, bytes: []) }
+      for declaration in program.buffers {
+        guard case .output(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
+        let count = function.outputs[index].shape.reduce(1, *) * (HostTensor.elementSize(function.outputs[index].dtype) ?? 0)
+        outputs[index].bytes = count == 0 ? [] : try device.read(BufferRange(buffer, offset: 0, length: count))
+      }
+      return outputs
+    }
+  }
+}
+
+/// What the host CPU supports, read once from /proc/cpuinfo (Linux) or assumed baseline.
+public enum CPUFeatures {
+  public static let supportsX86_64_v3: Bool = {
+    #if arch(x86_64)
+      guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+        let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+      else { return false }
+      let flags = Set(flagsLine.split(separator: " ").map(String.init))
+      return ["avx2", "fma", "bmi1", "bmi2", "f16c", "movbe"].allSatisfy(flags.contains)
+    #else
+      return false
+    #endif
+  }()
+}

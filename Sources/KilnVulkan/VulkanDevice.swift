@@ -1,0 +1,277 @@
+import CVulkan
+import Foundation
+import KilnHAL
+import Synchronization
+
+/// One logical VkDevice with one compute queue.
+///
+/// Owns the queue (guarded by `queueLock`), the pipeline cache, and an internal timeline
+/// semaphore that every submission signals so that command buffers know when a replay may start.
+public final class VulkanDevice: Device, @unchecked Sendable {
+  // @unchecked: handles are immutable after init; the queue is used only under `queueLock`;
+  // `submissionCounter` and `deferredError` are Mutex-protected.
+  public let info: DeviceInfo
+  let instance: VulkanInstance
+  let physical: VulkanPhysicalDevice
+  let handle: VkDevice
+  let queue: VkQueue
+  let queueFamily: UInt32
+  let pushDescriptor: PFN_vkCmdPushDescriptorSetKHR?
+  let pipelineCache: VulkanPipelineCache
+  private let queueLock = Mutex<Void>(())
+  private let timeline: VkSemaphore
+  private let submissionCounter = Mutex<UInt64>(0)
+  private var vulkanAllocator: VulkanAllocator!
+
+  public var allocator: any Allocator { vulkanAllocator }
+
+  init(instance: VulkanInstance, physical: VulkanPhysicalDevice, info: DeviceInfo) throws {
+    guard let family = physical.computeQueueFamily else {
+      throw HALError(.unsupported, "\(physical.name) has no compute queue")
+    }
+    self.instance = instance
+    self.physical = physical
+    self.info = info
+    self.queueFamily = family
+
+    // Enable what Kiln's kernels may use, where supported.
+    var f10 = VkPhysicalDeviceFeatures()
+    f10.shaderInt64 = physical.supported10.shaderInt64
+    f10.shaderInt16 = physical.supported10.shaderInt16
+    f10.shaderFloat64 = physical.supported10.shaderFloat64
+    var f11 = VkPhysicalDeviceVulkan11Features()
+    f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
+    f11.storageBuffer16BitAccess = physical.supported11.storageBuffer16BitAccess
+    f11.uniformAndStorageBuffer16BitAccess = physical.supported11.uniformAndStorageBuffer16BitAccess
+    var f12 = VkPhysicalDeviceVulkan12Features()
+    f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES
+    f12.timelineSemaphore = VkBool32(VK_TRUE)
+    f12.shaderFloat16 = physical.supported12.shaderFloat16
+    f12.shaderInt8 = physical.supported12.shaderInt8
+    f12.storageBuffer8BitAccess = physical.supported12.storageBuffer8BitAccess
+    f12.uniformAndStorageBuffer8BitAccess = physical.supported12.uniformAndStorageBuffer8BitAccess
+    f12.hostQueryReset = physical.supported12.hostQueryReset
+
+    var wanted: [String] = []
+    if physical.extensions.contains("VK_KHR_push_descriptor") { wanted.append("VK_KHR_push_descriptor") }
+    let extensionNames = CStringArray(wanted)
+
+    var priority: Float = 1
+    var device: VkDevice?
+    let createResult = withUnsafeMutablePointer(to: &f12) { p12 in
+      withUnsafeMutablePointer(to: &f11) { p11 in
+        withUnsafePointer(to: &f10) { p10 in
+          withUnsafePointer(to: &priority) { priorityPointer in
+            extensionNames.pointers.withUnsafeBufferPointer { names in
+              p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+              var queueInfo = VkDeviceQueueCreateInfo()
+              queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+              queueInfo.queueFamilyIndex = family
+              queueInfo.queueCount = 1
+              queueInfo.pQueuePriorities = priorityPointer
+              return withUnsafePointer(to: &queueInfo) { queueInfoPointer in
+                var createInfo = VkDeviceCreateInfo()
+                createInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                createInfo.pNext = UnsafeRawPointer(p11)
+                createInfo.queueCreateInfoCount = 1
+                createInfo.pQueueCreateInfos = queueInfoPointer
+                createInfo.pEnabledFeatures = p10
+                createInfo.enabledExtensionCount = extensionNames.count
+                createInfo.ppEnabledExtensionNames = names.baseAddress
+                return vkCreateDevice(physical.handle, &createInfo, nil, &device)
+              }
+            }
+          }
+        }
+      }
+    }
+    try check(createResult, "vkCreateDevice(\(physical.name))")
+    guard let device else { throw HALError(.internal, "vkCreateDevice returned no device") }
+    handle = device
+
+    var queue: VkQueue?
+    vkGetDeviceQueue(device, family, 0, &queue)
+    guard let queue else {
+      vkDestroyDevice(device, nil)
+      throw HALError(.internal, "vkGetDeviceQueue returned no queue")
+    }
+    self.queue = queue
+
+    if !wanted.isEmpty, let raw = vkGetDeviceProcAddr(device, "vkCmdPushDescriptorSetKHR") {
+      pushDescriptor = unsafeBitCast(raw, to: PFN_vkCmdPushDescriptorSetKHR.self)
+    } else {
+      pushDescriptor = nil
+    }
+
+    do {
+      timeline = try VulkanDevice.makeTimelineSemaphore(device, initialValue: 0)
+    } catch {
+      vkDestroyDevice(device, nil)
+      throw error
+    }
+    pipelineCache = VulkanPipelineCache(device: device, uuid: physical.uuid)
+    vulkanAllocator = VulkanAllocator(device: self)
+  }
+
+  deinit {
+    // Let every submission finish before anything is destroyed.
+    _ = vkDeviceWaitIdle(handle)
+    vulkanAllocator = nil
+    pipelineCache.persistAndDestroy()
+    vkDestroySemaphore(handle, timeline, nil)
+    vkDestroyDevice(handle, nil)
+  }
+
+  static func makeTimelineSemaphore(_ device: VkDevice, initialValue: UInt64) throws -> VkSemaphore {
+    var typeInfo = VkSemaphoreTypeCreateInfo()
+    typeInfo.sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO
+    typeInfo.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE
+    typeInfo.initialValue = initialValue
+    var semaphore: VkSemaphore?
+    let result = withUnsafePointer(to: &typeInfo) { typePointer in
+      var info = VkSemaphoreCreateInfo()
+      info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO
+      info.pNext = UnsafeRawPointer(typePointer)
+      return vkCreateSemaphore(device, &info, nil, &semaphore)
+    }
+    try check(result, "vkCreateSemaphore(timeline)")
+    guard let semaphore else { throw HALError(.internal, "vkCreateSemaphore returned no semaphore") }
+    return semaphore
+  }
+
+  // MARK: Device
+
+  public func makeExecutable(_ spec: ExecutableSpec) throws -> any Executable {
+    try VulkanExecutable(device: self, spec: spec)
+  }
+
+  public func makeCommandBuffer() throws -> any CommandBuffer {
+    try VulkanCommandBuffer(device: self)
+  }
+
+  public func makeSemaphore(initialValue: UInt64) throws -> any KilnHAL.Semaphore {
+    try VulkanSemaphore(device: self, initialValue: initialValue)
+  }
+
+  public func submit(_ commandBuffers: [any CommandBuffer], waits: [SemaphoreValue], signals: [SemaphoreValue]) throws {
+    let buffers = try commandBuffers.map { buffer -> VulkanCommandBuffer in
+      guard let vulkanBuffer = buffer as? VulkanCommandBuffer, vulkanBuffer.device === self else {
+        throw HALError(.invalidArgument, "submit: command buffer was not recorded on \(info.shortURI)")
+      }
+      guard vulkanBuffer.isEnded else {
+        throw HALError(.invalidArgument, "submit: command buffer is still recording (call end() first)")
+      }
+      return vulkanBuffer
+    }
+    let waitSemaphores = try waits.map { try vulkanSemaphore($0.semaphore).handle as VkSemaphore? }
+    let signalSemaphores = try signals.map { try vulkanSemaphore($0.semaphore).handle as VkSemaphore? }
+    // A replayed command buffer must not still be pending from its previous submission.
+    for buffer in buffers { try waitForSubmission(buffer.lastSubmission, timeout: .seconds(120)) }
+
+    try queueLock.withLock { _ in
+      let submission = submissionCounter.withLock { counter -> UInt64 in
+        counter += 1
+        return counter
+      }
+      let waitValues = waits.map(\.value)
+      let signalValues = signals.map(\.value) + [submission]
+      let allSignals = signalSemaphores + [timeline]
+      let waitStages = [VkPipelineStageFlags](
+        repeating: VK_PIPELINE_STAGE_ALL_COMMANDS_BIT.rawValue, count: waits.count)
+      let handles = buffers.map { $0.handle as VkCommandBuffer? }
+      let result = waitValues.withUnsafeBufferPointer { waitValuesPointer in
+        signalValues.withUnsafeBufferPointer { signalValuesPointer in
+          var timelineInfo = VkTimelineSemaphoreSubmitInfo()
+          timelineInfo.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO
+          timelineInfo.waitSemaphoreValueCount = UInt32(waitValues.count)
+          timelineInfo.pWaitSemaphoreValues = waitValuesPointer.baseAddress
+          timelineInfo.signalSemaphoreValueCount = UInt32(signalValues.count)
+          timelineInfo.pSignalSemaphoreValues = signalValuesPointer.baseAddress
+          return withUnsafePointer(to: &timelineInfo) { timelinePointer in
+            waitSemaphores.withUnsafeBufferPointer { waitPointer in
+              allSignals.withUnsafeBufferPointer { signalPointer in
+                waitStages.withUnsafeBufferPointer { stagePointer in
+                  handles.withUnsafeBufferPointer { handlePointer in
+                    var submitInfo = VkSubmitInfo()
+                    submitInfo.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
+                    submitInfo.pNext = UnsafeRawPointer(timelinePointer)
+                    submitInfo.waitSemaphoreCount = UInt32(waitSemaphores.count)
+                    submitInfo.pWaitSemaphores = waitPointer.baseAddress
+                    submitInfo.pWaitDstStageMask = stagePointer.baseAddress
+                    submitInfo.commandBufferCount = UInt32(handles.count)
+                    submitInfo.pCommandBuffers = handlePointer.baseAddress
+                    submitInfo.signalSemaphoreCount = UInt32(allSignals.count)
+                    submitInfo.pSignalSemaphores = signalPointer.baseAddress
+                    return vkQueueSubmit(queue, 1, &submitInfo, nil)
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+      try check(result, "vkQueueSubmit")
+      for buffer in buffers { buffer.lastSubmission = submission }
+    }
+  }
+
+  private func vulkanSemaphore(_ semaphore: any KilnHAL.Semaphore) throws -> VulkanSemaphore {
+    guard let vulkan = semaphore as? VulkanSemaphore, vulkan.device === self else {
+      throw HALError(.invalidArgument, "submit: semaphore was not created on \(info.shortURI)")
+    }
+    return vulkan
+  }
+
+  /// Waits (on the host) until the internal timeline reaches `value`.
+  func waitForSubmission(_ value: UInt64, timeout: Duration) throws {
+    guard value > 0 else { return }
+    try VulkanSemaphore.wait(device: handle, semaphore: timeline, value: value, timeout: timeout)
+  }
+
+  public func waitIdle(timeout: Duration) throws {
+    let last = submissionCounter.withLock { $0 }
+    try waitForSubmission(last, timeout: timeout)
+  }
+
+  // MARK: Host transfers
+
+  public func write(_ bytes: UnsafeRawBufferPointer, to range: BufferRange) throws {
+    try range.validate("write")
+    guard bytes.count == range.length else {
+      throw HALError(.invalidArgument, "write: \(bytes.count) bytes given for a range of \(range.length)")
+    }
+    if let address = range.buffer.hostAddress {
+      if let base = bytes.baseAddress { (address + range.offset).copyMemory(from: base, byteCount: bytes.count) }
+      return
+    }
+    let staging = try allocator.allocate(byteCount: max(range.length, 4), access: .upload)
+    guard let stagingAddress = staging.hostAddress else {
+      throw HALError(.internal, "upload staging buffer is not host-visible")
+    }
+    if let base = bytes.baseAddress { stagingAddress.copyMemory(from: base, byteCount: bytes.count) }
+    let commands = try VulkanCommandBuffer(device: self)
+    try commands.copy(from: BufferRange(staging, offset: 0, length: range.length), to: range)
+    try commands.end()
+    try submitAndWait(commands)
+  }
+
+  public func read(_ range: BufferRange, into bytes: UnsafeMutableRawBufferPointer) throws {
+    try range.validate("read")
+    guard bytes.count == range.length else {
+      throw HALError(.invalidArgument, "read: \(bytes.count) bytes of room for a range of \(range.length)")
+    }
+    if let address = range.buffer.hostAddress {
+      if let base = bytes.baseAddress { base.copyMemory(from: address + range.offset, byteCount: bytes.count) }
+      return
+    }
+    let staging = try allocator.allocate(byteCount: max(range.length, 4), access: .readback)
+    guard let stagingAddress = staging.hostAddress else {
+      throw HALError(.internal, "read-back staging buffer is not host-visible")
+    }
+    let commands = try VulkanCommandBuffer(device: self)
+    try commands.copy(from: range, to: BufferRange(staging, offset: 0, length: range.length))
+    try commands.end()
+    try submitAndWait(commands)
+    if let base = bytes.baseAddress { base.copyMemory(from: stagingAddress, byteCount: bytes.count) }
+  }
+}

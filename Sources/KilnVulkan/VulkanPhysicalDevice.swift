@@ -1,0 +1,166 @@
+import CVulkan
+import KilnHAL
+
+/// What Kiln reads off one VkPhysicalDevice: its HAL description and what device creation enables.
+struct VulkanPhysicalDevice: @unchecked Sendable {
+  // @unchecked: VkPhysicalDevice is an immutable handle owned by the instance.
+  let handle: VkPhysicalDevice
+  let apiVersion: UInt32
+  let typeRank: Int
+  let name: String
+  let type: DeviceType
+  let uuid: String
+  let driverName: String
+  let driverInfo: String
+  let limits: DeviceLimits
+  let features: DeviceFeatures
+  /// Supported among the features Kiln enables at device creation.
+  let supported11: VkPhysicalDeviceVulkan11Features
+  let supported12: VkPhysicalDeviceVulkan12Features
+  let supported10: VkPhysicalDeviceFeatures
+  let extensions: Set<String>
+  let maxPushDescriptors: Int
+  let computeQueueFamily: UInt32?
+  let timestampPeriodNanoseconds: Float
+  let timestampValidBits: UInt32
+
+  /// Kiln needs Vulkan 1.2 (timeline semaphores, 8/16-bit storage in core) and a compute queue.
+  var isUsable: Bool { apiVersion >= makeAPIVersion(1, 2, 0) && computeQueueFamily != nil && supported12.timelineSemaphore != 0 }
+
+  init(_ handle: VkPhysicalDevice) throws {
+    self.handle = handle
+    var base = VkPhysicalDeviceProperties()
+    vkGetPhysicalDeviceProperties(handle, &base)
+    apiVersion = base.apiVersion
+    name = string(fromCharTuple: base.deviceName)
+    switch base.deviceType {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: type = .discreteGPU
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: type = .integratedGPU
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: type = .virtualGPU
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: type = .cpu
+    default: type = .other
+    }
+    typeRank = type.preferenceRank
+
+    var extensionCount: UInt32 = 0
+    try check(vkEnumerateDeviceExtensionProperties(handle, nil, &extensionCount, nil), "vkEnumerateDeviceExtensionProperties")
+    var extensionList = [VkExtensionProperties](repeating: VkExtensionProperties(), count: Int(extensionCount))
+    try check(
+      vkEnumerateDeviceExtensionProperties(handle, nil, &extensionCount, &extensionList),
+      "vkEnumerateDeviceExtensionProperties")
+    extensions = Set(extensionList.prefix(Int(extensionCount)).map { string(fromCharTuple: $0.extensionName) })
+
+    // Properties through the 1.1/1.2 core structs and the push-descriptor extension.
+    var props11 = VkPhysicalDeviceVulkan11Properties()
+    props11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_PROPERTIES
+    var props12 = VkPhysicalDeviceVulkan12Properties()
+    props12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_PROPERTIES
+    var pushProps = VkPhysicalDevicePushDescriptorPropertiesKHR()
+    pushProps.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PUSH_DESCRIPTOR_PROPERTIES_KHR
+    var props2 = VkPhysicalDeviceProperties2()
+    props2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
+    let is12 = base.apiVersion >= makeAPIVersion(1, 2, 0)
+    let hasPush = extensions.contains("VK_KHR_push_descriptor")
+    withUnsafeMutablePointer(to: &props11) { p11 in
+      withUnsafeMutablePointer(to: &props12) { p12 in
+        withUnsafeMutablePointer(to: &pushProps) { pPush in
+          var chain: UnsafeMutableRawPointer? = nil
+          if hasPush {
+            pPush.pointee.pNext = chain
+            chain = UnsafeMutableRawPointer(pPush)
+          }
+          if is12 {
+            p12.pointee.pNext = chain
+            chain = UnsafeMutableRawPointer(p12)
+            p11.pointee.pNext = chain
+            chain = UnsafeMutableRawPointer(p11)
+          }
+          props2.pNext = chain
+          vkGetPhysicalDeviceProperties2(handle, &props2)
+        }
+      }
+    }
+    props11.pNext = nil
+    props12.pNext = nil
+    pushProps.pNext = nil
+    uuid = is12 ? hex(fromByteTuple: props11.deviceUUID) : String(repeating: "0", count: 32)
+    driverName = is12 ? string(fromCharTuple: props12.driverName) : "unknown"
+    driverInfo = is12 ? string(fromCharTuple: props12.driverInfo) : ""
+    maxPushDescriptors = hasPush ? Int(pushProps.maxPushDescriptors) : 0
+
+    // Features.
+    var f11 = VkPhysicalDeviceVulkan11Features()
+    f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
+    var f12 = VkPhysicalDeviceVulkan12Features()
+    f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES
+    var features2 = VkPhysicalDeviceFeatures2()
+    features2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+    if is12 {
+      withUnsafeMutablePointer(to: &f11) { p11 in
+        withUnsafeMutablePointer(to: &f12) { p12 in
+          p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+          features2.pNext = UnsafeMutableRawPointer(p11)
+          vkGetPhysicalDeviceFeatures2(handle, &features2)
+        }
+      }
+    } else {
+      vkGetPhysicalDeviceFeatures2(handle, &features2)
+    }
+    f11.pNext = nil
+    f12.pNext = nil
+    supported10 = features2.features
+    supported11 = f11
+    supported12 = f12
+
+    // A compute queue: prefer a compute-only family (dedicated async compute), else any with compute.
+    var familyCount: UInt32 = 0
+    vkGetPhysicalDeviceQueueFamilyProperties(handle, &familyCount, nil)
+    var families = [VkQueueFamilyProperties](repeating: VkQueueFamilyProperties(), count: Int(familyCount))
+    vkGetPhysicalDeviceQueueFamilyProperties(handle, &familyCount, &families)
+    let compute = VK_QUEUE_COMPUTE_BIT.rawValue
+    let graphics = VK_QUEUE_GRAPHICS_BIT.rawValue
+    let indexed = families.prefix(Int(familyCount)).enumerated()
+    let dedicated = indexed.first { $0.element.queueFlags & compute != 0 && $0.element.queueFlags & graphics == 0 }
+    let anyCompute = indexed.first { $0.element.queueFlags & compute != 0 }
+    let chosen = dedicated ?? anyCompute
+    computeQueueFamily = chosen.map { UInt32($0.offset) }
+    timestampValidBits = chosen?.element.timestampValidBits ?? 0
+    timestampPeriodNanoseconds = base.limits.timestampPeriod
+
+    let l = base.limits
+    let subgroupArithmetic =
+      is12 && (props11.subgroupSupportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue) != 0
+      && (props11.subgroupSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT.rawValue) != 0
+    limits = DeviceLimits(
+      maxWorkgroupSize: [Int(l.maxComputeWorkGroupSize.0), Int(l.maxComputeWorkGroupSize.1), Int(l.maxComputeWorkGroupSize.2)],
+      maxWorkgroupInvocations: Int(l.maxComputeWorkGroupInvocations),
+      maxWorkgroupCount: [Int(l.maxComputeWorkGroupCount.0), Int(l.maxComputeWorkGroupCount.1), Int(l.maxComputeWorkGroupCount.2)],
+      maxSharedMemoryBytes: Int(l.maxComputeSharedMemorySize),
+      maxPushConstantBytes: Int(l.maxPushConstantsSize),
+      maxStorageBufferRange: Int(l.maxStorageBufferRange),
+      maxMemoryAllocationSize: is12 ? Int(clamping: props11.maxMemoryAllocationSize) : 1 << 30,
+      minStorageBufferOffsetAlignment: Int(l.minStorageBufferOffsetAlignment),
+      maxStorageBuffersPerDispatch: Int(l.maxPerStageDescriptorStorageBuffers))
+    features = DeviceFeatures(
+      float16: f12.shaderFloat16 != 0,
+      float64: features2.features.shaderFloat64 != 0,
+      int8: f12.shaderInt8 != 0,
+      int16: features2.features.shaderInt16 != 0,
+      int64: features2.features.shaderInt64 != 0,
+      storage8Bit: f12.storageBuffer8BitAccess != 0,
+      storage16Bit: f11.storageBuffer16BitAccess != 0,
+      subgroupSize: is12 ? Int(props11.subgroupSize) : 1,
+      subgroupArithmetic: subgroupArithmetic,
+      cooperativeMatrix: extensions.contains("VK_NV_cooperative_matrix") || extensions.contains("VK_KHR_cooperative_matrix"),
+      pushDescriptors: hasPush,
+      timelineSemaphores: f12.timelineSemaphore != 0,
+      concurrency: 0)
+  }
+
+  func info(index: Int) -> DeviceInfo {
+    DeviceInfo(
+      uri: "vulkan://\(uuid)", shortURI: "vulkan:\(index)", driver: "vulkan", name: name, type: type,
+      driverName: driverName, driverVersion: driverInfo, apiVersion: apiVersionString(apiVersion), uuid: uuid,
+      limits: limits, features: features)
+  }
+}

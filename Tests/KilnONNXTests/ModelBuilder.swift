@@ -1,0 +1,162 @@
+import Foundation
+import KilnIR
+
+@testable import KilnONNX
+
+/// Builds ONNX models in memory from SwiftProtobuf messages, so tests need no Python.
+struct ModelBuilder {
+  var graph = Onnx_GraphProto()
+  var opsets: [(String, Int64)]
+  var irVersion: Int64 = 8
+
+  init(opset: Int = 17, name: String = "test") {
+    opsets = [("", Int64(opset))]
+    graph.name = name
+  }
+
+  static func valueInfo(_ name: String, _ dtype: DType, _ dims: [Dim]) -> Onnx_ValueInfoProto {
+    var info = Onnx_ValueInfoProto()
+    info.name = name
+    var tensor = Onnx_TypeProto.Tensor()
+    tensor.elemType = dtype.onnxCode
+    var shape = Onnx_TensorShapeProto()
+    shape.dim = dims.map { dim in
+      var d = Onnx_TensorShapeProto.Dimension()
+      switch dim {
+      case .value(let v): d.dimValue = Int64(v)
+      case .param(let p): d.dimParam = p
+      case .unknown: break
+      }
+      return d
+    }
+    tensor.shape = shape
+    info.type.tensorType = tensor
+    return info
+  }
+
+  enum Dim: ExpressibleByIntegerLiteral {
+    case value(Int)
+    case param(String)
+    case unknown
+    init(integerLiteral value: Int) { self = .value(value) }
+  }
+
+  mutating func input(_ name: String, _ dtype: DType, _ shape: [Int]) {
+    graph.input.append(Self.valueInfo(name, dtype, shape.map { .value($0) }))
+  }
+
+  mutating func input(_ name: String, _ dtype: DType, dims: [Dim]) {
+    graph.input.append(Self.valueInfo(name, dtype, dims))
+  }
+
+  mutating func output(_ name: String, _ dtype: DType = .float32) {
+    var info = Onnx_ValueInfoProto()
+    info.name = name
+    var tensor = Onnx_TypeProto.Tensor()
+    tensor.elemType = dtype.onnxCode
+    info.type.tensorType = tensor
+    graph.output.append(info)
+  }
+
+  static func tensorProto(_ name: String, _ data: TensorData) -> Onnx_TensorProto {
+    var tensor = Onnx_TensorProto()
+    tensor.name = name
+    tensor.dataType = data.dtype.onnxCode
+    tensor.dims = data.shape.map { Int64($0) }
+    tensor.rawData = Data(data.bytes)
+    return tensor
+  }
+
+  mutating func initializer(_ name: String, _ data: TensorData) {
+    graph.initializer.append(Self.tensorProto(name, data))
+  }
+
+  mutating func initializer(_ tensor: Onnx_TensorProto) {
+    graph.initializer.append(tensor)
+  }
+
+  static func attribute(_ name: String, _ value: AttributeValue) -> Onnx_AttributeProto {
+    var a = Onnx_AttributeProto()
+    a.name = name
+    switch value {
+    case .int(let v):
+      a.type = .int
+      a.i = v
+    case .float(let v):
+      a.type = .float
+      a.f = v
+    case .string(let v):
+      a.type = .string
+      a.s = Data(v.utf8)
+    case .ints(let v):
+      a.type = .ints
+      a.ints = v
+    case .floats(let v):
+      a.type = .floats
+      a.floats = v
+    case .strings(let v):
+      a.type = .strings
+      a.strings = v.map { Data($0.utf8) }
+    case .tensor(let t):
+      a.type = .tensor
+      a.t = tensorProto("", t)
+    }
+    return a
+  }
+
+  mutating func node(
+    _ op: String, _ inputs: [String], _ outputs: [String], name: String? = nil,
+    _ attributes: [String: AttributeValue] = [:], domain: String = ""
+  ) {
+    var node = Onnx_NodeProto()
+    node.opType = op
+    node.name = name ?? outputs.first ?? op
+    node.domain = domain
+    node.input = inputs
+    node.output = outputs
+    node.attribute = attributes.keys.sorted().map { Self.attribute($0, attributes[$0]!) }
+    graph.node.append(node)
+  }
+
+  var model: Onnx_ModelProto {
+    var model = Onnx_ModelProto()
+    model.irVersion = irVersion
+    model.producerName = "kiln-tests"
+    model.opsetImport = opsets.map { domain, version in
+      var entry = Onnx_OperatorSetIdProto()
+      entry.domain = domain
+      entry.version = version
+      return entry
+    }
+    model.graph = graph
+    return model
+  }
+
+  func serialized() throws -> Data { try model.serializedData() }
+
+  func importGraph(options: ImportOptions = .init(), baseDirectory: URL? = nil) throws -> Graph {
+    try ONNXImporter(options: options).importModel(
+      data: try serialized(), baseDirectory: baseDirectory, modelPath: "test.onnx")
+  }
+}
+
+/// Imports and returns the error, or nil when the import succeeded.
+func importError(_ builder: ModelBuilder, options: ImportOptions = .init(), baseDirectory: URL? = nil) -> ONNXImportError? {
+  do {
+    _ = try builder.importGraph(options: options, baseDirectory: baseDirectory)
+    return nil
+  } catch let error as ONNXImportError {
+    return error
+  } catch {
+    return ONNXImportError(.internalError, "unexpected error type: \(error)")
+  }
+}
+
+/// The type of graph output `index`.
+func outputType(_ graph: Graph, _ index: Int = 0) -> TensorType {
+  graph.type(of: graph.outputs[index])
+}
+
+/// Root of the Kiln package (two folders above this file's folder).
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .deletingLastPathComponent()
