@@ -2,18 +2,39 @@ import CKilnCPU
 import Foundation
 import KilnHAL
 
-/// Allocates zeroed, 64-byte-aligned host memory: every buffer is its own allocation ("block"),
-/// mapped from the kernel when large so that untouched pages cost nothing.
+/// Allocates zeroed, 64-byte-aligned host memory.
+///
+/// Buffers up to `maxPooledSize` bytes are suballocated from shared 1 MiB blocks, one power-of-two
+/// size class per block; larger buffers get a dedicated allocation (mapped from the kernel, so
+/// untouched pages cost nothing). Freed slots are zeroed before reuse. A block is returned to the
+/// system when its last buffer goes, except the last block of each size class.
 ///
 /// Thread-safety: `allocate` and `statistics` may be called from any thread.
 public final class CPUAllocator: Allocator, @unchecked Sendable {
-  // @unchecked: `lock` guards `current`; `maxAllocationSize` is immutable.
+  // @unchecked: `lock` guards `current`, `classes` and every `Block`'s mutable state;
+  // `maxAllocationSize` is immutable.
   private let lock = NSLock()
   private var current = AllocatorStatistics(reservedBytes: 0, liveBytes: 0, liveBuffers: 0, blocks: 0)
   private let maxAllocationSize: Int
+  /// Blocks of each size class (64 bytes << index).
+  private var classes: [[Block]] = Array(repeating: [], count: CPUAllocator.sizeClassCount)
+
+  /// The largest buffer that shares a block.
+  public static let maxPooledSize = 64 << 10
+  /// Bytes in one shared block.
+  public static let blockSize = 1 << 20
+  private static let minimumSlot = 64
+  private static let sizeClassCount = 11  // 64 B ... 64 KiB
 
   init(limits: DeviceLimits) {
     maxAllocationSize = limits.maxMemoryAllocationSize
+  }
+
+  deinit {
+    // Live buffers hold the allocator, so every block is empty here.
+    for blocks in classes {
+      for block in blocks { kiln_cpu_memory_free(block.base, block.reserved) }
+    }
   }
 
   /// - Throws: `.invalidArgument` for a negative size, `.limitExceeded` above the device's
@@ -32,6 +53,12 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
         .limitExceeded,
         "allocate: \(byteCount) bytes exceed the CPU device's maxMemoryAllocationSize of \(maxAllocationSize)")
     }
+    if byteCount <= Self.maxPooledSize {
+      let (block, slot) = try lock.withLock { try takeSlot(byteCount: byteCount) }
+      return CPUBuffer(
+        allocator: self, address: block.base + slot * block.slotSize, byteCount: byteCount, access: access,
+        placement: .pooled(block, slot: slot))
+    }
     var reserved = 0
     guard let address = kiln_cpu_memory_allocate(byteCount, &reserved) else {
       throw HALError(.outOfMemory, "allocate: the host refused \(byteCount) bytes of memory")
@@ -42,19 +69,88 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
       current.liveBuffers += 1
       current.blocks += 1
     }
-    return CPUBuffer(allocator: self, address: address, byteCount: byteCount, reserved: reserved, access: access)
+    return CPUBuffer(
+      allocator: self, address: address, byteCount: byteCount, access: access, placement: .dedicated(reserved: reserved))
   }
 
   public var statistics: AllocatorStatistics { lock.withLock { current } }
 
   /// Called by `CPUBuffer.deinit`.
-  func release(_ address: UnsafeMutableRawPointer, byteCount: Int, reserved: Int) {
-    kiln_cpu_memory_free(address, reserved)
-    lock.withLock {
-      current.reservedBytes -= reserved
-      current.liveBytes -= byteCount
-      current.liveBuffers -= 1
-      current.blocks -= 1
+  func release(_ address: UnsafeMutableRawPointer, byteCount: Int, placement: CPUBuffer.Placement) {
+    switch placement {
+    case .dedicated(let reserved):
+      kiln_cpu_memory_free(address, reserved)
+      lock.withLock {
+        current.reservedBytes -= reserved
+        current.liveBytes -= byteCount
+        current.liveBuffers -= 1
+        current.blocks -= 1
+      }
+    case .pooled(let block, let slot):
+      // Zero the whole slot (not just `byteCount`): host code may have written anywhere in it.
+      memset(address, 0, block.slotSize)
+      lock.withLock { returnSlot(block, slot: slot, byteCount: byteCount) }
+    }
+  }
+
+  /// A free slot for `byteCount` bytes, from a block of its size class (a new one if all are full).
+  /// Call with `lock` held.
+  private func takeSlot(byteCount: Int) throws -> (Block, Int) {
+    var slotSize = Self.minimumSlot
+    var sizeClass = 0
+    while slotSize < byteCount {
+      slotSize *= 2
+      sizeClass += 1
+    }
+    let block: Block
+    if let open = classes[sizeClass].last(where: { !$0.freeSlots.isEmpty }) {
+      block = open
+    } else {
+      var reserved = 0
+      guard let base = kiln_cpu_memory_allocate(Self.blockSize, &reserved) else {
+        throw HALError(.outOfMemory, "allocate: the host refused a \(Self.blockSize)-byte block")
+      }
+      block = Block(base: base, reserved: reserved, slotSize: slotSize, sizeClass: sizeClass)
+      classes[sizeClass].append(block)
+      current.reservedBytes += reserved
+      current.blocks += 1
+    }
+    let slot = block.freeSlots.removeLast()
+    block.liveSlots += 1
+    current.liveBytes += byteCount
+    current.liveBuffers += 1
+    return (block, slot)
+  }
+
+  /// Call with `lock` held.
+  private func returnSlot(_ block: Block, slot: Int, byteCount: Int) {
+    block.freeSlots.append(slot)
+    block.liveSlots -= 1
+    current.liveBytes -= byteCount
+    current.liveBuffers -= 1
+    guard block.liveSlots == 0, classes[block.sizeClass].count > 1 else { return }
+    classes[block.sizeClass].removeAll { $0 === block }
+    kiln_cpu_memory_free(block.base, block.reserved)
+    current.reservedBytes -= block.reserved
+    current.blocks -= 1
+  }
+
+  /// One shared block cut into equal slots. Mutable state is guarded by the allocator's lock.
+  final class Block {
+    let base: UnsafeMutableRawPointer
+    let reserved: Int
+    let slotSize: Int
+    let sizeClass: Int
+    /// Free slot indices; the lowest index is handed out first.
+    var freeSlots: [Int]
+    var liveSlots = 0
+
+    init(base: UnsafeMutableRawPointer, reserved: Int, slotSize: Int, sizeClass: Int) {
+      self.base = base
+      self.reserved = reserved
+      self.slotSize = slotSize
+      self.sizeClass = sizeClass
+      self.freeSlots = Array((0..<(CPUAllocator.blockSize / slotSize)).reversed())
     }
   }
 }

@@ -1,6 +1,6 @@
 import KilnHAL
 
-/// Host memory from `CPUAllocator`; freed when the last reference goes away (commands recorded
+/// Host memory from `CPUAllocator`; released when the last reference goes away (commands recorded
 /// against a buffer keep it alive).
 public final class CPUBuffer: Buffer, @unchecked Sendable {
   // @unchecked: every stored property is immutable; the bytes behind `address` are synchronised
@@ -9,20 +9,29 @@ public final class CPUBuffer: Buffer, @unchecked Sendable {
   public let access: MemoryAccess
   /// The first byte, aligned to 64 bytes; valid for `byteCount` bytes for the buffer's lifetime.
   public let address: UnsafeMutableRawPointer
-  private let reserved: Int
-  private let allocator: CPUAllocator
+  /// The allocator (and so the device) the buffer belongs to.
+  let allocator: CPUAllocator
+  let placement: Placement
 
-  init(allocator: CPUAllocator, address: UnsafeMutableRawPointer, byteCount: Int, reserved: Int, access: MemoryAccess)
-  {
+  /// Where the memory came from, for `CPUAllocator.release`.
+  enum Placement {
+    case dedicated(reserved: Int)
+    case pooled(CPUAllocator.Block, slot: Int)
+  }
+
+  init(
+    allocator: CPUAllocator, address: UnsafeMutableRawPointer, byteCount: Int, access: MemoryAccess,
+    placement: Placement
+  ) {
     self.allocator = allocator
     self.address = address
     self.byteCount = byteCount
-    self.reserved = reserved
     self.access = access
+    self.placement = placement
   }
 
   deinit {
-    allocator.release(address, byteCount: byteCount, reserved: reserved)
+    allocator.release(address, byteCount: byteCount, placement: placement)
   }
 
   public var hostAddress: UnsafeMutableRawPointer? { address }
@@ -31,13 +40,15 @@ public final class CPUBuffer: Buffer, @unchecked Sendable {
 extension BufferRange {
   /// The CPU buffer and the address of the range's first byte, after `validate`.
   ///
-  /// - Throws: `.invalidArgument` when the buffer does not come from the CPU driver or the range
-  ///   lies outside it.
-  func cpuAddress(_ what: @autoclosure () -> String) throws -> (buffer: CPUBuffer, address: UnsafeMutableRawPointer) {
-    guard let cpuBuffer = buffer as? CPUBuffer else {
-      throw HALError(.invalidArgument, "\(what()): the buffer was not allocated by the CPU driver")
-    }
+  /// - Throws: `.invalidArgument` when the buffer does not belong to `allocator`'s device or the
+  ///   range lies outside it.
+  func cpuAddress(_ what: @autoclosure () -> String, on allocator: CPUAllocator) throws -> (
+    buffer: CPUBuffer, address: UnsafeMutableRawPointer
+  ) {
     try validate(what())
+    guard let cpuBuffer = buffer as? CPUBuffer, cpuBuffer.allocator === allocator else {
+      throw HALError(.invalidArgument, "\(what()): the buffer does not belong to this CPU device")
+    }
     return (cpuBuffer, cpuBuffer.address + offset)
   }
 }

@@ -11,81 +11,82 @@ import KilnHAL
 /// Thread-safety: recording is meant to happen on one thread, but a lock makes misuse safe; after
 /// `end()` the command list is frozen and submissions take an immutable copy of it.
 public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
-  // @unchecked: `lock` guards `commands`, `retained` and `ended`; `device` and `limits` are immutable.
+  // @unchecked: `lock` guards `commands`, `retained` and `ended`; the other properties are immutable.
   private let lock = NSLock()
   private var commands: [Command] = []
   /// Buffers and executables the commands point into, kept alive with the command buffer.
   private var retained: [ObjectIdentifier: AnyObject] = [:]
   private var ended = false
-  private let device: CPUDevice
+  /// The device the command buffer was made on; only its buffers may be used.
+  let device: CPUDevice
   private let limits: DeviceLimits
+  private let allocator: CPUAllocator
 
   init(device: CPUDevice) {
     self.device = device
     self.limits = device.info.limits
+    self.allocator = device.cpuAllocator
   }
 
   /// The largest inline update, as on Vulkan (`vkCmdUpdateBuffer`).
   public static let maxUpdateBytes = 65536
 
+  /// Zero-length ranges are validated and then ignored (they are not counted).
   public func fill(_ range: BufferRange, pattern: UInt32) throws {
-    let (buffer, address) = try range.cpuAddress("fill")
+    let (buffer, address) = try range.cpuAddress("fill", on: allocator)
     guard range.offset % 4 == 0, range.length % 4 == 0 else {
       throw HALError(
         .invalidArgument, "fill: offset \(range.offset) and length \(range.length) must be multiples of 4")
     }
+    guard range.length > 0 else { return try checkRecording("fill") }
     try record(.fill(address, words: range.length / 4, pattern: pattern), keeping: [buffer])
   }
 
-  /// Copies `source.length` bytes to the start of `destination`, which must be at least as long.
+  /// Copies between ranges of equal length that do not overlap.
   public func copy(from source: BufferRange, to destination: BufferRange) throws {
-    let (sourceBuffer, sourceAddress) = try source.cpuAddress("copy source")
-    let (destinationBuffer, destinationAddress) = try destination.cpuAddress("copy destination")
-    guard destination.length >= source.length else {
+    let (sourceBuffer, sourceAddress) = try source.cpuAddress("copy source", on: allocator)
+    let (destinationBuffer, destinationAddress) = try destination.cpuAddress("copy destination", on: allocator)
+    guard source.length == destination.length else {
+      throw HALError(
+        .invalidArgument, "copy: source length \(source.length) != destination length \(destination.length)")
+    }
+    if sourceBuffer === destinationBuffer && source.offset < destination.offset + destination.length
+      && destination.offset < source.offset + source.length
+    {
       throw HALError(
         .invalidArgument,
-        "copy: \(source.length) bytes do not fit the destination range of \(destination.length) bytes")
+        "copy: ranges \(source.offset)+\(source.length) and \(destination.offset)+\(destination.length) overlap in the same buffer"
+      )
     }
-    if sourceBuffer === destinationBuffer {
-      let overlap =
-        source.offset < destination.offset + source.length && destination.offset < source.offset + source.length
-      guard !overlap || source.length == 0 else {
-        throw HALError(
-          .invalidArgument,
-          "copy: ranges \(source.offset)+\(source.length) and \(destination.offset)+\(source.length) overlap in the same buffer"
-        )
-      }
-    }
+    guard source.length > 0 else { return try checkRecording("copy") }
     try record(
       .copy(from: UnsafeRawPointer(sourceAddress), to: destinationAddress, byteCount: source.length),
       keeping: [sourceBuffer, destinationBuffer])
   }
 
-  /// Writes `bytes` at the start of `range`, which must be at least as long.
+  /// Writes `bytes`, exactly `range.length` of them, recorded inline.
   public func update(_ range: BufferRange, bytes: [UInt8]) throws {
-    let (buffer, address) = try range.cpuAddress("update")
-    guard range.offset % 4 == 0, bytes.count % 4 == 0 else {
+    let (buffer, address) = try range.cpuAddress("update", on: allocator)
+    guard bytes.count == range.length else {
+      throw HALError(.invalidArgument, "update: \(bytes.count) bytes given for a range of \(range.length)")
+    }
+    guard range.offset % 4 == 0, bytes.count % 4 == 0, bytes.count <= Self.maxUpdateBytes else {
       throw HALError(
-        .invalidArgument, "update: offset \(range.offset) and size \(bytes.count) must be multiples of 4")
+        .invalidArgument,
+        "update: offset \(range.offset) and size \(bytes.count) must be multiples of 4, size at most \(Self.maxUpdateBytes)")
     }
-    guard bytes.count <= Self.maxUpdateBytes else {
-      throw HALError(.invalidArgument, "update: \(bytes.count) bytes exceed the inline limit of \(Self.maxUpdateBytes)")
-    }
-    guard bytes.count <= range.length else {
-      throw HALError(.invalidArgument, "update: \(bytes.count) bytes do not fit the range of \(range.length) bytes")
-    }
+    guard !bytes.isEmpty else { return try checkRecording("update") }
     try record(.update(address, bytes), keeping: [buffer])
   }
 
-  /// Records a dispatch. Push constants beyond those passed, up to the entry point's
-  /// `pushConstantWords`, read as zero.
+  /// Records a dispatch; one with a zero workgroup count is validated and then ignored.
   ///
   /// - Throws: `.invalidArgument` for an executable from another driver, an unknown entry point, a
-  ///   binding count different from the entry point's, a binding outside its buffer or at an offset
-  ///   not aligned to `minStorageBufferOffsetAlignment`, or a workgroup count below 1;
-  ///   `.limitExceeded` for a binding longer than `maxStorageBufferRange`, more push constants than
-  ///   `maxPushConstantBytes`, or workgroup counts above `maxWorkgroupCount` (or more than 2^32 - 1
-  ///   workgroups in all).
+  ///   binding or push-constant count different from the entry point's, a negative workgroup
+  ///   count, or a binding that is empty, outside its buffer, from another device or at an offset
+  ///   not aligned to `minStorageBufferOffsetAlignment`; `.limitExceeded` for a binding longer
+  ///   than `maxStorageBufferRange` or workgroup counts above `maxWorkgroupCount` (or more than
+  ///   2^32 - 1 workgroups in all).
   public func dispatch(
     _ executable: any Executable, entryPoint: Int, bindings: [BufferRange], pushConstants: [UInt32],
     workgroups: WorkgroupCount
@@ -96,48 +97,31 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
     guard executable.entryPoints.indices.contains(entryPoint) else {
       throw HALError(
         .invalidArgument,
-        "dispatch: entry point index \(entryPoint) is out of range (the executable has \(executable.entryPoints.count))")
+        "dispatch: entry point \(entryPoint) out of range 0..<\(executable.entryPoints.count)")
     }
     let declared = executable.entryPoints[entryPoint]
     guard bindings.count == declared.bindingCount else {
       throw HALError(
         .invalidArgument,
-        "dispatch '\(declared.name)': \(bindings.count) bindings given, the entry point declares \(declared.bindingCount)")
+        "dispatch '\(declared.name)': \(bindings.count) bindings given, the kernel declares \(declared.bindingCount)")
     }
-    var buffers: [AnyObject] = [executable]
-    var addresses: [UnsafeMutableRawPointer] = []
-    for (slot, range) in bindings.enumerated() {
-      let (buffer, address) = try range.cpuAddress("dispatch '\(declared.name)' binding \(slot)")
-      guard range.offset % limits.minStorageBufferOffsetAlignment == 0 else {
-        throw HALError(
-          .invalidArgument,
-          "dispatch '\(declared.name)' binding \(slot): offset \(range.offset) is not a multiple of \(limits.minStorageBufferOffsetAlignment)"
-        )
-      }
-      guard range.length <= limits.maxStorageBufferRange else {
-        throw HALError(
-          .limitExceeded,
-          "dispatch '\(declared.name)' binding \(slot): \(range.length) bytes exceed maxStorageBufferRange \(limits.maxStorageBufferRange)"
-        )
-      }
-      buffers.append(buffer)
-      addresses.append(address)
-    }
-    guard pushConstants.count * 4 <= limits.maxPushConstantBytes else {
+    guard pushConstants.count == declared.pushConstantWords else {
       throw HALError(
-        .limitExceeded,
-        "dispatch '\(declared.name)': \(pushConstants.count * 4) bytes of push constants exceed \(limits.maxPushConstantBytes)")
+        .invalidArgument,
+        "dispatch '\(declared.name)': \(pushConstants.count) push-constant words given, the kernel declares \(declared.pushConstantWords)"
+      )
     }
     let counts = [workgroups.x, workgroups.y, workgroups.z]
-    guard counts.allSatisfy({ $0 >= 1 }) else {
-      throw HALError(
-        .invalidArgument, "dispatch '\(declared.name)': workgroup count \(counts) must be at least 1 in each dimension")
-    }
-    for axis in 0..<3 where counts[axis] > limits.maxWorkgroupCount[axis] {
-      throw HALError(
-        .limitExceeded,
-        "dispatch '\(declared.name)': workgroup count \(counts) exceeds the CPU device's maxWorkgroupCount \(limits.maxWorkgroupCount)"
-      )
+    for (axis, count) in counts.enumerated() {
+      guard count >= 0 else {
+        throw HALError(.invalidArgument, "dispatch '\(declared.name)': negative workgroup count \(counts)")
+      }
+      guard count <= limits.maxWorkgroupCount[axis] else {
+        throw HALError(
+          .limitExceeded,
+          "dispatch '\(declared.name)': \(count) workgroups on axis \(axis) exceeds the device limit \(limits.maxWorkgroupCount[axis])"
+        )
+      }
     }
     let (xy, overflowXY) = workgroups.x.multipliedReportingOverflow(by: workgroups.y)
     let (total, overflow) = xy.multipliedReportingOverflow(by: workgroups.z)
@@ -145,9 +129,32 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
       throw HALError(
         .limitExceeded, "dispatch '\(declared.name)': \(counts) is more than \(UInt32.max) workgroups in all")
     }
+    var buffers: [AnyObject] = [executable]
+    var addresses: [UnsafeMutableRawPointer] = []
+    for (slot, range) in bindings.enumerated() {
+      let (buffer, address) = try range.cpuAddress("dispatch '\(declared.name)' binding \(slot)", on: allocator)
+      guard range.length <= limits.maxStorageBufferRange else {
+        throw HALError(
+          .limitExceeded,
+          "dispatch '\(declared.name)' binding \(slot): \(range.length) bytes exceed maxStorageBufferRange \(limits.maxStorageBufferRange); split the binding"
+        )
+      }
+      guard range.offset % limits.minStorageBufferOffsetAlignment == 0 else {
+        throw HALError(
+          .invalidArgument,
+          "dispatch '\(declared.name)' binding \(slot): offset \(range.offset) is not a multiple of minStorageBufferOffsetAlignment \(limits.minStorageBufferOffsetAlignment)"
+        )
+      }
+      guard range.length > 0 else {
+        throw HALError(.invalidArgument, "dispatch '\(declared.name)' binding \(slot): empty range")
+      }
+      buffers.append(buffer)
+      addresses.append(address)
+    }
+    guard total > 0 else { return try checkRecording("dispatch") }
     let prepared = PreparedDispatch(
       kernel: executable.kernels[entryPoint], bindings: addresses, sizes: bindings.map { UInt64($0.length) },
-      pushConstants: pushConstants, pushConstantWords: declared.pushConstantWords,
+      pushConstants: pushConstants,
       workgroups: (UInt32(workgroups.x), UInt32(workgroups.y), UInt32(workgroups.z)))
     try record(.dispatch(prepared), keeping: buffers)
   }
@@ -177,10 +184,17 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
     }
   }
 
+  /// Throws unless recording (for commands that turn out to record nothing).
+  private func checkRecording(_ what: String) throws {
+    try lock.withLock {
+      guard !ended else { throw HALError(.invalidArgument, "\(what): the command buffer has already ended") }
+    }
+  }
+
   private func record(_ command: Command, keeping objects: [AnyObject]) throws {
     try lock.withLock {
       guard !ended else {
-        throw HALError(.invalidArgument, "the command buffer has ended; nothing more can be recorded")
+        throw HALError(.invalidArgument, "the command buffer has already ended; nothing more can be recorded")
       }
       commands.append(command)
       for object in objects {
@@ -230,7 +244,7 @@ final class PreparedDispatch: @unchecked Sendable {
 
   init(
     kernel: @escaping kiln_cpu_kernel, bindings: [UnsafeMutableRawPointer], sizes: [UInt64], pushConstants: [UInt32],
-    pushConstantWords: Int, workgroups: (UInt32, UInt32, UInt32)
+    workgroups: (UInt32, UInt32, UInt32)
   ) {
     self.kernel = kernel
     self.bindings = .allocate(capacity: max(1, bindings.count))
@@ -239,7 +253,7 @@ final class PreparedDispatch: @unchecked Sendable {
     self.sizes = .allocate(capacity: max(1, sizes.count))
     self.sizes.initialize(repeating: 0, count: max(1, sizes.count))
     for (slot, size) in sizes.enumerated() { self.sizes[slot] = size }
-    let words = max(1, pushConstants.count, pushConstantWords)
+    let words = max(1, pushConstants.count)
     self.pushConstants = .allocate(capacity: words)
     self.pushConstants.initialize(repeating: 0, count: words)
     for (index, word) in pushConstants.enumerated() { self.pushConstants[index] = word }

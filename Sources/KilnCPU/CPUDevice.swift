@@ -47,14 +47,14 @@ public final class CPUDevice: Device {
   /// is thrown by the next `submit` or `waitIdle`.
   ///
   /// - Throws: the recorded error of an earlier submission; `.invalidArgument` for a command buffer
-  ///   still recording or from another driver, or a semaphore from another driver.
+  ///   still recording or from another device, or a semaphore from another driver.
   public func submit(_ commandBuffers: [any CommandBuffer], waits: [SemaphoreValue], signals: [SemaphoreValue]) throws
   {
     var commands: [[Command]] = []
     var owners: [CPUCommandBuffer] = []
     for (index, commandBuffer) in commandBuffers.enumerated() {
-      guard let cpuCommandBuffer = commandBuffer as? CPUCommandBuffer else {
-        throw HALError(.invalidArgument, "submit: command buffer \(index) was not made by the CPU driver")
+      guard let cpuCommandBuffer = commandBuffer as? CPUCommandBuffer, cpuCommandBuffer.device === self else {
+        throw HALError(.invalidArgument, "submit: command buffer \(index) was not recorded on this CPU device")
       }
       commands.append(try cpuCommandBuffer.recordedCommands())
       owners.append(cpuCommandBuffer)
@@ -75,25 +75,24 @@ public final class CPUDevice: Device {
       CPUQueue.Submission(commands: commands, owners: owners, waits: waitList, signals: signalList))
   }
 
-  /// Copies `bytes` into the start of `range` (which must be at least as long) right away; it is
-  /// not ordered with queued work, so wait for submissions that use the range first.
+  /// Copies `bytes` (exactly `range.length` of them) into the buffer right away; it is not
+  /// ordered with queued work, so wait for submissions that use the range first.
   public func write(_ bytes: UnsafeRawBufferPointer, to range: BufferRange) throws {
-    let (_, address) = try range.cpuAddress("write")
-    guard bytes.count <= range.length else {
-      throw HALError(.invalidArgument, "write: \(bytes.count) bytes do not fit the range of \(range.length) bytes")
+    let (_, address) = try range.cpuAddress("write", on: cpuAllocator)
+    guard bytes.count == range.length else {
+      throw HALError(.invalidArgument, "write: \(bytes.count) bytes given for a range of \(range.length)")
     }
     if let base = bytes.baseAddress, !bytes.isEmpty { memcpy(address, base, bytes.count) }
   }
 
-  /// Copies `range` into the start of `bytes` (which must be at least as long) right away; it is
-  /// not ordered with queued work, so wait for submissions that write the range first.
+  /// Copies `range` into `bytes` (exactly `range.length` of them) right away; it is not ordered
+  /// with queued work, so wait for submissions that write the range first.
   public func read(_ range: BufferRange, into bytes: UnsafeMutableRawBufferPointer) throws {
-    let (_, address) = try range.cpuAddress("read")
-    guard bytes.count >= range.length else {
-      throw HALError(
-        .invalidArgument, "read: the range of \(range.length) bytes does not fit \(bytes.count) bytes of host memory")
+    let (_, address) = try range.cpuAddress("read", on: cpuAllocator)
+    guard bytes.count == range.length else {
+      throw HALError(.invalidArgument, "read: \(bytes.count) bytes of room for a range of \(range.length)")
     }
-    if let base = bytes.baseAddress, range.length > 0 { memcpy(base, address, range.length) }
+    if let base = bytes.baseAddress, !bytes.isEmpty { memcpy(base, address, bytes.count) }
   }
 
   /// - Throws: `.timeout` when queued work is still running after `timeout`; otherwise the error

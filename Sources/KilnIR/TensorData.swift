@@ -227,14 +227,14 @@ extension TensorData {
     case .float64: load(UInt64.self).map { Double(bitPattern: $0) }
     case .float16: load(UInt16.self).map { Double(FloatConversion.float(fromFloat16Bits: $0)) }
     case .bfloat16: load(UInt16.self).map { Double(FloatConversion.float(fromBFloat16Bits: $0)) }
-    case .int8: load(Int8.self).map(Double.init)
-    case .int16: load(Int16.self).map(Double.init)
-    case .int32: load(Int32.self).map(Double.init)
-    case .int64: load(Int64.self).map(Double.init)
-    case .uint8: bytes.map(Double.init)
-    case .uint16: load(UInt16.self).map(Double.init)
-    case .uint32: load(UInt32.self).map(Double.init)
-    case .uint64: load(UInt64.self).map(Double.init)
+    case .int8: load(Int8.self).map { Double($0) }
+    case .int16: load(Int16.self).map { Double($0) }
+    case .int32: load(Int32.self).map { Double($0) }
+    case .int64: load(Int64.self).map { Double($0) }
+    case .uint8: bytes.map { Double($0) }
+    case .uint16: load(UInt16.self).map { Double($0) }
+    case .uint32: load(UInt32.self).map { Double($0) }
+    case .uint64: load(UInt64.self).map { Double($0) }
     case .bool: bytes.map { $0 != 0 ? 1 : 0 }
     }
   }
@@ -253,13 +253,13 @@ extension TensorData {
   /// toward zero and saturated, bool as 0 or 1.
   public func int64s() -> [Int64] {
     switch type.dtype {
-    case .int8: load(Int8.self).map(Int64.init)
-    case .int16: load(Int16.self).map(Int64.init)
-    case .int32: load(Int32.self).map(Int64.init)
+    case .int8: load(Int8.self).map { Int64($0) }
+    case .int16: load(Int16.self).map { Int64($0) }
+    case .int32: load(Int32.self).map { Int64($0) }
     case .int64: load(Int64.self)
-    case .uint8: bytes.map(Int64.init)
-    case .uint16: load(UInt16.self).map(Int64.init)
-    case .uint32: load(UInt32.self).map(Int64.init)
+    case .uint8: bytes.map { Int64($0) }
+    case .uint16: load(UInt16.self).map { Int64($0) }
+    case .uint32: load(UInt32.self).map { Int64($0) }
     case .uint64: load(UInt64.self).map { Int64(bitPattern: $0) }
     case .bool: bytes.map { $0 != 0 ? 1 : 0 }
     default: doubles().map(Self.saturatingInt64)

@@ -73,8 +73,9 @@ enum Fold {
     let geometry = try OpRegistry.sliceGeometry(ctx)
     let inputStrides = strides(x.shape)
     let base = zip(geometry.starts, inputStrides).reduce(0) { $0 + $1.0 * $1.1 }
-    let offsets = stridedOffsets(
-      shape: geometry.shape, base: base, strides: zip(geometry.steps, inputStrides).map { $0 * $1 })
+    // An axis keeping one element never steps, so its (possibly huge) step is not multiplied.
+    let steps = geometry.shape.indices.map { geometry.shape[$0] > 1 ? geometry.steps[$0] * inputStrides[$0] : 0 }
+    let offsets = stridedOffsets(shape: geometry.shape, base: base, strides: steps)
     return [try select(x, offsets, type: out)]
   }
 

@@ -117,9 +117,14 @@ struct ImportSession {
 
     // Runtime inputs keep the model's signature, used or not.
     var runtimeInputs = Set<String>()
-    for info in proto.input where definitions[info.name] != nil {
-      guard case .input? = definitions[info.name] else { continue }
-      runtimeInputs.insert(info.name)
+    for info in proto.input {
+      if case .input? = definitions[info.name] { runtimeInputs.insert(info.name) }
+    }
+    for name in Set(options.inputShapes.keys).union(options.constantInputs.keys).sorted()
+    where !runtimeInputs.contains(name) {
+      throw ONNXImportError.model("ImportOptions names input '\(name)', which is not a runtime input of the graph")
+    }
+    for info in proto.input where runtimeInputs.contains(info.name) {
       if let data = options.constantInputs[info.name] {
         try checkConstantInput(info, data)
         try decoder.charge(data.bytes.count, for: "constant input '\(info.name)'")
@@ -127,10 +132,6 @@ struct ImportSession {
       } else {
         values[info.name] = graph.addInput(name: info.name, type: try inputType(info))
       }
-    }
-    for name in Set(options.inputShapes.keys).union(options.constantInputs.keys).sorted()
-    where !runtimeInputs.contains(name) {
-      throw ONNXImportError.model("ImportOptions names input '\(name)', which is not a runtime input of the graph")
     }
 
     for tensor in proto.initializer where used.contains(tensor.name) {

@@ -214,8 +214,7 @@ extension OpRegistry {
       }
     } else {
       if let axis = try ctx.node.int("axis") {
-        let normalized = axis < 0 ? axis + a.rank : axis
-        guard normalized + b.rank == a.rank else {
+        guard axis == a.rank - b.rank || axis == -b.rank else {
           throw ONNXImportError.unsupported(
             "legacy broadcast with axis \(axis) of \(b.shape) onto \(a.shape) is not supported")
         }

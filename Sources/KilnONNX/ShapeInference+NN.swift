@@ -57,7 +57,7 @@ struct Window {
       let window = try effectiveKernel(i)
       switch autoPad {
       case "SAME_UPPER", "SAME_LOWER":
-        return (size + strides[i] - 1) / strides[i]
+        return size == 0 ? 0 : (size - 1) / strides[i] + 1
       case "VALID":
         guard size >= window else {
           throw ONNXImportError.shape("window \(window) on axis \(i + 2) is larger than the input (\(size))")
@@ -70,10 +70,12 @@ struct Window {
             "window \(window) on axis \(i + 2) is larger than the padded input (\(size) + pads = \(padded))")
         }
         var out = (padded - window) / strides[i] + 1
-        if ceilMode, (padded - window) % strides[i] != 0 {
-          out += 1
-          // The last window must start inside the input or the begin padding.
-          if (out - 1) * strides[i] >= size + pads[i] { out -= 1 }
+        if ceilMode {
+          if (padded - window) % strides[i] != 0 { out += 1 }
+          // As in the ONNX reference: the last window must start inside the input or the begin
+          // padding, else it is dropped.
+          let (lastStart, overflow) = (out - 1).multipliedReportingOverflow(by: strides[i])
+          if overflow || lastStart >= size + pads[i] { out -= 1 }
         }
         return out
       }
@@ -156,9 +158,10 @@ extension OpRegistry {
         } else {
           spatial = try (0..<n).map { i in
             if window.autoPad.hasPrefix("SAME") { return try Shapes.multiply(input[i], window.strides[i]) }
+            guard input[i] > 0 else { throw ONNXImportError.shape("input spatial shape \(input) has a zero dimension") }
             let base = try Shapes.multiply(window.strides[i], input[i] - 1)
             let full = try Shapes.add(try Shapes.add(base, outputPadding[i]), try window.effectiveKernel(i))
-            return full - window.pads[i] - window.pads[i + n]
+            return try Shapes.add(try Shapes.add(full, -window.pads[i]), -window.pads[i + n])
           }
         }
         guard spatial.allSatisfy({ $0 > 0 }) else {

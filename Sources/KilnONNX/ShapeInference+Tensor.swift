@@ -373,7 +373,7 @@ extension OpRegistry {
       }
       let n = ((d[1] - d[0]) / d[2]).rounded(.up)
       guard n < 9.0e18 else { throw ONNXImportError.budget("Range has too many elements") }
-      count = max(0, Int(n))
+      count = n > 0 ? Int(n) : 0
     } else {
       let v = values.map { $0.scalarInt64 ?? 0 }
       guard v[2] != 0 else { throw ONNXImportError.shape("Range delta is 0") }

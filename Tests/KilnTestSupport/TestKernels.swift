@@ -28,8 +28,7 @@ public enum TestKernel: String, Sendable, CaseIterable {
         layout(std430, set = 0, binding = 1) writeonly buffer Y { float y[]; };
         layout(push_constant) uniform Push { uint n; float scale; float bias; } pc;
         void main() {
-          uint i = gl_GlobalInvocationID.x;
-          if (i < pc.n) y[i] = x[i] * pc.scale + pc.bias;
+          for (uint i = gl_GlobalInvocationID.x; i < pc.n; i += gl_NumWorkGroups.x * 64u) y[i] = x[i] * pc.scale + pc.bias;
         }
         """
     case .step, .increment:
@@ -40,15 +39,15 @@ public enum TestKernel: String, Sendable, CaseIterable {
         layout(std430, set = 0, binding = 0) buffer X { uint x[]; };
         layout(push_constant) uniform Push { uint n; } pc;
         void main() {
-          uint i = gl_GlobalInvocationID.x;
-          if (i < pc.n) { \(body) }
+          for (uint i = gl_GlobalInvocationID.x; i < pc.n; i += gl_NumWorkGroups.x * 64u) { \(body) }
         }
         """
     }
   }
 
   var c: String {
-    let loop = "for (uint32_t g = d->workgroup_begin; g < d->workgroup_end; ++g) for (uint32_t i = g * 64u; i < g * 64u + 64u && i < n; ++i)"
+    // Grid-stride, like the GLSL: workgroup g covers elements g*64 + k*64*count + (0..<64).
+    let loop = "for (uint64_t g = d->workgroup_begin; g < d->workgroup_end; ++g) for (uint64_t base = g * 64u; base < n; base += 64u * (uint64_t)d->workgroup_count[0]) for (uint64_t i = base; i < base + 64u && i < n; ++i)"
     switch self {
     case .scaleAdd:
       return """
@@ -111,27 +110,27 @@ public enum TestKernels {
     try device.makeExecutable(spec(kernel, for: device))
   }
 
-  /// Workgroups covering `n` elements.
+  /// Workgroups for `n` elements: one per 64 elements, at most 65535 (the kernels stride over the rest).
   public static func workgroups(for n: Int) -> WorkgroupCount {
-    WorkgroupCount((n + TestKernel.workgroupSize - 1) / TestKernel.workgroupSize)
+    WorkgroupCount(min((n + TestKernel.workgroupSize - 1) / TestKernel.workgroupSize, 65535))
   }
 }
 
 extension Array where Element == Float {
   /// Little-endian bytes.
-  public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+  public var bytes: [UInt8] { withUnsafeBytes { [UInt8]($0) } }
 }
 
 extension Array where Element == UInt32 {
-  public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+  public var bytes: [UInt8] { withUnsafeBytes { [UInt8]($0) } }
 }
 
 extension Array where Element == UInt8 {
   public func asFloats() -> [Float] {
-    withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    withUnsafeBytes { raw in (0..<count / 4).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
   }
 
   public func asUInt32s() -> [UInt32] {
-    withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
+    withUnsafeBytes { raw in (0..<count / 4).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self) } }
   }
 }

@@ -21,10 +21,12 @@
  *     later dispatch sees every write of an earlier one.
  *   - The dispatch record and the arrays it points to are read-only and live only for the call.
  *   - `bindings[i]` is the host address of binding slot i with the range offset already applied
- *     (never NULL; aligned to the device's minStorageBufferOffsetAlignment, 16 bytes by default);
- *     `binding_sizes[i]` is the number of bytes the kernel may touch there. Bindings may alias.
- *   - `push_constants` is never NULL and holds at least as many words as the entry point declares
- *     (words the dispatch did not pass are zero); a dispatch passes at most 32 words (128 bytes).
+ *     (aligned to the device's minStorageBufferOffsetAlignment, 16 bytes by default);
+ *     `binding_sizes[i]` (never 0) is the number of bytes the kernel may touch there. There are
+ *     exactly as many bindings as the entry point declares. Bindings may alias one another.
+ *   - `push_constants` is never NULL and holds exactly the words the entry point declares (at
+ *     most 32, i.e. 128 bytes).
+ *   - A dispatch with a zero workgroup count does not call the kernel at all.
  *   - Kernels run on threads with at least 8 MiB of stack; per-workgroup scratch ("shared memory")
  *     up to the device's maxSharedMemoryBytes (64 KiB) may live on the stack.
  *   - Kernels must not call back into the driver, keep pointers past the call, unwind (longjmp/C++
