@@ -70,7 +70,8 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
       current.blocks += 1
     }
     return CPUBuffer(
-      allocator: self, address: address, byteCount: byteCount, access: access, placement: .dedicated(reserved: reserved))
+      allocator: self, address: address, byteCount: byteCount, access: access, placement: .dedicated(reserved: reserved)
+    )
   }
 
   public var statistics: AllocatorStatistics { lock.withLock { current } }

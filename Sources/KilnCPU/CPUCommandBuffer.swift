@@ -73,7 +73,8 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
     guard range.offset % 4 == 0, bytes.count % 4 == 0, bytes.count <= Self.maxUpdateBytes else {
       throw HALError(
         .invalidArgument,
-        "update: offset \(range.offset) and size \(bytes.count) must be multiples of 4, size at most \(Self.maxUpdateBytes)")
+        "update: offset \(range.offset) and size \(bytes.count) must be multiples of 4, size at most \(Self.maxUpdateBytes)"
+      )
     }
     guard !bytes.isEmpty else { return try checkRecording("update") }
     try record(.update(address, bytes), keeping: [buffer])

@@ -48,8 +48,7 @@ public final class CPUDevice: Device {
   ///
   /// - Throws: the recorded error of an earlier submission; `.invalidArgument` for a command buffer
   ///   still recording or from another device, or a semaphore from another driver.
-  public func submit(_ commandBuffers: [any CommandBuffer], waits: [SemaphoreValue], signals: [SemaphoreValue]) throws
-  {
+  public func submit(_ commandBuffers: [any CommandBuffer], waits: [SemaphoreValue], signals: [SemaphoreValue]) throws {
     var commands: [[Command]] = []
     var owners: [CPUCommandBuffer] = []
     for (index, commandBuffer) in commandBuffers.enumerated() {

@@ -41,7 +41,8 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
     do {
       guard let version = kiln_cpu_library_symbol(library, "kiln_cpu_abi_version") else {
         throw HALError(
-          .compilationFailed, "makeExecutable: the shared object does not export kiln_cpu_abi_version (not a Kiln CPU executable)")
+          .compilationFailed,
+          "makeExecutable: the shared object does not export kiln_cpu_abi_version (not a Kiln CPU executable)")
       }
       let abiVersion = version.loadUnaligned(as: UInt32.self)
       guard abiVersion == UInt32(KILN_CPU_ABI_VERSION) else {

@@ -38,7 +38,8 @@ public final class CPUSemaphore: KilnHAL.Semaphore, @unchecked Sendable {
     guard reach(value, within: timeout) else {
       throw HALError(
         .timeout,
-        "semaphore wait for value \(value) timed out after \(timeout) (the value is \(kiln_cpu_timeline_value(timeline)))")
+        "semaphore wait for value \(value) timed out after \(timeout) (the value is \(kiln_cpu_timeline_value(timeline)))"
+      )
     }
   }
 

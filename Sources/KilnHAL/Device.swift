@@ -34,6 +34,7 @@ extension Device {
   }
 
   public func read(_ range: BufferRange) throws -> [UInt8] {
+    try range.validate("read")
     var out = [UInt8](repeating: 0, count: range.length)
     try out.withUnsafeMutableBytes { try read(range, into: $0) }
     return out

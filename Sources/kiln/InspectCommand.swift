@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import KilnBundle
 
 /// `kiln inspect B.kiln`: what a bundle holds, after verifying every checksum.
 struct InspectCommand: ParsableCommand {
@@ -15,7 +14,7 @@ struct InspectCommand: ParsableCommand {
 
   func run() throws {
     try reportingErrors {
-      let reader = try BundleReader(contentsOf: URL(fileURLWithPath: bundle))
+      let reader = try TensorFiles.openBundle(URL(fileURLWithPath: bundle))
       print(json ? try reader.manifest.prettyJSON() : reader.describe())
     }
   }

@@ -63,7 +63,7 @@ struct RunCommand: ParsableCommand {
   private func execute() throws {
     let clock = ContinuousClock()
     let bundleURL = URL(fileURLWithPath: bundle)
-    let reader = try BundleReader(contentsOf: bundleURL)
+    let reader = try TensorFiles.openBundle(bundleURL)
     guard let function = reader.manifest.function(named: "main") else {
       throw CLIError("'\(bundle)': the bundle has no function 'main'")
     }
@@ -88,7 +88,6 @@ struct RunCommand: ParsableCommand {
     var written: [URL] = []
     for (index, slot) in outputSlots.enumerated() {
       guard let url = slot?.url else { continue }
-      _ = try TensorFiles.format(of: url)
       if FileSafety.sameFile(url, bundleURL) {
         throw CLIError("output \(index) '\(outputNames[index])': refusing to overwrite the bundle '\(bundle)'")
       }
@@ -98,6 +97,7 @@ struct RunCommand: ParsableCommand {
       if let other = written.first(where: { FileSafety.sameFile(url, $0) }) {
         throw CLIError("output \(index) '\(outputNames[index])': '\(other.path)' is already written by another output")
       }
+      _ = try TensorFiles.format(of: url)
       try FileSafety.checkFolderExists(for: url, what: "output \(index) '\(outputNames[index])'")
       written.append(url)
     }

@@ -3,6 +3,7 @@
 
 import ArgumentParser
 import Foundation
+import KilnBundle
 import KilnIR
 import KilnRuntime
 
@@ -48,6 +49,15 @@ enum TensorFiles {
   /// Writes `tensor` to `url` atomically, in the format its extension names.
   static func write(_ tensor: HostTensor, name: String, to url: URL) throws {
     try FileSafety.writeAtomically(try encode(tensor, name: name, for: url), to: url)
+  }
+
+  /// Opens and verifies a bundle; errors name the file.
+  static func openBundle(_ url: URL) throws -> BundleReader {
+    do {
+      return try BundleReader(contentsOf: url)
+    } catch let error as BundleError where error.code != .io {
+      throw CLIError("'\(url.relativePath)': \(error.message)")
+    }
   }
 
   // MARK: HostTensor <-> TensorData
@@ -343,8 +353,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
 func describe(_ error: Error) -> String {
   if let cocoa = error as? CocoaError { return cocoa.localizedDescription }
   if type(of: error) is NSError.Type { return (error as NSError).localizedDescription }
-  if let text = (error as? CustomStringConvertible)?.description, !text.isEmpty { return text }
-  return "\(error)"
+  return String(describing: error)
 }
 
 /// Collapses a multi-line message into one line.

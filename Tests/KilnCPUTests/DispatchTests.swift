@@ -29,15 +29,14 @@ import Testing
     let out = try device.cpuAllocator.allocateBuffer(byteCount: 256)
     let marker = try device.cpuAllocator.allocateBuffer(byteCount: 64)
     let commands = try device.makeCommandBuffer()
-    // Three of the eight declared words: the rest read as zero.
     try commands.dispatch(
       executable, entryPoint: Kernel.introspect.rawValue,
       bindings: [BufferRange(out, offset: 0, length: 64), BufferRange(marker, offset: 16, length: 32)],
-      pushConstants: [7, 0xFFFF_FFFF, 42], workgroups: WorkgroupCount(1))
+      pushConstants: [7, 0xFFFF_FFFF, 42, 0, 1, 2, 3, 0x8000_0000], workgroups: WorkgroupCount(1))
     try commands.end()
     try device.submitAndWait(commands)
     let words = try device.words(BufferRange(out, offset: 0, length: 64))
-    #expect(Array(words[0..<8]) == [7, 0xFFFF_FFFF, 42, 0, 0, 0, 0, 0])
+    #expect(Array(words[0..<8]) == [7, 0xFFFF_FFFF, 42, 0, 1, 2, 3, 0x8000_0000])
     #expect(words[8] == 64 && words[9] == 32)
     #expect(Array(words[10..<13]) == [1, 1, 1])
     #expect(try device.words(BufferRange(marker)) == [0, 0, 0, 0, 0x600D_F00D] + [UInt32](repeating: 0, count: 11))
@@ -125,18 +124,26 @@ import Testing
     expectHALError(.invalidArgument) { try dispatch(entryPoint: -1) }
     expectHALError(.invalidArgument) { try dispatch(bindings: [whole]) }
     expectHALError(.invalidArgument) { try dispatch(bindings: [whole, whole, whole]) }
-    expectHALError(.invalidArgument) { try dispatch(bindings: [whole, BufferRange(buffer, offset: 512, length: 1024)]) }
+    expectHALError(.invalidArgument) {
+      try dispatch(bindings: [whole, BufferRange(buffer, offset: 512, length: 1024)])
+    }
     expectHALError(.invalidArgument) { try dispatch(bindings: [whole, BufferRange(buffer, offset: -16, length: 16)]) }
+    expectHALError(.invalidArgument) {
+      try dispatch(bindings: [whole, BufferRange(buffer, offset: Int.max - 4, length: 64)])
+    }
     expectHALError(.invalidArgument) { try dispatch(bindings: [whole, BufferRange(buffer, offset: 4, length: 16)]) }
-    expectHALError(.invalidArgument) { try dispatch(workgroups: WorkgroupCount(0)) }
+    expectHALError(.invalidArgument) { try dispatch(bindings: [whole, BufferRange(buffer, offset: 1024, length: 0)]) }
+    expectHALError(.invalidArgument) { try dispatch(pushConstants: [1]) }
+    expectHALError(.invalidArgument) { try dispatch(pushConstants: [1, 2, 3]) }
+    expectHALError(.invalidArgument) { try dispatch(pushConstants: [UInt32](repeating: 0, count: 33)) }
+    expectHALError(.invalidArgument) { try dispatch(workgroups: WorkgroupCount(-1)) }
     expectHALError(.invalidArgument) { try dispatch(workgroups: WorkgroupCount(1, -1, 1)) }
-    expectHALError(.invalidArgument) { try dispatch(workgroups: WorkgroupCount(1, 1, 0)) }
     let maxCount = device.info.limits.maxWorkgroupCount
     expectHALError(.limitExceeded) { try dispatch(workgroups: WorkgroupCount(maxCount[0] + 1)) }
     expectHALError(.limitExceeded) { try dispatch(workgroups: WorkgroupCount(1, maxCount[1] + 1)) }
     expectHALError(.limitExceeded) { try dispatch(workgroups: WorkgroupCount(1, 1, maxCount[2] + 1)) }
+    expectHALError(.limitExceeded) { try dispatch(workgroups: WorkgroupCount(1 << 40)) }
     expectHALError(.limitExceeded) { try dispatch(workgroups: WorkgroupCount(1 << 20, 1 << 12, 1)) }
-    expectHALError(.limitExceeded) { try dispatch(pushConstants: [UInt32](repeating: 0, count: 33)) }
 
     final class ForeignExecutable: Executable, @unchecked Sendable {
       let entryPoints = [EntryPoint(name: "saxpy", bindingCount: 2)]
@@ -146,10 +153,30 @@ import Testing
         ForeignExecutable(), entryPoint: 0, bindings: [whole, whole], pushConstants: [], workgroups: WorkgroupCount(1))
     }
     #expect(commands.commandCount == 0)
+    // Zero workgroups: validated, then nothing is recorded.
+    try dispatch(workgroups: WorkgroupCount(0, 5, 1))
+    expectHALError(.invalidArgument) { try dispatch(bindings: [whole], workgroups: WorkgroupCount(0)) }
+    #expect(commands.commandCount == 0)
     // The largest valid values are accepted.
-    try dispatch(pushConstants: [UInt32](repeating: 0, count: 32))
-    try dispatch(bindings: [BufferRange(buffer, offset: 1008, length: 16), BufferRange(buffer, offset: 1024, length: 0)])
+    try dispatch(bindings: [
+      BufferRange(buffer, offset: 1008, length: 16), BufferRange(buffer, offset: 0, length: 1024),
+    ])
+    try dispatch(workgroups: WorkgroupCount(maxCount[0]))
     #expect(commands.commandCount == 2)
+  }
+
+  @Test func zeroWorkgroupsRunNothing() throws {
+    let device = try device()
+    let executable = try device.makeExecutable(kernelSpec())
+    let out = try device.cpuAllocator.allocateBuffer(byteCount: 64)
+    let commands = try device.makeCommandBuffer()
+    try commands.dispatch(
+      executable, entryPoint: Kernel.coordinates.rawValue, bindings: [BufferRange(out)], pushConstants: [],
+      workgroups: WorkgroupCount(3, 0, 2))
+    try commands.end()
+    #expect(commands.commandCount == 0)
+    try device.submitAndWait(commands)
+    #expect(try device.words(BufferRange(out)).allSatisfy { $0 == 0 })
   }
 
   @Test func bindingsLongerThanTheRangeLimitAreRefused() throws {
@@ -161,8 +188,9 @@ import Testing
     let commands = try device.makeCommandBuffer()
     expectHALError(.limitExceeded) {
       try commands.dispatch(
-        executable, entryPoint: Kernel.saxpy.rawValue, bindings: [BufferRange(buffer, offset: 0, length: 256), BufferRange(buffer)],
-        pushConstants: [], workgroups: WorkgroupCount(1))
+        executable, entryPoint: Kernel.saxpy.rawValue,
+        bindings: [BufferRange(buffer, offset: 0, length: 256), BufferRange(buffer)], pushConstants: [1, 0],
+        workgroups: WorkgroupCount(1))
     }
   }
 }

@@ -107,7 +107,8 @@ import Testing
       entryPoints: [EntryPoint(name: "saxpy", bindingCount: limits.maxStorageBuffersPerDispatch + 1)])
     expectHALError(.limitExceeded) { _ = try device.makeExecutable(tooManyBindings) }
     let tooManyWords = ExecutableSpec(
-      format: .sharedObject, code: code, entryPoints: [EntryPoint(name: "saxpy", bindingCount: 2, pushConstantWords: 33)])
+      format: .sharedObject, code: code,
+      entryPoints: [EntryPoint(name: "saxpy", bindingCount: 2, pushConstantWords: 33)])
     expectHALError(.limitExceeded) { _ = try device.makeExecutable(tooManyWords) }
     let negative = ExecutableSpec(
       format: .sharedObject, code: code, entryPoints: [EntryPoint(name: "saxpy", bindingCount: -1)])
@@ -127,7 +128,8 @@ import Testing
     for round in 0..<50 {
       let expected: UInt32 = round % 2 == 0 ? 1 : 2
       let spec = ExecutableSpec(
-        format: .sharedObject, code: expected == 1 ? one : two, entryPoints: [EntryPoint(name: "value", bindingCount: 1)])
+        format: .sharedObject, code: expected == 1 ? one : two,
+        entryPoints: [EntryPoint(name: "value", bindingCount: 1)])
       let executable = try device.makeExecutable(spec)
       let commands = try device.makeCommandBuffer()
       try commands.dispatch(

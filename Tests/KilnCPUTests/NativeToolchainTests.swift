@@ -68,7 +68,9 @@ import Testing
     let source = NativeToolchain.kilnCPUABIHeader + "KILN_CPU_DEFINE_ABI_VERSION();"
     let code = try toolchain.compileSharedObject(source: source, flags: [], name: "tidy")
     #expect(code.starts(with: [0x7F, 0x45, 0x4C, 0x46]), "an ELF file")
-    #expect(throws: CodegenError.self) { try toolchain.compileSharedObject(source: "syntax error", flags: [], name: "tidy") }
+    #expect(throws: CodegenError.self) {
+      try toolchain.compileSharedObject(source: "syntax error", flags: [], name: "tidy")
+    }
     #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
   }
 
@@ -99,7 +101,8 @@ import Testing
       let required: [String: [String]] = [
         "x86-64": [], "x86-64-v2": ["sse4_2", "popcnt", "ssse3"], "x86-64-v3": ["avx2", "fma", "bmi2", "movbe"],
       ]
-      let code = try compileKernels(kernelSource, flags: ["-D_GNU_SOURCE", "-march=\(march)"], name: "kernels_\(march)")
+      let code = try compileKernels(
+        kernelSource, flags: ["-D_GNU_SOURCE", "-march=\(march)"], name: "kernels_\(march)")
       guard hostCPUHasFlags(required[march] ?? []) else {
         print("skipping the run of -march=\(march): the host CPU lacks \(required[march] ?? [])")
         return

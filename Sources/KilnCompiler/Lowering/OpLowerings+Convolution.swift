@@ -170,18 +170,21 @@ extension OpLowerings {
       throw ctx.error("strides \(strides), dilations \(dilations) and output_padding \(outputPadding) must have \(n) values")
     }
     let autoPad = try ctx.stringAttribute("auto_pad", default: "NOTSET")
+    // As the ONNX reference: explicit pads win; SAME_* derives them from the output size
+    // (floor halves, the odd one at the end for SAME_UPPER); otherwise there is no begin pad
+    // and an output_shape larger than the natural one extends the end.
     var padBegin: [Int]
-    if ctx.node.hasAttribute("output_shape") || autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
-      padBegin = (0..<n).map { i in
-        let total = strides[i] * (input[i] - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1 - output[i]
-        return autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
-      }
-    } else if autoPad == "VALID" {
-      padBegin = Array(repeating: 0, count: n)
-    } else {
-      let pads = try ctx.intsAttribute("pads") ?? Array(repeating: 0, count: 2 * n)
+    if let pads = try ctx.intsAttribute("pads"), autoPad != "SAME_UPPER" && autoPad != "SAME_LOWER" {
       guard pads.count == 2 * n else { throw ctx.error("attribute 'pads' \(pads) must have \(2 * n) values") }
       padBegin = Array(pads[..<n])
+    } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+      padBegin = (0..<n).map { i in
+        let total = strides[i] * (input[i] - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1 - output[i]
+        let half = Int((Double(total) / 2).rounded(.down))
+        return autoPad == "SAME_UPPER" ? half : total - half
+      }
+    } else {
+      padBegin = Array(repeating: 0, count: n)
     }
 
     let m = coordinates[1]

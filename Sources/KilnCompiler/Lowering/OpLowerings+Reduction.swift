@@ -90,6 +90,12 @@ extension OpLowerings {
       let type = try ctx.computeType(0)
       let x = try ctx.element(0, at: mapped)
       let count = axes.reduce(1) { $0 * input[$1] }
+      if type == .bool {
+        // ReduceMax/ReduceMin of bool (opset 20) are "any" and "all", folded as integers.
+        guard op == "ReduceMax" || op == "ReduceMin" else { throw ctx.error("\(op) does not take bool input") }
+        let folded = Expr.reduce(op == "ReduceMax" ? .maximum : .minimum, over: variables, body: .cast(x, .scalar(.int32)))
+        return .cast(folded, .bool)
+      }
       switch op {
       case "ReduceSum": return .reduce(.sum, over: variables, body: x)
       case "ReduceMean":
@@ -226,19 +232,31 @@ extension OpLowerings {
   // MARK: Einsum
 
   /// Einsum over explicit or implicit output subscripts: summed letters become nested
-  /// reductions; repeated letters in one operand read its diagonal. No ellipsis.
+  /// reductions; repeated letters in one operand read its diagonal; an ellipsis stands for
+  /// right-aligned broadcast axes.
   static let einsum = OpLowering(.reduction) { ctx, _, coordinates in
     let equation = try ctx.stringAttribute("equation", default: "").filter { !$0.isWhitespace }
-    guard !equation.contains(".") else { throw ctx.error("equation '\(equation)' uses an ellipsis, which is not supported") }
     let sides = equation.split(separator: ">", omittingEmptySubsequences: false).map(String.init)
     guard sides.count <= 2, sides.count == 1 || sides[0].hasSuffix("-") else {
       throw ctx.error("equation '\(equation)' is malformed")
     }
     let inputs = sides.count == 2 ? String(sides[0].dropLast()) : sides[0]
-    let operands = inputs.split(separator: ",", omittingEmptySubsequences: false).map { Array($0) }
-    guard operands.count == ctx.inputCount else {
+    let rawOperands = inputs.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    guard rawOperands.count == ctx.inputCount else {
       throw ctx.error("equation '\(equation)' does not match \(ctx.inputCount) inputs")
     }
+    // Ellipsis axes get private letters, right-aligned across operands.
+    let ellipsisRank = try rawOperands.enumerated().map { i, text in
+      text.contains("...") ? try ctx.shape(i).count - (text.count - 3) : 0
+    }.max() ?? 0
+    let ellipsisLetters = (0..<ellipsisRank).compactMap { Unicode.Scalar(0x100 + $0).map(Character.init) }
+    func expand(_ text: String, rank: Int) -> [Character] {
+      let letters = Array(text)
+      guard let dot = letters.firstIndex(of: ".") else { return letters }
+      let own = rank - (letters.count - 3)
+      return Array(letters[..<dot]) + ellipsisLetters.suffix(Swift.max(own, 0)) + Array(letters[(dot + 3)...])
+    }
+    let operands = try rawOperands.enumerated().map { i, text in expand(text, rank: try ctx.shape(i).count) }
     var extents: [Character: Int] = [:]
     var counts: [Character: Int] = [:]
     for (i, letters) in operands.enumerated() {
@@ -255,7 +273,9 @@ extension OpLowerings {
       }
     }
     let output: [Character] =
-      sides.count == 2 ? Array(sides[1]) : extents.keys.filter { counts[$0] == 1 }.sorted()
+      sides.count == 2
+      ? expand(sides[1], rank: coordinates.count)
+      : ellipsisLetters + extents.keys.filter { counts[$0] == 1 && !ellipsisLetters.contains($0) }.sorted()
     guard output.count == coordinates.count else { throw ctx.error("output subscripts do not match the output rank") }
     var values: [Character: Expr] = [:]
     for (letter, coordinate) in zip(output, coordinates) { values[letter] = coordinate }
