@@ -131,32 +131,46 @@ public struct ModelCompiler: Sendable {
     return [x, (groups + x - 1) / x, 1]
   }
 
-  /// One SPIR-V module per kernel, compiled in parallel; returns the executable index per kernel.
+  /// One SPIR-V module per distinct kernel source, compiled in parallel; kernels with identical
+  /// source share one executable. Returns the executable index per kernel.
   private func emitVulkan(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> [Int] {
+    // Kernel names differ; the shader body does not mention them except in a comment line.
     let sources = plan.kernels.map(GLSLKernel.source)
-    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
-    DispatchQueue.concurrentPerform(iterations: sources.count) { index in
-      let result = Result { try GLSLCompiler().compileToBytes(sources[index], name: plan.kernels[index].name) }
-      results.withLock { $0[index] = result }
+    let bodies = sources.map { source in source.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("// ") }.joined(separator: "\n") }
+    var uniqueIndex: [String: Int] = [:]
+    var unique: [Int] = []
+    for (index, body) in bodies.enumerated() where uniqueIndex[body] == nil {
+      uniqueIndex[body] = unique.count
+      unique.append(index)
     }
-    var indices: [Int] = []
+    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
+    let toCompile = unique
+    DispatchQueue.concurrentPerform(iterations: toCompile.count) { slot in
+      let index = toCompile[slot]
+      let result = Result { try GLSLCompiler().compileToBytes(sources[index], name: plan.kernels[index].name) }
+      results.withLock { $0[slot] = result }
+    }
     let compiled = results.withLock { $0 }
-    for index in sources.indices {
-      guard let result = compiled[index] else { throw CodegenError(.internal, "kernel \(index) was not compiled") }
+    var executableOfSlot: [Int] = []
+    for (slot, index) in unique.enumerated() {
+      guard let result = compiled[slot] else { throw CodegenError(.internal, "kernel \(index) was not compiled") }
       let code = try result.get()
-      if let directory = options.dumpDirectory {
-        let name = plan.kernels[index].name
-        try sources[index].write(to: directory.appendingPathComponent("\(name).comp"), atomically: true, encoding: .utf8)
-        if let module = try? SPIRVModule(bytes: code), let text = try? SPIRVTools.disassemble(module.words) {
-          try text.write(to: directory.appendingPathComponent("\(name).spvasm"), atomically: true, encoding: .utf8)
-        }
-      }
       let section = writer.addExecutable(code)
       manifest.executables.append(
         Manifest.ExecutableEntry(target: "vulkan", format: "spirv", section: section, entryPoints: ["main"]))
-      indices.append(manifest.executables.count - 1)
+      executableOfSlot.append(manifest.executables.count - 1)
+      if let directory = options.dumpDirectory, let module = try? SPIRVModule(bytes: code),
+        let text = try? SPIRVTools.disassemble(module.words)
+      {
+        try text.write(to: directory.appendingPathComponent("\(plan.kernels[index].name).spvasm"), atomically: true, encoding: .utf8)
+      }
     }
-    return indices
+    if let directory = options.dumpDirectory {
+      for (index, source) in sources.enumerated() {
+        try source.write(to: directory.appendingPathComponent("\(plan.kernels[index].name).comp"), atomically: true, encoding: .utf8)
+      }
+    }
+    return bodies.map { body in executableOfSlot[uniqueIndex[body] ?? 0] }
   }
 
   /// One C translation unit, built as an x86-64-v3 variant (preferred) and a baseline variant;

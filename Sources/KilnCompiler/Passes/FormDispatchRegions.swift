@@ -79,12 +79,14 @@ public enum FormDispatchRegions {
         let consumerKinds = uses.map { lowerings[$0.node]?.kind ?? .reduction }
         if reduction {
           // Only one same-shape elementwise consumer may absorb a reduction.
-          let single = uses.count == 1 && consumerKinds[0] == .elementwise
+          let single =
+            uses.count == 1 && consumerKinds[0] == .elementwise
             && consumerNodes[0].outputs.allSatisfy { graph.type(of: $0).shape == outputShape }
           if !single { materialized.insert(output) }
           continue
         }
-        let pureView = lowering.kind == .movement
+        let pureView =
+          lowering.kind == .movement
           && node.inputs.allSatisfy { input in input.map { materialized.contains($0) } ?? true }
         if uses.count > 1 && !pureView {
           materialized.insert(output)
@@ -105,12 +107,20 @@ public enum FormDispatchRegions {
       for (slot, output) in node.outputs.enumerated() where materialized.contains(output) && kernelOf[output] == nil {
         let type = graph.type(of: output)
         guard let count = type.elementCount, count > 0 else { continue }
-        let builder = KernelBuilder(graph: graph, producers: producers, lowerings: lowerings, materialized: materialized)
-        let body = try builder.lower(nodeIndex: index, output: slot, coordinates: (0..<type.rank).map { .coordinate($0) })
-        let name = "k\(kernels.count)_\(sanitize(node.op))"
+        let builder = KernelBuilder(
+          graph: graph, producers: producers, lowerings: lowerings, materialized: materialized)
+        let body = try builder.lower(
+          nodeIndex: index, output: slot, coordinates: (0..<type.rank).map { .coordinate($0) })
+        // Named after the fused ops in execution order (producers first), e.g. k3_Conv_Add_Relu.
+        var opNames: [String] = []
+        for op in builder.sourceOpTypes.reversed() where !opNames.contains(op) { opNames.append(op) }
+        let name = "k\(kernels.count)_" + opNames.prefix(4).map(sanitize).joined(separator: "_")
         kernels.append(
           Kernel(
-            name: name, inputs: builder.bindings.map { Kernel.Operand(dtype: graph.type(of: $0).dtype, elementCount: graph.type(of: $0).elementCount ?? 0) },
+            name: name,
+            inputs: builder.bindings.map {
+              Kernel.Operand(dtype: graph.type(of: $0).dtype, elementCount: graph.type(of: $0).elementCount ?? 0)
+            },
             output: Kernel.Operand(dtype: type.dtype, elementCount: count), shape: type.shape, body: body,
             sourceOps: builder.sourceOps))
         kernelOf[output] = kernels.count - 1
@@ -143,6 +153,8 @@ final class KernelBuilder {
   let variables = VariableCounter()
   private(set) var bindings: [ValueID] = []
   private(set) var sourceOps: [String] = []
+  /// Op types of `sourceOps`, in the same order.
+  private(set) var sourceOpTypes: [String] = []
   private var sourceSet = Set<String>()
 
   init(graph: Graph, producers: [ValueID: ValueUse], lowerings: [Int: OpLowering], materialized: Set<ValueID>) {
@@ -155,7 +167,10 @@ final class KernelBuilder {
   func lower(nodeIndex: Int, output: Int, coordinates: [Expr]) throws -> Expr {
     let node = graph.nodes[nodeIndex]
     guard let lowering = lowerings[nodeIndex] else { throw LoweringError(node, "no lowering") }
-    if sourceSet.insert(node.name).inserted { sourceOps.append(node.name) }
+    if sourceSet.insert(node.name).inserted {
+      sourceOps.append(node.name)
+      sourceOpTypes.append(node.op)
+    }
     let context = LoweringContext(node: node, graph: graph, variables: variables) { [unowned self] slot, coords in
       guard slot < node.inputs.count, let input = node.inputs[slot] else {
         throw LoweringError(node, "input \(slot) is missing")

@@ -1,0 +1,160 @@
+import Foundation
+import KilnCodegen
+import KilnCompiler
+import KilnHAL
+import KilnIR
+import KilnTestSupport
+import Testing
+
+/// Both emitters (GLSL for Vulkan, C for the CPU device) run the same kernels on every device and
+/// must agree with values computed here in Swift.
+@Suite(.serialized)
+struct EmitterTests {
+  /// Compiles `kernel` for `device`, runs it on `inputs`, returns the output bytes.
+  func run(_ kernel: Kernel, inputs: [[UInt8]], on uri: String) throws -> [UInt8] {
+    let device = try TestDevices.device(uri)
+    let spec: ExecutableSpec
+    let groups: WorkgroupCount
+    let count = kernel.output.elementCount
+    if device.info.driver == "vulkan" {
+      let code = try GLSLCompiler().compileToBytes(GLSLKernel.source(for: kernel), name: kernel.name)
+      spec = ExecutableSpec(format: .spirv, code: code, entryPoints: [EntryPoint(name: "main", bindingCount: kernel.inputs.count + 1)])
+      groups = WorkgroupCount((count + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize)
+    } else {
+      let code = try NativeToolchain().compileSharedObject(
+        source: CKernel.translationUnit(for: [kernel]), flags: ["-fwrapv"], name: kernel.name)
+      spec = ExecutableSpec(format: .sharedObject, code: code, entryPoints: [EntryPoint(name: kernel.name, bindingCount: kernel.inputs.count + 1)])
+      groups = WorkgroupCount(CKernel.workgroups(for: count))
+    }
+    let executable = try device.makeExecutable(spec)
+    var bindings: [BufferRange] = []
+    for bytes in inputs {
+      let buffer = try device.allocator.allocate(byteCount: max(bytes.count, 4), access: .deviceLocal)
+      try device.write(bytes, to: BufferRange(buffer, offset: 0, length: bytes.count))
+      bindings.append(BufferRange(buffer, offset: 0, length: max(bytes.count, 4)))
+    }
+    let outputBytes = kernel.output.byteCount
+    let output = try device.allocator.allocate(byteCount: max(outputBytes, 4), access: .deviceLocal)
+    bindings.append(BufferRange(output, offset: 0, length: max(outputBytes, 4)))
+    let commands = try device.makeCommandBuffer()
+    try commands.dispatch(executable, entryPoint: 0, bindings: bindings, pushConstants: [], workgroups: groups)
+    try commands.end()
+    try device.submitAndWait(commands)
+    let messages = TestDevices.drainValidationMessages()
+    #expect(messages.isEmpty, "validation: \(messages)")
+    return try device.read(BufferRange(output, offset: 0, length: outputBytes))
+  }
+
+  func floats(_ bytes: [UInt8]) -> [Float] {
+    bytes.withUnsafeBytes { raw in (0..<bytes.count / 4).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+  }
+
+  func int64s(_ bytes: [UInt8]) -> [Int64] {
+    bytes.withUnsafeBytes { raw in (0..<bytes.count / 8).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) } }
+  }
+
+  func bytes<T>(_ values: [T]) -> [UInt8] { values.withUnsafeBytes { [UInt8]($0) } }
+
+  @Test(arguments: TestDevices.uris)
+  func unaryFloatOpsMatchSwift(uri: String) throws {
+    let x: [Float] = [-2.5, -1, -0.5, 0, 0.25, 0.5, 1, 2.5, 3.75, 10]
+    let cases: [(UnaryOp, (Float) -> Float)] = [
+      (.negate, { -$0 }), (.abs, { abs($0) }), (.exp, { Foundation.exp($0) }), (.tanh, { Foundation.tanh($0) }),
+      (.erf, { Foundation.erf($0) }), (.sigmoid, { 1 / (1 + Foundation.exp(-$0)) }), (.floor, { $0.rounded(.down) }),
+      (.ceil, { $0.rounded(.up) }), (.round, { $0.rounded(.toNearestOrEven) }), (.sin, { Foundation.sin($0) }),
+      (.atan, { Foundation.atan($0) }), (.sign, { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }),
+    ]
+    for (op, reference) in cases {
+      let kernel = Kernel(
+        name: "unary_\(op.rawValue)", inputs: [.init(dtype: .float32, elementCount: x.count)],
+        output: .init(dtype: .float32, elementCount: x.count), shape: [x.count],
+        body: .unary(op, .load(input: 0, index: .coordinate(0))), sourceOps: [op.rawValue])
+      let got = floats(try run(kernel, inputs: [bytes(x)], on: uri))
+      for (index, value) in x.enumerated() {
+        let expected = reference(value)
+        #expect(abs(got[index] - expected) <= 1e-5 + 1e-5 * abs(expected), "\(op) of \(value) on \(uri): \(got[index]) vs \(expected)")
+      }
+    }
+  }
+
+  @Test(arguments: TestDevices.uris)
+  func integerDivisionAndModuloFollowONNX(uri: String) throws {
+    let a: [Int64] = [7, -7, 7, -7, 5, 0, Int64.min, 9]
+    let b: [Int64] = [2, 2, -2, -2, 0, 3, -1, 4]
+    func kernel(_ op: BinaryOp) -> Kernel {
+      Kernel(
+        name: "int_\(op.rawValue)", inputs: [.init(dtype: .int64, elementCount: a.count), .init(dtype: .int64, elementCount: b.count)],
+        output: .init(dtype: .int64, elementCount: a.count), shape: [a.count],
+        body: .binary(op, .load(input: 0, index: .coordinate(0)), .load(input: 1, index: .coordinate(0))), sourceOps: [])
+    }
+    // Truncating division; division by zero yields 0 instead of trapping; INT64_MIN / -1 wraps.
+    let quotient = int64s(try run(kernel(.divide), inputs: [bytes(a), bytes(b)], on: uri))
+    #expect(Array(quotient[0..<4]) == [3, -3, -3, 3])
+    #expect(quotient[4] == 0 && quotient[5] == 0 && quotient[7] == 2)
+    // Python-style modulo takes the divisor's sign.
+    let modulo = int64s(try run(kernel(.modulo), inputs: [bytes(a), bytes(b)], on: uri))
+    #expect(Array(modulo[0..<4]) == [1, 1, -1, -1])
+    // C remainder takes the dividend's sign.
+    let remainder = int64s(try run(kernel(.remainder), inputs: [bytes(a), bytes(b)], on: uri))
+    #expect(Array(remainder[0..<4]) == [1, -1, 1, -1])
+  }
+
+  @Test(arguments: TestDevices.uris)
+  func reductionsAndArgmaxOverAnAxis(uri: String) throws {
+    // x is 3x5; reduce over axis 1.
+    let x: [Float] = [1, 5, 2, 5, 0, -1, -3, -2, -9, -1, 4, 4, 4, 4, 4]
+    func reduce(_ op: ReduceOp, dtype: DType) -> Kernel {
+      let body = Expr.reduce(op, variable: 0, extent: 5, body: .load(input: 0, index: .coordinate(0) * 5 + .variable(0)))
+      return Kernel(
+        name: "reduce", inputs: [.init(dtype: .float32, elementCount: 15)], output: .init(dtype: dtype, elementCount: 3), shape: [3],
+        body: dtype == .int64 ? .cast(body, .int64) : body, sourceOps: [])
+    }
+    #expect(floats(try run(reduce(.sum, dtype: .float32), inputs: [bytes(x)], on: uri)) == [13, -16, 20])
+    #expect(floats(try run(reduce(.maximum, dtype: .float32), inputs: [bytes(x)], on: uri)) == [5, -1, 4])
+    #expect(floats(try run(reduce(.minimum, dtype: .float32), inputs: [bytes(x)], on: uri)) == [0, -9, 4])
+    #expect(int64s(try run(reduce(.argmax(selectLast: false), dtype: .int64), inputs: [bytes(x)], on: uri)) == [1, 0, 0])
+    #expect(int64s(try run(reduce(.argmax(selectLast: true), dtype: .int64), inputs: [bytes(x)], on: uri)) == [3, 4, 4])
+    #expect(int64s(try run(reduce(.argmin(selectLast: false), dtype: .int64), inputs: [bytes(x)], on: uri)) == [4, 3, 0])
+  }
+
+  @Test(arguments: TestDevices.uris)
+  func narrowAndHalfTypesRoundTrip(uri: String) throws {
+    // float16 in, bool and uint8 out through casts and comparisons.
+    let halves: [Float16] = [-2, -0.5, 0, 0.5, 1.5, 65504]
+    let kernel = Kernel(
+      name: "half_to_bool", inputs: [.init(dtype: .float16, elementCount: halves.count)],
+      output: .init(dtype: .bool, elementCount: halves.count), shape: [halves.count],
+      body: .binary(.greater, .load(input: 0, index: .coordinate(0)), .literal(.of(0.25, .float32))), sourceOps: [])
+    #expect(try run(kernel, inputs: [bytes(halves)], on: uri) == [0, 0, 0, 1, 1, 1])
+    let doubled = Kernel(
+      name: "half_double", inputs: [.init(dtype: .float16, elementCount: halves.count)],
+      output: .init(dtype: .float16, elementCount: halves.count), shape: [halves.count],
+      body: .binary(.multiply, .load(input: 0, index: .coordinate(0)), .literal(.of(2, .float32))), sourceOps: [])
+    let out = try run(doubled, inputs: [bytes(halves)], on: uri)
+    let values = out.withUnsafeBytes { raw in (0..<halves.count).map { raw.loadUnaligned(fromByteOffset: $0 * 2, as: Float16.self) } }
+    #expect(Array(values.prefix(5)) == [-4, -1, 0, 1, 3])
+    #expect(values[5].isInfinite, "65504 * 2 overflows float16 to +inf")
+  }
+
+  @Test(arguments: TestDevices.uris)
+  func guardedLoadsNeverReadOutOfBounds(uri: String) throws {
+    // A 1-D "pad": out[i] = (1 <= i < 5) ? x[i - 1] : -7, with the load only on the true arm.
+    let x: [Float] = [10, 20, 30, 40]
+    let i = Expr.coordinate(0)
+    let kernel = Kernel(
+      name: "pad", inputs: [.init(dtype: .float32, elementCount: 4)], output: .init(dtype: .float32, elementCount: 6), shape: [6],
+      body: .select(i.inRange(1, 5), .load(input: 0, index: i - 1), .literal(.of(-7, .float32))), sourceOps: [])
+    #expect(floats(try run(kernel, inputs: [bytes(x)], on: uri)) == [-7, 10, 20, 30, 40, -7])
+  }
+
+  @Test func generatedSourcesAreDeterministic() throws {
+    let kernel = Kernel(
+      name: "k", inputs: [.init(dtype: .float32, elementCount: 12)], output: .init(dtype: .float32, elementCount: 4), shape: [2, 2],
+      body: .reduce(.sum, variable: 0, extent: 3, body: .load(input: 0, index: .coordinate(0) * 6 + .coordinate(1) * 3 + .variable(0))),
+      sourceOps: ["n"])
+    #expect(GLSLKernel.source(for: kernel) == GLSLKernel.source(for: kernel))
+    #expect(CKernel.translationUnit(for: [kernel]) == CKernel.translationUnit(for: [kernel]))
+    // The SPIR-V validates (GLSLCompiler runs spirv-val before and after optimisation).
+    #expect(try !GLSLCompiler().compile(GLSLKernel.source(for: kernel)).isEmpty)
+  }
+}
