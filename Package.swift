@@ -53,10 +53,13 @@ let package = Package(
     .target(name: "KilnCPU", dependencies: ["KilnHAL", "CKilnCPU"]),
     .target(name: "KilnRuntime", dependencies: ["KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
 
+    /// The ONNX backend-test conformance runner, shared by `kiln conformance` and the test suite.
+    .target(name: "KilnConformance", dependencies: ["KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle"]),
+
     .executableTarget(
       name: "kiln",
       dependencies: [
-        "KilnRuntime", "KilnONNX", "KilnCompiler", "KilnCodegen", "KilnBundle",
+        "KilnRuntime", "KilnONNX", "KilnCompiler", "KilnCodegen", "KilnBundle", "KilnConformance",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -75,6 +78,7 @@ let package = Package(
     .testTarget(
       name: "KilnEndToEndTests",
       dependencies: ["KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle", "KilnSPIRV", "KilnTestSupport"]),
+    .testTarget(name: "KilnConformanceTests", dependencies: ["KilnConformance", "KilnTestSupport"]),
     .testTarget(name: "KilnCPUTests", dependencies: ["KilnCPU", "KilnCodegen", "KilnHAL"]),
   ]
 )

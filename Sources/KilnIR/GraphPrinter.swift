@@ -4,7 +4,7 @@
 ///     graph "main" opset(ai.onnx=17) {
 ///       input %0: f32[1,3,8,8] "x"
 ///       const %1: f32[4,3,3,3] #1c0d9e2f61a3b7e4 "w"
-///       const %2: i64[2] = [1,-1] "shape"
+///       const %2: i64[2] #5e1b2f0c9a7d3e41 = [1,-1] "shape"
 ///       %3: f32[1,4,6,6] = Conv(%0, %1, _) {group=1, strides=[1,1]} "conv1"
 ///       output %3
 ///     }

@@ -149,7 +149,8 @@ extension TensorData {
   /// A tensor of `type` whose every element is `element`'s single element, copied bit for bit.
   /// Precondition: `element` has `type`'s dtype and exactly one element.
   public init(type: TensorType, repeatingElementOf element: TensorData) {
-    precondition(element.dtype == type.dtype && element.elementCount == 1, "TensorData: fill value must be one \(type.dtype)")
+    precondition(
+      element.dtype == type.dtype && element.elementCount == 1, "TensorData: fill value must be one \(type.dtype)")
     let count = type.elementCount ?? 0
     var bytes = [UInt8]()
     bytes.reserveCapacity(count * element.bytes.count)

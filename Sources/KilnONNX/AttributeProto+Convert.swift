@@ -12,15 +12,23 @@ extension TensorDecoder {
     var kind = proto.type
     if kind == .undefined {
       // IR version < 3 models leave the type out; take it from the field that is set.
-      if proto.hasF { kind = .float }
-      else if proto.hasI { kind = .int }
-      else if proto.hasS { kind = .string }
-      else if proto.hasT { kind = .tensor }
-      else if proto.hasG { kind = .graph }
-      else if !proto.floats.isEmpty { kind = .floats }
-      else if !proto.ints.isEmpty { kind = .ints }
-      else if !proto.strings.isEmpty { kind = .strings }
-      else {
+      if proto.hasF {
+        kind = .float
+      } else if proto.hasI {
+        kind = .int
+      } else if proto.hasS {
+        kind = .string
+      } else if proto.hasT {
+        kind = .tensor
+      } else if proto.hasG {
+        kind = .graph
+      } else if !proto.floats.isEmpty {
+        kind = .floats
+      } else if !proto.ints.isEmpty {
+        kind = .ints
+      } else if !proto.strings.isEmpty {
+        kind = .strings
+      } else {
         throw ONNXImportError.attribute("attribute '\(name)' has no type and no value")
       }
     }

@@ -28,7 +28,9 @@ final class ExternalDataReader {
     func fail(_ message: String) -> ONNXImportError {
       ONNXImportError(.externalData, "tensor '\(tensor)': external data '\(location)': \(message)")
     }
-    guard let baseDirectory else { throw fail("the model was loaded from memory, so there is no folder to read it from") }
+    guard let baseDirectory else {
+      throw fail("the model was loaded from memory, so there is no folder to read it from")
+    }
     guard !location.isEmpty else { throw fail("empty location") }
     guard !location.utf8.contains(0) else { throw fail("location contains a NUL byte") }
     if location.hasPrefix("/") || location.hasPrefix("\\") || location.hasPrefix("~") {

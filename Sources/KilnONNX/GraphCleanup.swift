@@ -46,7 +46,8 @@ enum GraphCleanup {
     var kept: [Node] = []
     for var node in graph.nodes {
       node.inputs = node.inputs.map { input in input.map { substitution[$0] ?? $0 } }
-      let key = Key(op: node.op, domain: node.domain, version: node.version, inputs: node.inputs, attributes: node.attributes)
+      let key = Key(
+        op: node.op, domain: node.domain, version: node.version, inputs: node.inputs, attributes: node.attributes)
       if let previous = seen[key], previous.count == node.outputs.count,
         zip(previous, node.outputs).allSatisfy({ graph.type(of: $0) == graph.type(of: $1) })
       {

@@ -276,7 +276,8 @@ struct ImportSession {
     }
     guard let dtype = DType(onnxCode: tensor.elemType) else {
       throw ONNXImportError(
-        .unsupportedType, "input '\(name)' has element type \(TensorDecoder.typeName(tensor.elemType)), which Kiln does not support")
+        .unsupportedType,
+        "input '\(name)' has element type \(TensorDecoder.typeName(tensor.elemType)), which Kiln does not support")
     }
     var shape: [Int] = []
     if let override = options.inputShapes[name] {
@@ -285,7 +286,8 @@ struct ImportSession {
       }
       if tensor.hasShape, tensor.shape.dim.count != override.count {
         throw ONNXImportError.model(
-          "ImportOptions.inputShapes['\(name)'] = \(override) has rank \(override.count), the model says \(tensor.shape.dim.count)")
+          "ImportOptions.inputShapes['\(name)'] = \(override) has rank \(override.count), "
+            + "the model says \(tensor.shape.dim.count)")
       }
       shape = override
     } else {
@@ -302,7 +304,8 @@ struct ImportSession {
         case .dimParam(let parameter)?:
           guard let value = options.symbolicDimensions[parameter] else {
             throw ONNXImportError.dynamic(
-              "input '\(name)' has symbolic dimension '\(parameter)' at axis \(axis); set ImportOptions.symbolicDimensions[\"\(parameter)\"] or inputShapes[\"\(name)\"]")
+              "input '\(name)' has symbolic dimension '\(parameter)' at axis \(axis); set "
+                + "ImportOptions.symbolicDimensions[\"\(parameter)\"] or inputShapes[\"\(name)\"]")
           }
           guard value >= 0 else {
             throw ONNXImportError.model("ImportOptions.symbolicDimensions['\(parameter)'] = \(value) is negative")
@@ -310,13 +313,15 @@ struct ImportSession {
           shape.append(value)
         case nil:
           throw ONNXImportError.dynamic(
-            "input '\(name)' has an unknown dimension at axis \(axis); give its shape with ImportOptions.inputShapes[\"\(name)\"]")
+            "input '\(name)' has an unknown dimension at axis \(axis); "
+              + "give its shape with ImportOptions.inputShapes[\"\(name)\"]")
         }
       }
     }
     let type = TensorType(dtype, shape)
     guard let bytes = type.byteCount, bytes <= options.memoryBudget else {
-      throw ONNXImportError.budget("input '\(name)' of type \(type) is larger than the \(options.memoryBudget)-byte memory budget")
+      throw ONNXImportError.budget(
+        "input '\(name)' of type \(type) is larger than the \(options.memoryBudget)-byte memory budget")
     }
     return type
   }
@@ -328,7 +333,8 @@ struct ImportSession {
     }
     guard data.dtype.onnxCode == tensor.elemType else {
       throw ONNXImportError.model(
-        "ImportOptions.constantInputs['\(info.name)'] is \(data.dtype.rawValue), the input is \(TensorDecoder.typeName(tensor.elemType))")
+        "ImportOptions.constantInputs['\(info.name)'] is \(data.dtype.rawValue), "
+          + "the input is \(TensorDecoder.typeName(tensor.elemType))")
     }
     guard tensor.hasShape else { return }
     let dims = tensor.shape.dim
@@ -339,7 +345,8 @@ struct ImportSession {
         return true
       }
     guard fits else {
-      throw ONNXImportError.model("ImportOptions.constantInputs['\(info.name)'] has shape \(data.shape), which does not fit the input")
+      throw ONNXImportError.model(
+        "ImportOptions.constantInputs['\(info.name)'] has shape \(data.shape), which does not fit the input")
     }
   }
 

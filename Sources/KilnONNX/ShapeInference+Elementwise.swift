@@ -58,7 +58,8 @@ extension OpRegistry {
         let x = try ctx.type(0)
         if ctx.opset >= 12, ctx.hasInput(2) {
           guard let training = ctx.inputData[2] else {
-            throw ONNXImportError.unsupported("a training_mode computed at run time is not supported (Kiln compiles for inference)")
+            throw ONNXImportError.unsupported(
+              "a training_mode computed at run time is not supported (Kiln compiles for inference)")
           }
           if training.scalarBool != false {
             throw ONNXImportError.unsupported("training_mode = true is not supported (Kiln compiles for inference)")
@@ -162,7 +163,8 @@ extension OpRegistry {
         let x = try ctx.type(0)
         let code = try ctx.node.requiredInt("to")
         guard let code32 = Int32(exactly: code), let dtype = DType(onnxCode: code32) else {
-          throw ONNXImportError(.unsupportedType, "cast to \(TensorDecoder.typeName(Int32(clamping: code))) is not supported")
+          throw ONNXImportError(
+            .unsupportedType, "cast to \(TensorDecoder.typeName(Int32(clamping: code))) is not supported")
         }
         return [x.with(dtype: dtype)]
       },

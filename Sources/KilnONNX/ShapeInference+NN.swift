@@ -40,7 +40,8 @@ struct Window {
         throw ONNXImportError.attribute("pads \(pads) cannot be combined with auto_pad \(autoPad)")
       }
     default:
-      throw ONNXImportError.unsupported("auto_pad '\(autoPad)' is not supported (NOTSET, SAME_UPPER, SAME_LOWER, VALID)")
+      throw ONNXImportError.unsupported(
+        "auto_pad '\(autoPad)' is not supported (NOTSET, SAME_UPPER, SAME_LOWER, VALID)")
     }
   }
 
@@ -185,7 +186,8 @@ extension OpRegistry {
         let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
         let (kb, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         guard k == kb else {
-          throw ONNXImportError.shape("inner dimensions differ: A \(a.shape) (transA \(transA)), B \(b.shape) (transB \(transB))")
+          throw ONNXImportError.shape(
+            "inner dimensions differ: A \(a.shape) (transA \(transA)), B \(b.shape) (transB \(transB))")
         }
         if let broadcast = try ctx.node.int("broadcast") {
           guard ctx.opset < 7 else {
@@ -228,7 +230,8 @@ extension OpRegistry {
           throw ONNXImportError.unsupported("spatial = 0 is not supported")
         }
         guard ctx.outputCount == 1 else {
-          throw ONNXImportError.unsupported("training statistics outputs (\(ctx.outputCount) outputs) are not supported")
+          throw ONNXImportError.unsupported(
+            "training statistics outputs (\(ctx.outputCount) outputs) are not supported")
         }
         ctx.node.attributes["spatial"] = nil
         ctx.node.attributes["is_test"] = nil
@@ -267,7 +270,8 @@ extension OpRegistry {
         for slot in [1, 2] {
           guard let t = ctx.optionalType(slot) else { continue }
           guard Broadcast.canBroadcast(t.shape, to: normalized) else {
-            throw ONNXImportError.shape("\(slot == 1 ? "scale" : "bias") shape \(t.shape) does not broadcast to \(normalized)")
+            throw ONNXImportError.shape(
+              "\(slot == 1 ? "scale" : "bias") shape \(t.shape) does not broadcast to \(normalized)")
           }
         }
         var results = [x]

@@ -12,7 +12,9 @@ struct ReductionGeometry {
 }
 
 extension OpRegistry {
-  static let reductionAxesInputSince = ["ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18, "ReduceProd": 18]
+  static let reductionAxesInputSince = [
+    "ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18, "ReduceProd": 18,
+  ]
 
   static func reductionSpecs() -> [String: OpSpec] {
     var specs: [String: OpSpec] = [:]

@@ -9,13 +9,15 @@ struct SliceGeometry {
   var steps: [Int]
   var shape: [Int]
 
-  init(input: [Int], starts rawStarts: [Int], ends rawEnds: [Int], axes rawAxes: [Int]?, steps rawSteps: [Int]?) throws {
+  init(input: [Int], starts rawStarts: [Int], ends rawEnds: [Int], axes rawAxes: [Int]?, steps rawSteps: [Int]?) throws
+  {
     let rank = input.count
     let axes = try Shapes.axes(rawAxes ?? Array(0..<rawStarts.count), rank: rank)
     let steps = rawSteps ?? Array(repeating: 1, count: rawStarts.count)
     guard rawEnds.count == rawStarts.count, axes.count == rawStarts.count, steps.count == rawStarts.count else {
       throw ONNXImportError.attribute(
-        "starts \(rawStarts), ends \(rawEnds), axes \(rawAxes ?? []) and steps \(rawSteps ?? []) must have equal lengths")
+        "starts \(rawStarts), ends \(rawEnds), axes \(rawAxes ?? []) and steps \(rawSteps ?? []) "
+          + "must have equal lengths")
     }
     self.starts = Array(repeating: 0, count: rank)
     self.steps = Array(repeating: 1, count: rank)
@@ -229,7 +231,8 @@ extension OpRegistry {
           pads = try ctx.node.requiredInts("pads")
         } else {
           if ctx.node.hasAttribute("pads") || ctx.node.hasAttribute("value") {
-            throw ONNXImportError.unsupported("attributes 'pads'/'value' are not valid from opset 11 on (they are inputs)")
+            throw ONNXImportError.unsupported(
+              "attributes 'pads'/'value' are not valid from opset 11 on (they are inputs)")
           }
           guard let padsInput = try ctx.constantInts(1, "pads") else { throw ONNXImportError.model("missing pads") }
           pads = padsInput
@@ -399,7 +402,8 @@ extension OpRegistry {
         shape.append(1)
       case 0 where !allowZero:
         guard i < input.count else {
-          throw ONNXImportError.shape("reshape target \(requested) copies dim \(i), but the input \(input) has rank \(input.count)")
+          throw ONNXImportError.shape(
+            "reshape target \(requested) copies dim \(i), but the input \(input) has rank \(input.count)")
         }
         shape.append(input[i])
       default:
@@ -444,7 +448,8 @@ extension OpRegistry {
     }
     if let numOutputs = try ctx.node.int("num_outputs") {
       guard ctx.opset >= 18, sizes == nil, numOutputs == n else {
-        throw ONNXImportError.attribute("num_outputs \(numOutputs) does not match \(n) outputs (or is combined with split)")
+        throw ONNXImportError.attribute(
+          "num_outputs \(numOutputs) does not match \(n) outputs (or is combined with split)")
       }
     }
     if let sizes {

@@ -149,7 +149,8 @@ enum Shapes {
 
   static func requireFloat(_ type: TensorType, _ what: String = "input") throws {
     guard type.dtype.isFloat else {
-      throw ONNXImportError(.unsupportedType, "\(what) has element type \(type.dtype.rawValue); this op needs a float type")
+      throw ONNXImportError(
+        .unsupportedType, "\(what) has element type \(type.dtype.rawValue); this op needs a float type")
     }
   }
 

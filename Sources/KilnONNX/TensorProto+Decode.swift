@@ -31,7 +31,9 @@ struct TensorDecoder {
     }
     var shape: [Int] = []
     for dim in proto.dims {
-      guard dim >= 0 else { throw ONNXImportError(.invalidTensor, "\(what) has negative dimension \(dim) in \(proto.dims)") }
+      guard dim >= 0 else {
+        throw ONNXImportError(.invalidTensor, "\(what) has negative dimension \(dim) in \(proto.dims)")
+      }
       shape.append(Int(dim))
     }
     let type = TensorType(dtype, shape)

@@ -70,7 +70,7 @@ struct CompileCommand: ParsableCommand {
       var options = CompileOptions(
         targets: targetList, printIRAfter: Set(printIRAfter),
         dumpDirectory: dumpDirectory.map { URL(fileURLWithPath: $0, isDirectory: true) },
-        modelName: modelURL.deletingPathExtension().lastPathComponent)
+        modelName: Self.modelName(for: modelURL))
       if let directory = options.dumpDirectory {
         do {
           try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -99,6 +99,13 @@ struct CompileCommand: ParsableCommand {
           + "codegen \(String(format: "%.3f", (compiledAt - imported).seconds)) s, "
           + "write \(String(format: "%.3f", (end - compiledAt).seconds)) s)")
     }
+  }
+
+  /// The bundle's model name: the file's stem, or its folder's name for the usual `model.onnx`.
+  static func modelName(for model: URL) -> String {
+    let stem = model.deletingPathExtension().lastPathComponent
+    let folder = model.standardizedFileURL.deletingLastPathComponent().lastPathComponent
+    return stem == "model" && !folder.isEmpty && folder != "/" ? folder : stem
   }
 
   static func formatBytes(_ count: Int) -> String {

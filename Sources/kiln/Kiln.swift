@@ -7,7 +7,7 @@ struct Kiln: ParsableCommand {
     commandName: "kiln",
     abstract: "Compile ONNX models to one .kiln bundle and run them on Vulkan devices and the CPU.",
     version: KilnVersion.string,
-    subcommands: [DevicesCommand.self, CompileCommand.self, RunCommand.self, InspectCommand.self])
+    subcommands: [DevicesCommand.self, ConformanceCommand.self, CompileCommand.self, RunCommand.self, InspectCommand.self])
 }
 
 enum KilnVersion {

@@ -7,7 +7,8 @@ import Testing
 /// Imports the official ONNX backend node tests whose only op Kiln supports and compares the
 /// inferred output types with the stored expected outputs.
 @Suite struct ConformanceTests {
-  static let nodeTests = packageRoot.appendingPathComponent("../shared/onnx-tests/node").standardizedFileURL
+  static let testsRoot = packageRoot.appendingPathComponent("../shared/onnx-tests").standardizedFileURL
+  static let nodeTests = testsRoot.appendingPathComponent("node")
   static let inventory = packageRoot.appendingPathComponent("../shared/onnx-tests/inventory.csv").standardizedFileURL
 
   struct Case {
@@ -17,14 +18,14 @@ import Testing
 
   /// Tests from inventory.csv whose inputs and outputs are all tensors and whose ops are all
   /// supported, split into single-op and multi-op (e.g. `_expanded`) models.
-  static func cases() throws -> (single: [Case], multi: [Case]) {
+  static func cases(group: String = "node") throws -> (single: [Case], multi: [Case]) {
     let text = try String(contentsOf: inventory, encoding: .utf8)
     let supported = Set(ONNXImporter.supportedOps)
     var single: [Case] = []
     var multi: [Case] = []
     for line in text.split(whereSeparator: \.isNewline).dropFirst() {
       let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-      guard fields.count > 6, fields[0] == "node", fields[6] == "tensor", fields[5] == "0" else { continue }
+      guard fields.count > 6, fields[0] == group, fields[6] == "tensor", fields[5] == "0" else { continue }
       let ops = fields[4].split(separator: ";").map(String.init)
       guard ops.allSatisfy(supported.contains) else { continue }
       let entry = Case(test: fields[1], ops: ops)
@@ -64,8 +65,8 @@ import Testing
     }
   }
 
-  static func run(_ test: String) -> Outcome {
-    let folder = nodeTests.appendingPathComponent(test)
+  static func run(_ test: String, group: String = "node") -> Outcome {
+    let folder = testsRoot.appendingPathComponent(group).appendingPathComponent(test)
     do {
       let graph = try importTest(folder)
       var problems: [String] = []
@@ -109,9 +110,19 @@ import Testing
       }
     }
     let considered = single.count - unsupported.count
-    print("conformance: \(single.count) single-op models; \(matched) match, \(mismatches.count) mismatch, "
-      + "\(failed.count) import errors, \(unsupported.count) use unsupported features")
-    for line in unsupported { print("  unsupported: \(line)") }
+    print(
+      "conformance: \(single.count) single-op models; \(matched) match, \(mismatches.count) mismatch, "
+        + "\(failed.count) import errors, \(unsupported.count) use unsupported features")
+    // Group the unsupported features by reason (the message without names and numbers).
+    var reasons: [String: [String]] = [:]
+    for line in unsupported {
+      let parts = line.split(separator: ":", maxSplits: 1).map(String.init)
+      let reason = String(parts.last?.replacing(/'[^']*'|\d+|[A-Z0-9_]{4,}/, with: "_") ?? "")
+      reasons[reason, default: []].append(parts[0])
+    }
+    for (reason, tests) in reasons.sorted(by: { $0.value.count > $1.value.count }) {
+      print("  unsupported (\(tests.count)):\(reason) e.g. \(tests[0])")
+    }
     let rate = Double(matched) / Double(max(considered, 1))
     #expect(
       rate >= 0.95,
@@ -131,11 +142,32 @@ import Testing
       switch Self.run(entry.test) {
       case .match: matched += 1
       case .mismatch(let why): others.append("\(entry.test): \(why)")
-      case .rejected(let error): others.append("\(entry.test): \(error.code.rawValue): \(error.op ?? "") \(error.message)")
+      case .rejected(let error):
+        others.append("\(entry.test): \(error.code.rawValue): \(error.op ?? "") \(error.message)")
       }
     }
     print("conformance: \(multi.count) multi-op models of supported ops; \(matched) match")
     for line in others { print("  multi-op: \(line)") }
     #expect(Double(matched) >= 0.9 * Double(multi.count), "\(others.joined(separator: "\n"))")
+  }
+
+  /// Small multi-node graphs and PyTorch exports (opsets 6 to 9, legacy attribute forms).
+  @Test(arguments: ["simple", "pytorch-operator", "pytorch-converted"])
+  func otherGroupsOfSupportedOpsImport(group: String) throws {
+    guard FileManager.default.fileExists(atPath: Self.testsRoot.appendingPathComponent(group).path) else { return }
+    let (single, multi) = try Self.cases(group: group)
+    var matched = 0
+    var others: [String] = []
+    for entry in single + multi {
+      switch Self.run(entry.test, group: group) {
+      case .match: matched += 1
+      case .mismatch(let why): others.append("\(entry.test): \(why)")
+      case .rejected(let error):
+        others.append("\(entry.test): \(error.code.rawValue): \(error.op ?? "") \(error.message)")
+      }
+    }
+    print("conformance: \(single.count + multi.count) \(group) models of supported ops; \(matched) match")
+    for line in others { print("  \(group): \(line)") }
+    #expect(Double(matched) >= 0.9 * Double(single.count + multi.count), "\(others.joined(separator: "\n"))")
   }
 }

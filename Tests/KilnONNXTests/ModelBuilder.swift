@@ -141,7 +141,9 @@ struct ModelBuilder {
 }
 
 /// Imports and returns the error, or nil when the import succeeded.
-func importError(_ builder: ModelBuilder, options: ImportOptions = .init(), baseDirectory: URL? = nil) -> ONNXImportError? {
+func importError(_ builder: ModelBuilder, options: ImportOptions = .init(), baseDirectory: URL? = nil)
+  -> ONNXImportError?
+{
   do {
     _ = try builder.importGraph(options: options, baseDirectory: baseDirectory)
     return nil
@@ -160,3 +162,59 @@ func outputType(_ graph: Graph, _ index: Int = 0) -> TensorType {
 /// Root of the Kiln package (two folders above this file's folder).
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
   .deletingLastPathComponent()
+
+/// One operand of a single-node test model.
+enum Operand {
+  /// A runtime graph input.
+  case input(DType, [Int])
+  /// An initializer.
+  case constant(TensorData)
+  /// An omitted optional operand (empty name).
+  case omitted
+}
+
+/// A model holding one `op` node whose every output is a graph output.
+func singleNodeModel(
+  _ op: String, _ operands: [Operand], _ attributes: [String: AttributeValue] = [:], opset: Int = 17,
+  outputs: Int = 1
+) -> ModelBuilder {
+  var builder = ModelBuilder(opset: opset)
+  var names: [String] = []
+  for (index, operand) in operands.enumerated() {
+    switch operand {
+    case .input(let dtype, let shape):
+      builder.input("in\(index)", dtype, shape)
+      names.append("in\(index)")
+    case .constant(let data):
+      builder.initializer("in\(index)", data)
+      names.append("in\(index)")
+    case .omitted:
+      names.append("")
+    }
+  }
+  let outputNames = (0..<outputs).map { "out\($0)" }
+  builder.node(op, names, outputNames, name: "n", attributes)
+  for name in outputNames { builder.output(name) }
+  return builder
+}
+
+/// Output types of a single `op` node (constant folding off, so the node is kept when possible).
+func infer(
+  _ op: String, _ operands: [Operand], _ attributes: [String: AttributeValue] = [:], opset: Int = 17,
+  outputs: Int = 1
+) throws -> [TensorType] {
+  let graph = try singleNodeModel(op, operands, attributes, opset: opset, outputs: outputs)
+    .importGraph(options: ImportOptions(foldConstants: false))
+  return graph.outputs.map { graph.type(of: $0) }
+}
+
+/// The import error of a single `op` node.
+func inferError(
+  _ op: String, _ operands: [Operand], _ attributes: [String: AttributeValue] = [:], opset: Int = 17,
+  outputs: Int = 1
+) -> ONNXImportError? {
+  importError(singleNodeModel(op, operands, attributes, opset: opset, outputs: outputs))
+}
+
+func ints(_ values: [Int64]) -> TensorData { TensorData(values) }
+func f32(_ shape: [Int]) -> Operand { .input(.float32, shape) }

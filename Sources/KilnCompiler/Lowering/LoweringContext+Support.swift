@@ -40,7 +40,9 @@ extension LoweringContext {
   func scalarOperand(_ i: Int, as type: ValueType) throws -> Expr {
     if let data = constant(i), data.elementCount == 1 {
       if type.isFloat || type.isBool, let value = data.scalarDouble { return .constant(value, type) }
-      if data.dtype == .uint64, let bits = data.scalarInt64 { return .literal(.unsigned(UInt64(bitPattern: bits), type)) }
+      if data.dtype == .uint64, let bits = data.scalarInt64 {
+        return .literal(.unsigned(UInt64(bitPattern: bits), type))
+      }
       if !data.dtype.isFloat, let value = data.scalarInt64 { return .literal(.integer(value, type)) }
     }
     return try scalarElement(i, as: type)

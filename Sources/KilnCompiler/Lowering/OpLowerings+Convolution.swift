@@ -20,7 +20,9 @@ struct WindowGeometry {
     self.input = input
     self.output = output
     strides = try ctx.intsAttribute("strides") ?? Array(repeating: 1, count: n)
-    dilations = dilationsAllowed ? try ctx.intsAttribute("dilations") ?? Array(repeating: 1, count: n) : Array(repeating: 1, count: n)
+    dilations =
+      dilationsAllowed
+      ? try ctx.intsAttribute("dilations") ?? Array(repeating: 1, count: n) : Array(repeating: 1, count: n)
     guard input.count == n, output.count == n else {
       throw ctx.error("kernel \(kernel) does not match the spatial input \(input) and output \(output)")
     }
@@ -108,7 +110,9 @@ extension OpLowerings {
     let x = try ctx.shape(0)
     let w = try ctx.shape(1)
     let type = ctx.outputComputeType()
-    guard x.count >= 3, w.count == x.count else { throw ctx.error("input \(x) and weight \(w) must have equal rank 3 or more") }
+    guard x.count >= 3, w.count == x.count else {
+      throw ctx.error("input \(x) and weight \(w) must have equal rank 3 or more")
+    }
     let group = try ctx.intAttribute("group", default: 1)
     let filters = w[0]
     let channelsPerGroup = w[1]
@@ -119,7 +123,8 @@ extension OpLowerings {
     if let declared = try ctx.intsAttribute("kernel_shape"), declared != kernel {
       throw ctx.error("attribute 'kernel_shape' \(declared) does not match weight shape \(w)")
     }
-    let geometry = try WindowGeometry(ctx, kernel: kernel, input: Array(x[2...]), output: Array(ctx.outputShape()[2...]))
+    let geometry = try WindowGeometry(
+      ctx, kernel: kernel, input: Array(x[2...]), output: Array(ctx.outputShape()[2...]))
     let m = coordinates[1]
     let groupIndex = group == 1 ? Expr.index(0) : m.floorDivided(by: filters / group)
     var variables: [(variable: Int, extent: Int)] = []
@@ -150,7 +155,9 @@ extension OpLowerings {
     let x = try ctx.shape(0)
     let w = try ctx.shape(1)
     let type = ctx.outputComputeType()
-    guard x.count >= 3, w.count == x.count else { throw ctx.error("input \(x) and weight \(w) must have equal rank 3 or more") }
+    guard x.count >= 3, w.count == x.count else {
+      throw ctx.error("input \(x) and weight \(w) must have equal rank 3 or more")
+    }
     let n = x.count - 2
     let group = try ctx.intAttribute("group", default: 1)
     guard group >= 1, w[0] == x[1], x[1] % group == 0 else {
@@ -167,7 +174,8 @@ extension OpLowerings {
     guard strides.count == n, dilations.count == n, outputPadding.count == n,
       strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 })
     else {
-      throw ctx.error("strides \(strides), dilations \(dilations) and output_padding \(outputPadding) must have \(n) values")
+      throw ctx.error(
+        "strides \(strides), dilations \(dilations) and output_padding \(outputPadding) must have \(n) values")
     }
     let autoPad = try ctx.stringAttribute("auto_pad", default: "NOTSET")
     // As the ONNX reference: explicit pads win; SAME_* derives them from the output size
@@ -256,11 +264,13 @@ extension OpLowerings {
   static func poolGeometry(_ ctx: LoweringContext, dilationsAllowed: Bool = true) throws -> WindowGeometry {
     let x = try ctx.shape(0)
     guard x.count >= 3 else { throw ctx.error("input must have rank 3 or more, got \(x)") }
-    guard let kernel = try ctx.intsAttribute("kernel_shape"), kernel.count == x.count - 2, kernel.allSatisfy({ $0 > 0 }) else {
+    guard let kernel = try ctx.intsAttribute("kernel_shape"), kernel.count == x.count - 2, kernel.allSatisfy({ $0 > 0 })
+    else {
       throw ctx.error("attribute 'kernel_shape' must have \(x.count - 2) positive values")
     }
     return try WindowGeometry(
-      ctx, kernel: kernel, input: Array(x[2...]), output: Array(ctx.outputShape()[2...]), dilationsAllowed: dilationsAllowed)
+      ctx, kernel: kernel, input: Array(x[2...]), output: Array(ctx.outputShape()[2...]),
+      dilationsAllowed: dilationsAllowed)
   }
 
   /// MaxPool: the maximum over the window, padding never chosen. Output 1 (Indices) is the
@@ -284,12 +294,15 @@ extension OpLowerings {
     let taps = Expr.coordinates(ofLinear: .variable(variable), shape: geometry.kernel)
     let (positions, inside) = geometry.window(output: spatial, taps: taps)
     let x = try ctx.element(0, at: Array(coordinates[..<2]) + positions)
-    let best = Expr.reduce(.argmax(selectLast: false), variable: variable, extent: windowSize, body: .choose(inside, x, lowest))
-    let winner = geometry.window(output: spatial, taps: Expr.coordinates(ofLinear: best, shape: geometry.kernel)).positions
+    let best = Expr.reduce(
+      .argmax(selectLast: false), variable: variable, extent: windowSize, body: .choose(inside, x, lowest))
+    let winner = geometry.window(output: spatial, taps: Expr.coordinates(ofLinear: best, shape: geometry.kernel))
+      .positions
     let channels = try ctx.shape(0)[1]
     let plane = geometry.input.reduce(1, *)
     let offset = (coordinates[0] * channels + coordinates[1]) * plane
-    let within = storageOrder == 0
+    let within =
+      storageOrder == 0
       ? Expr.linearIndex(winner, shape: geometry.input)
       : Expr.linearIndex(winner.reversed(), shape: geometry.input.reversed())
     return .cast(offset + within, ctx.outputComputeType(1))
@@ -340,7 +353,8 @@ extension OpLowerings {
     let (taps, variables) = geometry.taps(ctx)
     let (positions, inside) = geometry.window(output: Array(coordinates[2...]), taps: taps)
     let x = try ctx.element(0, at: Array(coordinates[..<2]) + positions)
-    return lpNorm(.reduce(.sum, over: variables, body: .choose(inside, lpTerm(x, p: p, type), .constant(0, type))), p: p, type)
+    return lpNorm(
+      .reduce(.sum, over: variables, body: .choose(inside, lpTerm(x, p: p, type), .constant(0, type))), p: p, type)
   }
 
   static func lpTerm(_ x: Expr, p: Double, _ type: ValueType) -> Expr {

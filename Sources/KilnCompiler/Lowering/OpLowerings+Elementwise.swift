@@ -102,7 +102,8 @@ extension OpLowerings {
   static func binary(_ op: BinaryOp) -> OpLowering {
     OpLowering(.elementwise) { ctx, _, coordinates in
       let type = try ctx.computeType(0)
-      return .binary(op, try ctx.broadcastElement(0, at: coordinates), try ctx.broadcastElement(1, at: coordinates, as: type))
+      return .binary(
+        op, try ctx.broadcastElement(0, at: coordinates), try ctx.broadcastElement(1, at: coordinates, as: type))
     }
   }
 
@@ -164,7 +165,8 @@ extension OpLowerings {
     default: throw ctx.error("attribute 'direction' must be LEFT or RIGHT, got '\(direction)'")
     }
     let type = try ctx.computeType(0)
-    return .binary(op, try ctx.broadcastElement(0, at: coordinates), try ctx.broadcastElement(1, at: coordinates, as: type))
+    return .binary(
+      op, try ctx.broadcastElement(0, at: coordinates), try ctx.broadcastElement(1, at: coordinates, as: type))
   }
 
   static let abs = mapped { _, x, type in

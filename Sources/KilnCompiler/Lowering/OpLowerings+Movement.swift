@@ -139,9 +139,11 @@ extension OpLowerings {
     let axisList = try ctx.normalizedAxes(axes ?? Array(0..<starts.count), rank: input.count)
     let stepList = steps ?? Array(repeating: 1, count: starts.count)
     guard ends.count == starts.count, axisList.count == starts.count, stepList.count == starts.count else {
-      throw ctx.error("starts \(starts), ends \(ends), axes \(axes ?? []) and steps \(stepList) must have equal lengths")
+      throw ctx.error(
+        "starts \(starts), ends \(ends), axes \(axes ?? []) and steps \(stepList) must have equal lengths")
     }
-    var geometry = SliceGeometry(starts: Array(repeating: 0, count: input.count), steps: Array(repeating: 1, count: input.count), shape: input)
+    var geometry = SliceGeometry(
+      starts: Array(repeating: 0, count: input.count), steps: Array(repeating: 1, count: input.count), shape: input)
     for (i, axis) in axisList.enumerated() {
       let dim = input[axis]
       let step = stepList[i]
@@ -312,7 +314,8 @@ extension OpLowerings {
     let indices = try ctx.shape(1)
     let axis = try ctx.normalizedAxis(try ctx.intAttribute("axis", default: 0), rank: data.count)
     let index = try ctx.element(1, at: Array(coordinates[axis..<(axis + indices.count)]))
-    let mapped = Array(coordinates[..<axis]) + [wrappedIndex(index, extent: data[axis])]
+    let mapped =
+      Array(coordinates[..<axis]) + [wrappedIndex(index, extent: data[axis])]
       + Array(coordinates[(axis + indices.count)...])
     return try ctx.element(0, at: mapped)
   }
@@ -358,7 +361,8 @@ extension OpLowerings {
     case "CRD": channel = coordinates[1] * (b * b) + i * b + j
     default: throw ctx.error("attribute 'mode' must be DCR or CRD, got '\(mode)'")
     }
-    return try ctx.element(0, at: [coordinates[0], channel, coordinates[2].floorDivided(by: b), coordinates[3].floorDivided(by: b)])
+    return try ctx.element(
+      0, at: [coordinates[0], channel, coordinates[2].floorDivided(by: b), coordinates[3].floorDivided(by: b)])
   }
 
   /// SpaceToDepth: out[n, (i*b + j)*C + c, h, w] = in[n, c, h*b + i, w*b + j].

@@ -93,7 +93,8 @@ extension OpLowerings {
       if type == .bool {
         // ReduceMax/ReduceMin of bool (opset 20) are "any" and "all", folded as integers.
         guard op == "ReduceMax" || op == "ReduceMin" else { throw ctx.error("\(op) does not take bool input") }
-        let folded = Expr.reduce(op == "ReduceMax" ? .maximum : .minimum, over: variables, body: .cast(x, .scalar(.int32)))
+        let folded = Expr.reduce(
+          op == "ReduceMax" ? .maximum : .minimum, over: variables, body: .cast(x, .scalar(.int32)))
         return .cast(folded, .bool)
       }
       switch op {
@@ -158,7 +159,9 @@ extension OpLowerings {
   static let lrn = OpLowering(.reduction) { ctx, _, coordinates in
     let input = try ctx.shape(0)
     guard input.count >= 3 else { throw ctx.error("input must have rank 3 or more, got \(input)") }
-    guard let size = try ctx.intAttribute("size"), size > 0 else { throw ctx.error("attribute 'size' must be positive") }
+    guard let size = try ctx.intAttribute("size"), size > 0 else {
+      throw ctx.error("attribute 'size' must be positive")
+    }
     let alpha = try ctx.floatAttribute("alpha", default: 0.0001)
     let beta = try ctx.floatAttribute("beta", default: 0.75)
     let bias = try ctx.floatAttribute("bias", default: 1)
@@ -172,7 +175,8 @@ extension OpLowerings {
     let inside = Expr.all([channel.isAtLeast(0), channel.isLess(than: channels)])
     let squares = Expr.reduce(
       .sum, variable: variable, extent: size, body: .select(inside, .binary(.multiply, x, x), .constant(0, type)))
-    let base = Expr.binary(.add, .constant(bias, type), .binary(.multiply, .constant(alpha / Double(size), type), squares))
+    let base = Expr.binary(
+      .add, .constant(bias, type), .binary(.multiply, .constant(alpha / Double(size), type), squares))
     return .binary(.divide, try ctx.element(0, at: coordinates), .binary(.power, base, .constant(beta, type)))
   }
 
@@ -186,7 +190,9 @@ extension OpLowerings {
     guard !a.isEmpty, !b.isEmpty else { throw ctx.error("operands must not be scalars, got \(a) and \(b)") }
     let rank = coordinates.count
     let k = a[a.count - 1]
-    guard k == (b.count == 1 ? b[0] : b[b.count - 2]) else { throw ctx.error("inner dimensions of \(a) and \(b) differ") }
+    guard k == (b.count == 1 ? b[0] : b[b.count - 2]) else {
+      throw ctx.error("inner dimensions of \(a) and \(b) differ")
+    }
     let matrixAxes = (a.count > 1 ? 1 : 0) + (b.count > 1 ? 1 : 0)
     let batchRank = rank - matrixAxes
     let batch = Array(coordinates[..<batchRank])
@@ -246,9 +252,10 @@ extension OpLowerings {
       throw ctx.error("equation '\(equation)' does not match \(ctx.inputCount) inputs")
     }
     // Ellipsis axes get private letters, right-aligned across operands.
-    let ellipsisRank = try rawOperands.enumerated().map { i, text in
-      text.contains("...") ? try ctx.shape(i).count - (text.count - 3) : 0
-    }.max() ?? 0
+    let ellipsisRank =
+      try rawOperands.enumerated().map { i, text in
+        text.contains("...") ? try ctx.shape(i).count - (text.count - 3) : 0
+      }.max() ?? 0
     let ellipsisLetters = (0..<ellipsisRank).compactMap { Unicode.Scalar(0x100 + $0).map(Character.init) }
     func expand(_ text: String, rank: Int) -> [Character] {
       let letters = Array(text)
@@ -289,7 +296,8 @@ extension OpLowerings {
     var product: Expr?
     for (i, letters) in operands.enumerated() {
       let shape = try ctx.shape(i)
-      let mapped = zip(letters, shape).map { letter, extent in extent == 1 ? Expr.index(0) : values[letter] ?? .index(0) }
+      let mapped = zip(letters, shape).map { letter, extent in extent == 1 ? Expr.index(0) : values[letter] ?? .index(0)
+      }
       let element = try ctx.element(i, at: mapped, as: type)
       product = product.map { .binary(.multiply, $0, element) } ?? element
     }

@@ -120,7 +120,8 @@ struct ResizePlan {
     case "linear", "bilinear": linear = true
     default: throw ctx.error("attribute 'mode' '\(mode)' is not supported (nearest, linear)")
     }
-    let transform = legacy ? "asymmetric" : try ctx.stringAttribute("coordinate_transformation_mode", default: "half_pixel")
+    let transform =
+      legacy ? "asymmetric" : try ctx.stringAttribute("coordinate_transformation_mode", default: "half_pixel")
     let transforms = [
       "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
       "tf_crop_and_resize",
@@ -230,7 +231,9 @@ struct ResizePlan {
         interpolated.append(nil)
         continue
       }
-      guard let range = axis.insideRange() else { throw ctx.error("internal: resize positions on axis \(d) are not monotone") }
+      guard let range = axis.insideRange() else {
+        throw ctx.error("internal: resize positions on axis \(d) are not monotone")
+      }
       if range.isEmpty {
         return .constant(extrapolation, outputType)
       }
@@ -243,7 +246,9 @@ struct ResizePlan {
         return p == p.rounded(.down)
       }
       if !linear || exact || axis.inputLength == 1 {
-        let targets = (0..<axis.outputLength).map { linear ? Int(Swift.min(Swift.max(axis.original($0), 0), limit)) : nearestIndex(axis, $0) }
+        let targets = (0..<axis.outputLength).map {
+          linear ? Int(Swift.min(Swift.max(axis.original($0), 0), limit)) : nearestIndex(axis, $0)
+        }
         fixed.append(Self.indexExpression(x, targets: targets, axis: axis, nearestMode: linear ? "floor" : nearestMode))
         interpolated.append(nil)
         continue
@@ -294,7 +299,9 @@ struct ResizePlan {
     if range.allSatisfy({ targets[$0] == $0 }) { return x }
     if let fit = fitFloor(targets: targets, range: range, length: length, slope: axis.affine.slope) {
       var result = (x * fit.a + fit.b).floorDivided(by: fit.d)
-      let ends = [range.lowerBound, range.upperBound - 1].map { Int((Double(fit.a * $0 + fit.b) / Double(fit.d)).rounded(.down)) }
+      let ends = [range.lowerBound, range.upperBound - 1].map {
+        Int((Double(fit.a * $0 + fit.b) / Double(fit.d)).rounded(.down))
+      }
       if (ends.min() ?? 0) < 0 { result = Expr.indexMax(result, .index(0)) }
       if (ends.max() ?? 0) > length - 1 { result = Expr.indexMin(result, .index(length - 1)) }
       return result

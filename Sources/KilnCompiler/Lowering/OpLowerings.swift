@@ -12,7 +12,8 @@ public enum OpLowerings {
   public static func lowering(for node: Node) throws -> OpLowering? {
     guard node.domain == Node.defaultDomain || node.domain == "ai.onnx" else { return nil }
     if decomposedOps.contains(node.op) {
-      throw LoweringError(node, "\(node.op) is rewritten into primitive ops by the Decompose pass; run it before lowering")
+      throw LoweringError(
+        node, "\(node.op) is rewritten into primitive ops by the Decompose pass; run it before lowering")
     }
     if let lowering = try elementwiseLowering(node) { return lowering }
     if let lowering = try movementLowering(node) { return lowering }

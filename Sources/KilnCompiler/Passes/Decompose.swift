@@ -71,7 +71,9 @@ private struct Rewriter {
   func type(_ id: ValueID) -> TensorType { graph.type(of: id) }
 
   func input(_ slot: Int) throws -> ValueID {
-    guard slot < source.inputs.count, let id = source.inputs[slot] else { throw error("input \(slot) is required but missing") }
+    guard slot < source.inputs.count, let id = source.inputs[slot] else {
+      throw error("input \(slot) is required but missing")
+    }
     return id
   }
 
@@ -138,7 +140,9 @@ private struct Rewriter {
     if type(x).dtype == dtype {
       return output.map { add("Identity", version: 13, [x], type(x), output: $0) } ?? x
     }
-    return add("Cast", version: 13, [x], type(x).with(dtype: dtype), attributes: ["to": .int(Int64(dtype.onnxCode))], output: output)
+    return add(
+      "Cast", version: 13, [x], type(x).with(dtype: dtype), attributes: ["to": .int(Int64(dtype.onnxCode))],
+      output: output)
   }
 
   /// A per-channel tensor [C] viewed as [C, 1, ..., 1] so that it broadcasts over axis 1 of a
@@ -173,7 +177,9 @@ private struct Rewriter {
   }
 
   /// (x - mean) and sqrt(mean((x - mean)^2) + epsilon) over `axes`, with the mean.
-  mutating func standardize(_ x: ValueID, axes: [Int], epsilon: Double) -> (centered: ValueID, deviation: ValueID, mean: ValueID) {
+  mutating func standardize(_ x: ValueID, axes: [Int], epsilon: Double) -> (
+    centered: ValueID, deviation: ValueID, mean: ValueID
+  ) {
     let dtype = type(x).dtype
     let mean = reduce("ReduceMean", x, axes: axes)
     let centered = binary("Sub", x, mean)
@@ -353,7 +359,9 @@ private struct Rewriter {
       graph.nodes.append(source)
       return
     }
-    let normalized = try (axes.flatMap { $0.isEmpty ? nil : $0 } ?? Array(0..<rank)).map { try normalizedAxis($0, rank: rank) }
+    let normalized = try (axes.flatMap { $0.isEmpty ? nil : $0 } ?? Array(0..<rank)).map {
+      try normalizedAxis($0, rank: rank)
+    }
     let maximum = reduce("ReduceMax", x, axes: normalized)
     let sum = reduce("ReduceSum", unary("Exp", binary("Sub", x, maximum)), axes: normalized)
     let keepDims = try intAttribute("keepdims", default: 1) != 0

@@ -58,7 +58,9 @@ public enum FoldBatchNorm {
     else { return nil }
     var bias = [Double](repeating: 0, count: filters)
     if conv.inputs.count > 2, let biasID = conv.inputs[2] {
-      guard let data = graph.constants[biasID], data.dtype == weight.dtype, data.elementCount == filters else { return nil }
+      guard let data = graph.constants[biasID], data.dtype == weight.dtype, data.elementCount == filters else {
+        return nil
+      }
       bias = data.doubles()
     }
     var parameters: [[Double]] = []

@@ -1,0 +1,142 @@
+import Foundation
+import KilnBundle
+import KilnCodegen
+import KilnHAL
+import KilnONNX
+import KilnRuntime
+
+/// How one backend test fared on one device.
+public enum ConformanceOutcome: String, Sendable, Codable, CaseIterable {
+  case pass
+  /// Import, lowering or code generation refused the model.
+  case compileError = "compile-error"
+  /// The bundle would not load or run on the device.
+  case runError = "run-error"
+  /// It ran, but an output differs from the stored one.
+  case mismatch
+  /// The process running it died (only the subprocess runner can see this).
+  case crash
+  /// It did not finish in time (only the subprocess runner can see this).
+  case timeout
+}
+
+public struct ConformanceResult: Sendable, Codable, Hashable {
+  public var test: String
+  public var group: String
+  public var device: String
+  public var outcome: ConformanceOutcome
+  /// The first line of the error or the first mismatching element.
+  public var detail: String
+  public var seconds: Double
+
+  public init(test: String, group: String, device: String, outcome: ConformanceOutcome, detail: String, seconds: Double) {
+    self.test = test
+    self.group = group
+    self.device = device
+    self.outcome = outcome
+    self.detail = detail
+    self.seconds = seconds
+  }
+}
+
+/// Runs ONNX backend tests (`model.onnx` + `test_data_set_N/{input,output}_K.pb`) through the
+/// whole pipeline: import, compile for the devices' targets, write and verify a bundle in memory,
+/// load a session per device, run every data set, compare with the stored outputs.
+public struct ConformanceRunner: Sendable {
+  public var tolerance: Tolerance
+
+  public init(tolerance: Tolerance = Tolerance()) {
+    self.tolerance = tolerance
+  }
+
+  /// Runs the test in `directory` on every device; one result per device.
+  public func run(testDirectory directory: URL, group: String, devices: [any Device]) -> [ConformanceResult] {
+    let name = directory.lastPathComponent
+    let clock = ContinuousClock()
+    let start = clock.now
+    func elapsed() -> Double { (clock.now - start).seconds }
+    let targets = Set(devices.map(\.info.driver)).compactMap(Target.init(rawValue:)).sorted { $0.rawValue < $1.rawValue }
+
+    let bundle: BundleReader
+    do {
+      let graph = try ONNXImporter().importModel(at: directory.appendingPathComponent("model.onnx"))
+      let compiled = try ModelCompiler(options: CompileOptions(targets: targets, modelName: name)).compile(graph)
+      bundle = try BundleReader(bytes: try compiled.writer.serialize(manifest: compiled.manifest))
+    } catch {
+      return devices.map {
+        ConformanceResult(test: name, group: group, device: $0.info.shortURI, outcome: .compileError, detail: firstLine(error), seconds: elapsed())
+      }
+    }
+
+    let dataSets: [URL]
+    do {
+      dataSets = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
+        .filter { $0.lastPathComponent.hasPrefix("test_data_set_") }.sorted { $0.path < $1.path }
+    } catch {
+      return devices.map {
+        ConformanceResult(test: name, group: group, device: $0.info.shortURI, outcome: .runError, detail: firstLine(error), seconds: elapsed())
+      }
+    }
+    return devices.map { device in
+      let deviceStart = clock.now
+      let (outcome, detail) = runOnDevice(bundle: bundle, device: device, dataSets: dataSets)
+      return ConformanceResult(
+        test: name, group: group, device: device.info.shortURI, outcome: outcome, detail: detail,
+        seconds: (clock.now - deviceStart).seconds)
+    }
+  }
+
+  private func runOnDevice(bundle: BundleReader, device: any Device, dataSets: [URL]) -> (ConformanceOutcome, String) {
+    let session: Session
+    do {
+      session = try Session(bundle: bundle, device: device)
+    } catch {
+      return (.runError, firstLine(error))
+    }
+    for dataSet in dataSets {
+      let inputs: [HostTensor]
+      let expected: [HostTensor]
+      do {
+        inputs = try Self.tensors(in: dataSet, prefix: "input_")
+        expected = try Self.tensors(in: dataSet, prefix: "output_")
+      } catch {
+        return (.runError, "reading \(dataSet.lastPathComponent): \(firstLine(error))")
+      }
+      let outputs: [HostTensor]
+      do {
+        outputs = try session.run(inputs)
+      } catch {
+        return (.runError, firstLine(error))
+      }
+      guard outputs.count >= expected.count else {
+        return (.mismatch, "\(outputs.count) outputs, expected \(expected.count)")
+      }
+      for (index, reference) in expected.enumerated() {
+        if let difference = tolerance.compare(outputs[index], reference) {
+          return (.mismatch, "output \(index) (\(session.function.outputs[index].name)): \(difference)")
+        }
+      }
+    }
+    return (.pass, "")
+  }
+
+  /// `prefix0.pb`, `prefix1.pb`, ... in numeric order.
+  static func tensors(in directory: URL, prefix: String) throws -> [HostTensor] {
+    var tensors: [HostTensor] = []
+    while true {
+      let file = directory.appendingPathComponent("\(prefix)\(tensors.count).pb")
+      guard FileManager.default.fileExists(atPath: file.path) else { break }
+      tensors.append(try ONNXTensorFile.read(contentsOf: file).tensor)
+    }
+    return tensors
+  }
+}
+
+func firstLine(_ error: any Error) -> String {
+  let text = String(describing: error)
+  return String(text.split(separator: "\n", maxSplits: 1).first ?? "")
+}
+
+extension Duration {
+  var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,414 @@
+import Foundation
+import KilnCompiler
+import KilnIR
+
+/// A test oracle for the kernel IR: evaluates a kernel's body at every output coordinate in
+/// Double / Int64 arithmetic. It also type-checks every expression (operands of one type,
+/// boolean conditions, index-typed load indices) and records every load whose index leaves its
+/// input, including loads in select branches that are not taken.
+struct ExprEvaluator {
+  enum Value {
+    case float(Double)
+    case int(Int64)
+    case bool(Bool)
+
+    var double: Double {
+      switch self {
+      case .float(let v): v
+      case .int(let v): Double(v)
+      case .bool(let v): v ? 1 : 0
+      }
+    }
+
+    var integer: Int64 {
+      switch self {
+      case .float(let v): TensorData.saturatingInt64(v)
+      case .int(let v): v
+      case .bool(let v): v ? 1 : 0
+      }
+    }
+
+    var truth: Bool {
+      switch self {
+      case .float(let v): v != 0
+      case .int(let v): v != 0
+      case .bool(let v): v
+      }
+    }
+  }
+
+  struct Failure: Error, CustomStringConvertible {
+    var description: String
+  }
+
+  let kernel: Kernel
+  /// Each input's elements as doubles (integers exactly up to 2^53).
+  let inputs: [[Double]]
+  /// Problems found: out-of-bounds loads, type errors.
+  private(set) var problems: [String] = []
+
+  init(kernel: Kernel, inputs: [[Double]]) {
+    self.kernel = kernel
+    self.inputs = inputs
+  }
+
+  /// Every output element, row-major, converted as the store would (rounded to the output
+  /// dtype). Throws when the body is ill-typed or reads out of bounds.
+  mutating func run() throws -> [Double] {
+    let bodyType = try typeCheck(kernel.body)
+    guard bodyType == ValueType.compute(kernel.output.dtype) else {
+      throw Failure(
+        description:
+          "body has type \(bodyType), output \(kernel.output.dtype) needs \(ValueType.compute(kernel.output.dtype))")
+    }
+    let count = kernel.shape.reduce(1, *)
+    var results: [Double] = []
+    results.reserveCapacity(count)
+    var coordinates = [Int64](repeating: 0, count: kernel.shape.count)
+    var variables = [Int64](repeating: 0, count: 64)
+    for linear in 0..<count {
+      var rest = linear
+      for axis in stride(from: kernel.shape.count - 1, through: 0, by: -1) {
+        coordinates[axis] = Int64(rest % kernel.shape[axis])
+        rest /= kernel.shape[axis]
+      }
+      let value = evaluate(kernel.body, coordinates, &variables)
+      results.append(Self.store(value, as: kernel.output.dtype))
+      if !problems.isEmpty {
+        throw Failure(description: "at output \(coordinates): \(problems.prefix(3).joined(separator: "; "))")
+      }
+    }
+    return results
+  }
+
+  /// The value a store of `value` into a `dtype` tensor keeps.
+  static func store(_ value: Value, as dtype: DType) -> Double {
+    switch dtype {
+    case .float64: return value.double
+    case .float32: return Double(Float(value.double))
+    case .float16:
+      return Double(FloatConversion.float(fromFloat16Bits: FloatConversion.float16Bits(from: Float(value.double))))
+    case .bfloat16:
+      return Double(FloatConversion.float(fromBFloat16Bits: FloatConversion.bfloat16Bits(from: Float(value.double))))
+    case .bool: return value.truth ? 1 : 0
+    default: return Double(wrap(value.integer, dtype))
+    }
+  }
+
+  static func wrap(_ value: Int64, _ dtype: DType) -> Int64 {
+    switch dtype {
+    case .int8: Int64(Int8(truncatingIfNeeded: value))
+    case .int16: Int64(Int16(truncatingIfNeeded: value))
+    case .int32: Int64(Int32(truncatingIfNeeded: value))
+    case .uint8: Int64(UInt8(truncatingIfNeeded: value))
+    case .uint16: Int64(UInt16(truncatingIfNeeded: value))
+    case .uint32: Int64(UInt32(truncatingIfNeeded: value))
+    default: value
+    }
+  }
+
+  // MARK: Types
+
+  private func typeCheck(_ expr: Expr) throws -> ValueType {
+    func fail(_ message: String) -> Failure { Failure(description: "type error: \(message) in \(expr)") }
+    switch expr {
+    case .literal(let literal): return literal.type
+    case .coordinate(let axis):
+      guard axis >= 0, axis < kernel.shape.count else { throw fail("coordinate \(axis) out of rank") }
+      return .index
+    case .variable: return .index
+    case .load(let input, let index):
+      guard input >= 0, input < kernel.inputs.count else { throw fail("load from input \(input)") }
+      guard try typeCheck(index) == .index else { throw fail("load index is not .index") }
+      return .compute(kernel.inputs[input].dtype)
+    case .unary(let op, let a):
+      let t = try typeCheck(a)
+      switch op {
+      case .logicalNot:
+        guard t == .bool else { throw fail("logicalNot of \(t)") }
+        return .bool
+      case .isNaN, .isPositiveInfinity, .isNegativeInfinity:
+        guard t.isFloat else { throw fail("\(op) of \(t)") }
+        return .bool
+      case .bitwiseNot:
+        guard t.isInteger else { throw fail("bitwiseNot of \(t)") }
+        return t
+      case .abs, .negate, .sign:
+        guard !t.isBool else { throw fail("\(op) of bool") }
+        return t
+      default:
+        guard t.isFloat else { throw fail("\(op) of \(t)") }
+        return t
+      }
+    case .binary(let op, let a, let b):
+      let ta = try typeCheck(a)
+      let tb = try typeCheck(b)
+      guard ta == tb else { throw fail("\(op) of \(ta) and \(tb)") }
+      if op.isLogical {
+        guard ta == .bool else { throw fail("\(op) of \(ta)") }
+        return .bool
+      }
+      if op.isComparison { return .bool }
+      switch op {
+      case .bitwiseAnd, .bitwiseOr, .bitwiseXor, .shiftLeft, .shiftRight, .floorDivide:
+        guard ta.isInteger else { throw fail("\(op) of \(ta)") }
+      case .atan2:
+        guard ta.isFloat else { throw fail("\(op) of \(ta)") }
+      default:
+        guard !ta.isBool else { throw fail("\(op) of bool") }
+      }
+      return ta
+    case .select(let c, let a, let b):
+      guard try typeCheck(c) == .bool else { throw fail("select condition is not bool") }
+      let ta = try typeCheck(a)
+      let tb = try typeCheck(b)
+      guard ta == tb else { throw fail("select of \(ta) and \(tb)") }
+      return ta
+    case .cast(let a, let type):
+      _ = try typeCheck(a)
+      return type
+    case .reduce(let op, let variable, let extent, let body):
+      guard variable >= 0, variable < 64, extent >= 0 else {
+        throw fail("reduce variable \(variable) extent \(extent)")
+      }
+      let t = try typeCheck(body)
+      if op.returnsIndex {
+        guard !t.isBool else { throw fail("argmax of bool") }
+        return .index
+      }
+      guard !t.isBool else { throw fail("\(op) of bool") }
+      return t
+    }
+  }
+
+  // MARK: Evaluation
+
+  private mutating func evaluate(_ expr: Expr, _ coordinates: [Int64], _ variables: inout [Int64]) -> Value {
+    switch expr {
+    case .literal(let literal):
+      if literal.type.isFloat { return .float(literal.float) }
+      if literal.type.isBool { return .bool(literal.float != 0) }
+      return .int(literal.integer)
+    case .coordinate(let axis):
+      return .int(coordinates[axis])
+    case .variable(let id):
+      return .int(variables[id])
+    case .load(let input, let indexExpr):
+      let index = evaluate(indexExpr, coordinates, &variables).integer
+      let data = inputs[input]
+      guard index >= 0, index < Int64(data.count) else {
+        problems.append("load of input \(input) at \(index) outside 0..<\(data.count)")
+        return Self.value(0, kernel.inputs[input].dtype)
+      }
+      return Self.value(data[Int(index)], kernel.inputs[input].dtype)
+    case .unary(let op, let a):
+      return Self.unary(op, evaluate(a, coordinates, &variables))
+    case .binary(let op, let a, let b):
+      let x = evaluate(a, coordinates, &variables)
+      let y = evaluate(b, coordinates, &variables)
+      return binary(op, x, y)
+    case .select(let c, let a, let b):
+      // Both branches are evaluated so that out-of-bounds loads anywhere are found.
+      let condition = evaluate(c, coordinates, &variables).truth
+      let x = evaluate(a, coordinates, &variables)
+      let y = evaluate(b, coordinates, &variables)
+      return condition ? x : y
+    case .cast(let a, let type):
+      return Self.cast(evaluate(a, coordinates, &variables), type)
+    case .reduce(let op, let variable, let extent, let body):
+      let saved = variables[variable]
+      defer { variables[variable] = saved }
+      var accumulator: Value?
+      var best: (index: Int64, value: Double)?
+      for v in 0..<extent {
+        variables[variable] = Int64(v)
+        let value = evaluate(body, coordinates, &variables)
+        switch op {
+        case .argmax(let last), .argmin(let last):
+          let isMax: Bool = if case .argmax = op { true } else { false }
+          let x = value.double
+          if let current = best {
+            if x.isNaN { continue }
+            let better =
+              current.value.isNaN
+              || (isMax
+                ? (last ? x >= current.value : x > current.value) : (last ? x <= current.value : x < current.value))
+            if better { best = (Int64(v), x) }
+          } else {
+            best = (Int64(v), x)
+          }
+        default:
+          accumulator = accumulator.map { fold(op, $0, value) } ?? value
+        }
+      }
+      if op.returnsIndex { return .int(best?.index ?? 0) }
+      if let accumulator { return accumulator }
+      // Empty reduction: the identity of the op.
+      let type = (try? typeCheck(body)) ?? .float32
+      switch op {
+      case .sum: return type.isFloat ? .float(0) : .int(0)
+      case .product: return type.isFloat ? .float(1) : .int(1)
+      case .maximum: return type.isFloat ? .float(-.infinity) : .int(.min)
+      default: return type.isFloat ? .float(.infinity) : .int(.max)
+      }
+    }
+  }
+
+  private func fold(_ op: ReduceOp, _ a: Value, _ b: Value) -> Value {
+    switch op {
+    case .sum: binary(.add, a, b)
+    case .product: binary(.multiply, a, b)
+    case .maximum: binary(.maximum, a, b)
+    default: binary(.minimum, a, b)
+    }
+  }
+
+  static func value(_ element: Double, _ dtype: DType) -> Value {
+    if dtype.isFloat { return .float(element) }
+    if dtype == .bool { return .bool(element != 0) }
+    return .int(Int64(element))
+  }
+
+  static func cast(_ value: Value, _ type: ValueType) -> Value {
+    switch type {
+    case .index: return .int(value.integer)
+    case .scalar(let dtype):
+      switch dtype {
+      case .bool: return .bool(value.truth)
+      case .float32, .float16, .bfloat16: return .float(Double(Float(value.double)))
+      case .float64: return .float(value.double)
+      default: return .int(wrap(value.integer, dtype))
+      }
+    }
+  }
+
+  static func unary(_ op: UnaryOp, _ value: Value) -> Value {
+    if case .int(let v) = value {
+      switch op {
+      case .negate: return .int(0 &- v)
+      case .abs: return .int(Swift.abs(v))
+      case .sign: return .int(v > 0 ? 1 : v < 0 ? -1 : 0)
+      case .bitwiseNot: return .int(~v)
+      default: break
+      }
+    }
+    if case .bool(let v) = value, op == .logicalNot { return .bool(!v) }
+    let x = value.double
+    switch op {
+    case .negate: return .float(-x)
+    case .abs: return .float(Swift.abs(x))
+    case .sqrt: return .float(x.squareRoot())
+    case .exp: return .float(Foundation.exp(x))
+    case .log: return .float(Foundation.log(x))
+    case .erf: return .float(Foundation.erf(x))
+    case .tanh: return .float(Foundation.tanh(x))
+    case .sigmoid: return .float(1 / (1 + Foundation.exp(-x)))
+    case .floor: return .float(x.rounded(.down))
+    case .ceil: return .float(x.rounded(.up))
+    case .round: return .float(x.rounded(.toNearestOrEven))
+    case .sin: return .float(Foundation.sin(x))
+    case .cos: return .float(Foundation.cos(x))
+    case .tan: return .float(Foundation.tan(x))
+    case .asin: return .float(Foundation.asin(x))
+    case .acos: return .float(Foundation.acos(x))
+    case .atan: return .float(Foundation.atan(x))
+    case .sinh: return .float(Foundation.sinh(x))
+    case .cosh: return .float(Foundation.cosh(x))
+    case .asinh: return .float(Foundation.asinh(x))
+    case .acosh: return .float(Foundation.acosh(x))
+    case .atanh: return .float(Foundation.atanh(x))
+    case .reciprocal: return .float(1 / x)
+    case .sign: return .float(x > 0 ? 1 : x < 0 ? -1 : x)
+    case .logicalNot: return .bool(!value.truth)
+    case .bitwiseNot: return .int(~value.integer)
+    case .isNaN: return .bool(x.isNaN)
+    case .isPositiveInfinity: return .bool(x == .infinity)
+    case .isNegativeInfinity: return .bool(x == -.infinity)
+    }
+  }
+
+  private func binary(_ op: BinaryOp, _ a: Value, _ b: Value) -> Value {
+    switch (a, b) {
+    case (.int(let x), .int(let y)):
+      return Self.integerBinary(op, x, y)
+    case (.bool(let x), .bool(let y)):
+      switch op {
+      case .logicalAnd: return .bool(x && y)
+      case .logicalOr: return .bool(x || y)
+      case .logicalXor, .notEqual: return .bool(x != y)
+      case .equal: return .bool(x == y)
+      default: return Self.integerBinary(op, x ? 1 : 0, y ? 1 : 0)
+      }
+    default:
+      return Self.floatBinary(op, a.double, b.double)
+    }
+  }
+
+  static func integerBinary(_ op: BinaryOp, _ x: Int64, _ y: Int64) -> Value {
+    switch op {
+    case .add: return .int(x &+ y)
+    case .subtract: return .int(x &- y)
+    case .multiply: return .int(x &* y)
+    case .divide: return .int(y == 0 ? 0 : x / y)
+    case .floorDivide:
+      guard y != 0 else { return .int(0) }
+      let q = x / y
+      return .int((x % y != 0) && ((x < 0) != (y < 0)) ? q - 1 : q)
+    case .remainder: return .int(y == 0 ? 0 : x % y)
+    case .modulo:
+      guard y != 0 else { return .int(0) }
+      let r = x % y
+      return .int(r != 0 && ((r < 0) != (y < 0)) ? r + y : r)
+    case .power:
+      if y < 0 { return .int(x == 1 ? 1 : x == -1 ? (y % 2 == 0 ? 1 : -1) : 0) }
+      var result: Int64 = 1
+      for _ in 0..<y { result = result &* x }
+      return .int(result)
+    case .minimum: return .int(Swift.min(x, y))
+    case .maximum: return .int(Swift.max(x, y))
+    case .equal: return .bool(x == y)
+    case .notEqual: return .bool(x != y)
+    case .less: return .bool(x < y)
+    case .lessEqual: return .bool(x <= y)
+    case .greater: return .bool(x > y)
+    case .greaterEqual: return .bool(x >= y)
+    case .logicalAnd: return .bool(x != 0 && y != 0)
+    case .logicalOr: return .bool(x != 0 || y != 0)
+    case .logicalXor: return .bool((x != 0) != (y != 0))
+    case .bitwiseAnd: return .int(x & y)
+    case .bitwiseOr: return .int(x | y)
+    case .bitwiseXor: return .int(x ^ y)
+    case .shiftLeft: return .int(y >= 64 ? 0 : x << y)
+    case .shiftRight: return .int(y >= 64 ? 0 : x >> y)
+    case .atan2: return .float(Foundation.atan2(Double(x), Double(y)))
+    }
+  }
+
+  static func floatBinary(_ op: BinaryOp, _ x: Double, _ y: Double) -> Value {
+    switch op {
+    case .add: return .float(x + y)
+    case .subtract: return .float(x - y)
+    case .multiply: return .float(x * y)
+    case .divide: return .float(x / y)
+    case .floorDivide: return .float((x / y).rounded(.down))
+    case .remainder: return .float(x.truncatingRemainder(dividingBy: y))
+    case .modulo:
+      let r = x.truncatingRemainder(dividingBy: y)
+      return .float(r != 0 && ((r < 0) != (y < 0)) ? r + y : r)
+    case .power: return .float(Foundation.pow(x, y))
+    case .minimum: return .float(x.isNaN || y.isNaN ? .nan : Swift.min(x, y))
+    case .maximum: return .float(x.isNaN || y.isNaN ? .nan : Swift.max(x, y))
+    case .equal: return .bool(x == y)
+    case .notEqual: return .bool(x != y)
+    case .less: return .bool(x < y)
+    case .lessEqual: return .bool(x <= y)
+    case .greater: return .bool(x > y)
+    case .greaterEqual: return .bool(x >= y)
+    case .logicalAnd: return .bool(x != 0 && y != 0)
+    case .logicalOr: return .bool(x != 0 || y != 0)
+    case .logicalXor: return .bool((x != 0) != (y != 0))
+    case .atan2: return .float(Foundation.atan2(x, y))
+    default: return .float(.nan)
+    }
+  }
+}
