@@ -21,6 +21,11 @@ public struct CompileOptions: Sendable {
   public var modelName: String
   /// Receives `--print-ir-after` output (default: standard error).
   public var printer: @Sendable (String) -> Void
+  /// CPU variants to build, best first (`x86-64-v3`, `baseline`); the runtime picks the best one
+  /// the host runs. Test runs that only need correctness build `baseline` alone.
+  public var cpuVariants: [String] = ["x86-64-v3", "baseline"]
+  /// Extra flags for the C compiler (e.g. `-O1` to compile faster).
+  public var cpuFlags: [String] = []
 
   public init(
     targets: [Target] = Target.allCases, printIRAfter: Set<String> = [], dumpDirectory: URL? = nil,
@@ -176,6 +181,8 @@ public struct ModelCompiler: Sendable {
   /// One C translation unit, built as an x86-64-v3 variant (preferred) and a baseline variant;
   /// returns the preferred variant's executable index.
   private func emitCPU(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> Int {
+    // A model whose outputs are all copies (or constants) needs no code at all.
+    if plan.kernels.isEmpty { return -1 }
     let source = CKernel.translationUnit(for: plan.kernels)
     if let directory = options.dumpDirectory {
       try source.write(to: directory.appendingPathComponent("cpu-kernels.c"), atomically: true, encoding: .utf8)
@@ -183,11 +190,15 @@ public struct ModelCompiler: Sendable {
     let toolchain = try NativeToolchain()
     let entryPoints = plan.kernels.map(\.name)
     #if arch(x86_64)
-      let variants = [("x86-64-v3", ["-march=x86-64-v3"]), ("baseline", ["-march=x86-64"])]
+      let known = [("x86-64-v3", ["-march=x86-64-v3"]), ("baseline", ["-march=x86-64"])]
     #else
-      let variants = [("baseline", [String]())]
+      let known = [("baseline", [String]())]
     #endif
-    let common = ["-fwrapv", "-fno-math-errno", "-ffp-contract=off"]
+    let variants = known.filter { options.cpuVariants.contains($0.0) }
+    guard !variants.isEmpty else {
+      throw CodegenError(.invalidInput, "no buildable CPU variant among \(options.cpuVariants)")
+    }
+    let common = ["-fwrapv", "-fno-math-errno", "-ffp-contract=off"] + options.cpuFlags
     let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
     DispatchQueue.concurrentPerform(iterations: variants.count) { index in
       let result = Result {
