@@ -108,10 +108,10 @@ public struct ModelCompiler: Sendable {
       switch target {
       case .vulkan:
         let indices = try run("codegen-vulkan", { try emitVulkan(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) SPIR-V executables" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: vulkanWorkgroups) }, describe: describeProgram))
+        programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: plan, memory: memory, executableOf: { _ in index }, entryPoint: { plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: $0), 1, 1] }) }, describe: describeProgram))
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: plan, memory: memory, executableOf: { _ in index }, entryPoint: { plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: plan.kernels[$0].output.elementCount), 1, 1] }) }, describe: describeProgram))
       }
     }
     if packer.count > 0 {
@@ -130,7 +130,9 @@ public struct ModelCompiler: Sendable {
 
   // MARK: Targets
 
-  private func vulkanWorkgroups(_ elements: Int) -> [Int] {
+  private func vulkanWorkgroups(_ kernel: Kernel) -> [Int] {
+    if let template = MatMulTemplate.match(kernel) { return template.workgroups }
+    let elements = kernel.output.elementCount
     let groups = (elements + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
     let x = min(groups, 65535)
     return [x, (groups + x - 1) / x, 1]
@@ -140,7 +142,9 @@ public struct ModelCompiler: Sendable {
   /// source share one executable. Returns the executable index per kernel.
   private func emitVulkan(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> [Int] {
     // Kernel names differ; the shader body does not mention them except in a comment line.
-    let sources = plan.kernels.map(GLSLKernel.source)
+    // Contractions use the hand-written tiled template (shaders/matmul_tiled.comp), the rest the
+    // generic one-invocation-per-element form.
+    let sources = plan.kernels.map { MatMulTemplate.match($0)?.source() ?? GLSLKernel.source(for: $0) }
     let bodies = sources.map { source in source.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("// ") }.joined(separator: "\n") }
     var uniqueIndex: [String: Int] = [:]
     var unique: [Int] = []

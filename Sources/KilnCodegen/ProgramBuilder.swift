@@ -78,7 +78,7 @@ enum ProgramBuilder {
         .dispatch(
           Manifest.Dispatch(
             executable: executableOf(step.kernel), entryPoint: entryPoint(step.kernel), bindings: inputs + [output],
-            workgroups: workgroups(kernel.output.elementCount), sourceOps: kernel.sourceOps)))
+            workgroups: workgroups(step.kernel), sourceOps: kernel.sourceOps)))
     }
     for copy in plan.copies {
       let source = try binding(copy.source)
