@@ -59,7 +59,7 @@ let package = Package(
     .executableTarget(
       name: "kiln",
       dependencies: [
-        "KilnRuntime", "KilnONNX", "KilnCompiler", "KilnCodegen", "KilnBundle", "KilnConformance",
+        "KilnRuntime", "KilnIR", "KilnONNX", "KilnCompiler", "KilnCodegen", "KilnBundle", "KilnConformance",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

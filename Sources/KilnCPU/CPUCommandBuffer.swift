@@ -17,6 +17,9 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
   /// Buffers and executables the commands point into, kept alive with the command buffer.
   private var retained: [ObjectIdentifier: AnyObject] = [:]
   private var ended = false
+  /// Timestamp slots (`enableTimestamps`) and how many timestamp commands are recorded.
+  private var timestamps: TimestampSlots?
+  private var timestampCount = 0
   /// The device the command buffer was made on; only its buffers may be used.
   let device: CPUDevice
   private let limits: DeviceLimits
@@ -171,7 +174,43 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
     }
   }
 
-  public var commandCount: Int { lock.withLock { commands.count } }
+  public var commandCount: Int { lock.withLock { commands.count - timestampCount } }
+
+  // MARK: Timestamps
+
+  public func enableTimestamps(capacity: Int) throws {
+    try lock.withLock {
+      guard !ended else { throw HALError(.invalidArgument, "enableTimestamps: the command buffer has already ended") }
+      guard timestamps == nil, commands.isEmpty else {
+        throw HALError(.invalidArgument, "enableTimestamps: must be called once, before anything is recorded")
+      }
+      guard capacity > 0 else {
+        throw HALError(.invalidArgument, "enableTimestamps: capacity \(capacity) must be positive")
+      }
+      timestamps = TimestampSlots(capacity: capacity)
+    }
+  }
+
+  /// Commands run one after another, so the clock is read once every earlier command is done.
+  public func writeTimestamp() throws -> Int {
+    try lock.withLock {
+      guard !ended else { throw HALError(.invalidArgument, "writeTimestamp: the command buffer has already ended") }
+      guard let timestamps else { throw HALError(.invalidArgument, "writeTimestamp: call enableTimestamps first") }
+      guard timestampCount < timestamps.capacity else {
+        throw HALError(.invalidArgument, "writeTimestamp: all \(timestamps.capacity) timestamps are already recorded")
+      }
+      let index = timestampCount
+      commands.append(.timestamp(timestamps, index))
+      timestampCount += 1
+      return index
+    }
+  }
+
+  public func timestampNanoseconds() throws -> [UInt64] {
+    let (slots, count) = lock.withLock { (timestamps, timestampCount) }
+    guard let slots else { throw HALError(.invalidArgument, "timestampNanoseconds: timestamps were not enabled") }
+    return Array(slots.values().prefix(count))
+  }
 
   /// The frozen commands for a submission (the array shares storage; nothing is copied).
   ///
@@ -214,6 +253,8 @@ enum Command: @unchecked Sendable {
   case update(UnsafeMutableRawPointer, [UInt8])
   case dispatch(PreparedDispatch)
   case barrier
+  /// Reads CLOCK_MONOTONIC into a timestamp slot.
+  case timestamp(TimestampSlots, Int)
 
   /// Runs the command on the calling thread (and on `pool`'s workers for a dispatch).
   func execute(pool: OpaquePointer?) {
@@ -230,6 +271,10 @@ enum Command: @unchecked Sendable {
       kiln_cpu_pool_dispatch(pool, prepared.kernel, prepared.record)
     case .barrier:
       break  // Commands already run strictly one after another.
+    case .timestamp(let slots, let index):
+      var now = timespec()
+      clock_gettime(CLOCK_MONOTONIC, &now)
+      slots.set(index, UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec))
     }
   }
 }
@@ -271,5 +316,26 @@ final class PreparedDispatch: @unchecked Sendable {
     bindings.deallocate()
     sizes.deallocate()
     pushConstants.deallocate()
+  }
+}
+
+/// The timestamps of a command buffer, written by the queue thread and read by the host.
+final class TimestampSlots: @unchecked Sendable {
+  // @unchecked: `lock` guards `slots`; `capacity` is immutable.
+  let capacity: Int
+  private let lock = NSLock()
+  private var slots: [UInt64]
+
+  init(capacity: Int) {
+    self.capacity = capacity
+    slots = [UInt64](repeating: 0, count: capacity)
+  }
+
+  func set(_ index: Int, _ nanoseconds: UInt64) {
+    lock.withLock { slots[index] = nanoseconds }
+  }
+
+  func values() -> [UInt64] {
+    lock.withLock { slots }
   }
 }

@@ -30,14 +30,17 @@ public struct MatMulTemplate: Sendable, Hashable {
     let rank = kernel.shape.count
     guard rank >= 2, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
     var found: (variable: Int, extent: Int, a: (Int, Expr), b: (Int, Expr))?
-    var reductions = 0
+    var reduction: Expr?
+    // Every reduction must be the same one (an epilogue such as Relu's select uses it twice).
     let epilogue = kernel.body.replacingReductions { op, variable, extent, body in
-      reductions += 1
+      let this = Expr.reduce(op, variable: variable, extent: extent, body: body)
+      if let reduction { return reduction == this ? accumulator : nil }
       guard op == .sum, case .binary(.multiply, .load(let ia, let indexA), .load(let ib, let indexB)) = body else { return nil }
+      reduction = this
       found = (variable, extent, (ia, indexA), (ib, indexB))
       return accumulator
     }
-    guard reductions == 1, let found, let epilogue else { return nil }
+    guard let found, let epilogue else { return nil }
     guard kernel.inputs[found.a.0].dtype == .float32, kernel.inputs[found.b.0].dtype == .float32 else { return nil }
     let mAxis = rank - 2
     let nAxis = rank - 1

@@ -90,7 +90,9 @@ public struct NativeToolchain: Sendable {
       throw CodegenError(.io, "writing '\(name)' to \(directory.path): \(error)")
     }
 
-    let arguments = Self.baseFlags + flags + ["-o", outputURL.path, sourceURL.path]
+    // Relative paths (the compiler runs inside `directory`) and a fixed soname keep the private
+    // temporary folder's name out of the shared object, so builds are byte-identical.
+    let arguments = Self.baseFlags + flags + ["-Wl,-soname,\(name).so", "-o", "\(name).so", "\(name).c"]
     let (status, log) = try run(arguments, in: directory, log: logURL, name: name)
     guard status == 0 else {
       throw CodegenError(

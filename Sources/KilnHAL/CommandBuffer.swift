@@ -36,6 +36,39 @@ public protocol CommandBuffer: AnyObject, Sendable {
   func barrier() throws
   /// Finishes recording; nothing may be recorded after it.
   func end() throws
-  /// Number of commands recorded (dispatches, transfers and barriers).
+  /// Number of commands recorded (dispatches, transfers and barriers; timestamps not counted).
   var commandCount: Int { get }
+
+  // MARK: Profiling
+
+  /// Makes room for `capacity` timestamps; must be called before anything is recorded.
+  ///
+  /// - Throws: `.invalidArgument` once something has been recorded (or twice); `.unsupported`
+  ///   when the device's queue cannot write timestamps.
+  func enableTimestamps(capacity: Int) throws
+  /// Records a timestamp taken once every previously recorded command has completed, and
+  /// returns its index. It orders nothing: commands after it may start before it is written.
+  ///
+  /// - Throws: `.invalidArgument` without `enableTimestamps` or beyond its capacity.
+  func writeTimestamp() throws -> Int
+  /// The timestamps of the last completed submission, in nanoseconds on one monotonic clock
+  /// (differences are meaningful, the origin is not), in index order.
+  ///
+  /// Valid only after a submission of this command buffer has completed (waited on).
+  func timestampNanoseconds() throws -> [UInt64]
+}
+
+extension CommandBuffer {
+  /// Drivers without timestamps: every profiling call throws `.unsupported`.
+  public func enableTimestamps(capacity: Int) throws {
+    throw HALError(.unsupported, "enableTimestamps: this driver cannot write timestamps")
+  }
+
+  public func writeTimestamp() throws -> Int {
+    throw HALError(.unsupported, "writeTimestamp: this driver cannot write timestamps")
+  }
+
+  public func timestampNanoseconds() throws -> [UInt64] {
+    throw HALError(.unsupported, "timestampNanoseconds: this driver cannot write timestamps")
+  }
 }

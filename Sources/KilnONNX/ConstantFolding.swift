@@ -200,7 +200,8 @@ enum Fold {
 
   // MARK: Arithmetic
 
-  /// Add, Sub, Mul, Div, Pow, And, Or, comparisons, and variadic Max/Min/Sum/Mean.
+  /// Add, Sub, Mul, Div, Pow, Mod, And, Or, Xor, bitwise ops, comparisons, and variadic
+  /// Max/Min/Sum/Mean.
   static func binary(_ ctx: OpContext) throws -> [TensorData]? {
     guard let out = ctx.outputTypes.first else { return nil }
     let operands = (0..<ctx.inputCount).compactMap(ctx.data)
@@ -210,6 +211,8 @@ enum Fold {
     let op = ctx.node.op
     let comparison = ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"].contains(op)
     let useDoubles = operands.contains { $0.dtype.isFloat }
+    let fmodAttribute = try ctx.node.int("fmod", default: 0)
+    let cRemainder = op == "Mod" && fmodAttribute != 0
 
     if comparison {
       var result = [Bool]()
@@ -246,6 +249,7 @@ enum Fold {
           case "Pow": accumulator = Foundation.pow(accumulator, b)
           case "Max": accumulator = accumulator.isNaN || b.isNaN ? .nan : Swift.max(accumulator, b)
           case "Min": accumulator = accumulator.isNaN || b.isNaN ? .nan : Swift.min(accumulator, b)
+          case "Mod" where cRemainder: accumulator = Foundation.fmod(accumulator, b)
           default: return nil
           }
         }
@@ -278,6 +282,15 @@ enum Fold {
         case "Min": accumulator = Swift.min(accumulator, b)
         case "And": accumulator = accumulator != 0 && b != 0 ? 1 : 0
         case "Or": accumulator = accumulator != 0 || b != 0 ? 1 : 0
+        case "Xor": accumulator = (accumulator != 0) != (b != 0) ? 1 : 0
+        case "BitwiseAnd": accumulator &= b
+        case "BitwiseOr": accumulator |= b
+        case "BitwiseXor": accumulator ^= b
+        case "Mod":
+          // fmod = 1: the sign of the dividend (C); fmod = 0: the sign of the divisor (Python).
+          guard b != 0 else { return nil }
+          let remainder = b == -1 ? 0 : accumulator % b
+          accumulator = !cRemainder && remainder != 0 && (remainder < 0) != (b < 0) ? remainder &+ b : remainder
         default: return nil
         }
       }
@@ -379,6 +392,8 @@ enum Fold {
   /// ReduceSum/Mean/Max/Min/Prod over non-empty axes.
   static func reduce(_ ctx: OpContext) throws -> [TensorData]? {
     guard let x = ctx.data(0), let out = ctx.outputTypes.first else { return nil }
+    let op = ctx.node.op
+    guard ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd"].contains(op) else { return nil }
     let geometry = try OpRegistry.reductionGeometry(ctx)
     if geometry.axes.isEmpty { return x.reshaped(to: out.shape).map { [$0] } }
     let reduced = Set(geometry.axes)
@@ -389,7 +404,6 @@ enum Fold {
     let targets = stridedOffsets(shape: x.shape, base: 0, strides: keptStrides)
     let outCount = out.elementCount ?? 0
     let groupSize = geometry.axes.reduce(1) { $0 * x.shape[$1] }
-    let op = ctx.node.op
     if x.dtype.isFloat || op == "ReduceMean" {
       guard x.dtype.isFloat else { return nil }
       let initial: Double =

@@ -450,7 +450,7 @@ struct ImportSession {
       graph.nodes.append(node2)
     } catch var error as ONNXImportError {
       if error.op == nil {
-        error.nodeName = proto.name
+        error.nodeName = Self.displayName(proto)
         error.op = proto.opType
         error.opset = version
       }
@@ -461,9 +461,14 @@ struct ImportSession {
       let label = "node '\(proto.name)' (\(proto.opType)): "
       if message.hasPrefix(label) { message.removeFirst(label.count) }
       throw ONNXImportError(
-        error.code == .attribute ? .invalidAttribute : .invalidTensor, message, nodeName: proto.name,
+        error.code == .attribute ? .invalidAttribute : .invalidTensor, message, nodeName: Self.displayName(proto),
         op: proto.opType, opset: version)
     }
+  }
+
+  /// How messages name a node: its name, or (for unnamed nodes) its first named output.
+  static func displayName(_ proto: Onnx_NodeProto) -> String {
+    proto.name.isEmpty ? proto.output.first { !$0.isEmpty } ?? "" : proto.name
   }
 
   static func arity(_ range: ClosedRange<Int>) -> String {

@@ -11,7 +11,10 @@ extension OpRegistry {
     let floatUnary: [String: Set<String>] = [
       "Sqrt": [], "Exp": [], "Log": [], "Erf": [], "Tanh": [], "Sigmoid": [], "Reciprocal": [],
       "Floor": [], "Ceil": [], "HardSwish": [], "LeakyRelu": ["alpha"], "HardSigmoid": ["alpha", "beta"],
-      "Gelu": ["approximate"],
+      "Gelu": ["approximate"], "Round": [], "Sin": [], "Cos": [], "Tan": [], "Asin": [], "Acos": [], "Atan": [],
+      "Sinh": [], "Cosh": [], "Asinh": [], "Acosh": [], "Atanh": [], "Softplus": [], "Softsign": [], "Mish": [],
+      "Elu": ["alpha"], "Selu": ["alpha", "gamma"], "Celu": ["alpha"], "ThresholdedRelu": ["alpha"],
+      "Swish": ["alpha"],
     ]
     for (op, attributes) in floatUnary {
       specs[op] = OpSpec(
@@ -29,9 +32,9 @@ extension OpRegistry {
         },
         fold: Fold.unaryFloat)
     }
-    for op in ["Relu", "Neg", "Abs"] {
+    for (op, attributes) in ["Relu": [], "Neg": [], "Abs": [], "Sign": [], "Shrink": ["lambd", "bias"]] as [String: Set<String>] {
       specs[op] = OpSpec(
-        attributes: [], inputs: 1...1, outputs: 1...1,
+        attributes: attributes, inputs: 1...1, outputs: 1...1,
         infer: { ctx in
           let x = try ctx.type(0)
           try Shapes.requireNumeric(x)
@@ -47,6 +50,27 @@ extension OpRegistry {
         return [x]
       },
       fold: Fold.unaryFloat)
+    specs["IsNaN"] = OpSpec(
+      attributes: [], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireFloat(x)
+        return [x.with(dtype: .bool)]
+      })
+    specs["IsInf"] = OpSpec(
+      attributes: ["detect_negative", "detect_positive"], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireFloat(x)
+        return [x.with(dtype: .bool)]
+      })
+    specs["BitwiseNot"] = OpSpec(
+      attributes: [], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireInteger(x)
+        return [x]
+      })
     specs["Identity"] = OpSpec(
       attributes: [], inputs: 1...1, outputs: 1...1, isAlias: true,
       infer: { ctx in [try ctx.type(0)] },
@@ -94,6 +118,53 @@ extension OpRegistry {
         },
         fold: Fold.binary)
     }
+    specs["Mod"] = OpSpec(
+      attributes: ["fmod"], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let a = try ctx.type(0)
+        let b = try ctx.type(1)
+        let dtype = try Shapes.sameDType([a, b])
+        try Shapes.requireNumeric(a)
+        let fmod = try ctx.node.int("fmod", default: 0)
+        guard fmod == 0 || fmod == 1 else { throw ONNXImportError.attribute("fmod must be 0 or 1, got \(fmod)") }
+        if fmod == 0, dtype.isFloat {
+          throw ONNXImportError.attribute("fmod = 0 is only valid for integer inputs, got \(dtype.rawValue)")
+        }
+        return [TensorType(dtype, try Shapes.broadcast([a, b]))]
+      },
+      fold: Fold.binary)
+    for op in ["BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift"] {
+      specs[op] = OpSpec(
+        attributes: op == "BitShift" ? ["direction"] : [], inputs: 2...2, outputs: 1...1,
+        infer: { ctx in
+          let a = try ctx.type(0)
+          let b = try ctx.type(1)
+          let dtype = try Shapes.sameDType([a, b])
+          try Shapes.requireInteger(a)
+          if ctx.node.op == "BitShift" {
+            let direction = try ctx.node.string("direction", default: "")
+            guard direction == "LEFT" || direction == "RIGHT" else {
+              throw ONNXImportError.attribute("direction must be LEFT or RIGHT, got '\(direction)'")
+            }
+          }
+          return [TensorType(dtype, try Shapes.broadcast([a, b]))]
+        },
+        fold: Fold.binary)
+    }
+    specs["PRelu"] = OpSpec(
+      attributes: [], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let slope = try ctx.type(1)
+        _ = try Shapes.sameDType([x, slope])
+        try Shapes.requireNumeric(x)
+        // The slope broadcasts to X (unidirectionally from opset 7; older models use the same
+        // trailing-axes alignment).
+        guard Broadcast.canBroadcast(slope.shape, to: x.shape) else {
+          throw ONNXImportError.shape("slope shape \(slope.shape) does not broadcast to \(x.shape)")
+        }
+        return [x]
+      })
     specs["Pow"] = OpSpec(
       attributes: ["broadcast", "axis"], inputs: 2...2, outputs: 1...1,
       infer: { ctx in
@@ -105,7 +176,7 @@ extension OpRegistry {
         return [TensorType(a.dtype, try Shapes.broadcast([a, b]))]
       },
       fold: Fold.binary)
-    for op in ["And", "Or"] {
+    for op in ["And", "Or", "Xor"] {
       specs[op] = OpSpec(
         attributes: ["broadcast", "axis"], inputs: 2...2, outputs: 1...1,
         infer: { ctx in
@@ -167,6 +238,17 @@ extension OpRegistry {
             .unsupportedType, "cast to \(TensorDecoder.typeName(Int32(clamping: code))) is not supported")
         }
         return [x.with(dtype: dtype)]
+      },
+      fold: { ctx in
+        guard let x = ctx.data(0), let out = ctx.outputTypes.first else { return nil }
+        return [x.converted(to: out.dtype)]
+      })
+
+    specs["CastLike"] = OpSpec(
+      attributes: ["saturate", "round_mode"], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        return [x.with(dtype: try ctx.type(1).dtype)]
       },
       fold: { ctx in
         guard let x = ctx.data(0), let out = ctx.outputTypes.first else { return nil }

@@ -315,9 +315,17 @@ extension OpRegistry {
         try Shapes.requireFloat(out)
         return [out]
       })
-    for op in ["GlobalAveragePool", "GlobalMaxPool"] {
+    specs["LpPool"] = OpSpec(
+      attributes: ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"],
+      inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let out = try poolShape(ctx)
+        try Shapes.requireFloat(out)
+        return [out]
+      })
+    for op in ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"] {
       specs[op] = OpSpec(
-        attributes: [], inputs: 1...1, outputs: 1...1,
+        attributes: op == "GlobalLpPool" ? ["p"] : [], inputs: 1...1, outputs: 1...1,
         infer: { ctx in
           let x = try ctx.type(0)
           try Shapes.requireFloat(x)
@@ -326,7 +334,90 @@ extension OpRegistry {
         })
     }
 
-    for op in ["Softmax", "LogSoftmax"] {
+    specs["MeanVarianceNormalization"] = OpSpec(
+      attributes: ["axes"], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireFloat(x)
+        _ = try Shapes.axes(try ctx.node.ints("axes", default: [0, 2, 3]), rank: x.rank)
+        return [x]
+      })
+
+    specs["LpNormalization"] = OpSpec(
+      attributes: ["axis", "p"], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireFloat(x)
+        _ = try Shapes.axis(try ctx.node.int("axis", default: -1), rank: x.rank)
+        let p = try ctx.node.int("p", default: 2)
+        guard p == 1 || p == 2 else { throw ONNXImportError.attribute("p must be 1 or 2, got \(p)") }
+        return [x]
+      })
+
+    specs["RMSNormalization"] = OpSpec(
+      attributes: ["axis", "epsilon", "stash_type"], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireFloat(x)
+        let axis = try Shapes.axis(try ctx.node.int("axis", default: -1), rank: x.rank)
+        let scale = try ctx.type(1)
+        guard Broadcast.canBroadcast(scale.shape, to: Array(x.shape[axis...])) else {
+          throw ONNXImportError.shape("scale shape \(scale.shape) does not broadcast to \(Array(x.shape[axis...]))")
+        }
+        return [x]
+      })
+
+    specs["GroupNormalization"] = OpSpec(
+      attributes: ["epsilon", "num_groups", "stash_type"], inputs: 3...3, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireFloat(x)
+        try Shapes.requireRank(x, atLeast: 3)
+        let groups = try ctx.node.requiredInt("num_groups")
+        guard groups > 0, x.shape[1] % groups == 0 else {
+          throw ONNXImportError.attribute("num_groups \(groups) does not divide the \(x.shape[1]) channels")
+        }
+        for (slot, what) in [(1, "scale"), (2, "bias")] {
+          let t = try ctx.type(slot)
+          guard t.shape == [x.shape[1]] || t.shape == [groups] else {
+            throw ONNXImportError.shape("\(what) shape \(t.shape) must be [\(x.shape[1])] or [\(groups)]")
+          }
+        }
+        return [x]
+      })
+
+    specs["Attention"] = OpSpec(
+      attributes: [
+        "is_causal", "kv_num_heads", "q_num_heads", "qk_matmul_output_mode", "scale", "softcap", "softmax_precision",
+      ],
+      inputs: 3...7, outputs: 1...4, dropsUnusedOutputs: true,
+      infer: { ctx in try attentionTypes(ctx) })
+
+    for op in ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"] {
+      specs[op] = OpSpec(
+        attributes: ["ignore_index", "reduction"], inputs: 2...3, outputs: op == "SoftmaxCrossEntropyLoss" ? 1...2 : 1...1,
+        dropsUnusedOutputs: true,
+        infer: { ctx in
+          let x = try ctx.type(0)
+          let target = try ctx.type(1)
+          try Shapes.requireFloat(x)
+          try requireIndices(target)
+          guard x.rank >= 2, target.shape == [x.shape[0]] + Array(x.shape.dropFirst(2)) else {
+            throw ONNXImportError.shape("target shape \(target.shape) does not fit input shape \(x.shape)")
+          }
+          if let weight = ctx.optionalType(2), weight.shape != [x.shape[1]] || weight.dtype != x.dtype {
+            throw ONNXImportError.shape("weight \(weight) must be [\(x.shape[1])] of \(x.dtype.rawValue)")
+          }
+          let reduction = try ctx.node.string("reduction", default: "mean")
+          guard ["none", "sum", "mean"].contains(reduction) else {
+            throw ONNXImportError.unsupported("reduction '\(reduction)' is not supported (none, sum, mean)")
+          }
+          let loss = TensorType(x.dtype, reduction == "none" ? target.shape : [])
+          return ctx.outputCount == 2 ? [loss, x] : [loss]
+        })
+    }
+
+    for op in ["Softmax", "LogSoftmax", "Hardmax"] {
       specs[op] = OpSpec(
         attributes: ["axis"], inputs: 1...1, outputs: 1...1,
         infer: { ctx in
@@ -338,6 +429,83 @@ extension OpRegistry {
         })
     }
     return specs
+  }
+
+  /// Attention (opset 23): Y, present_key, present_value and the QK product, for Q, K, V
+  /// given as [batch, heads, sequence, head size] or [batch, sequence, heads * head size].
+  static func attentionTypes(_ ctx: OpContext) throws -> [TensorType] {
+    let q = try ctx.type(0)
+    let k = try ctx.type(1)
+    let v = try ctx.type(2)
+    try Shapes.requireFloat(q)
+    _ = try Shapes.sameDType([q, k, v], what: "Q, K and V")
+    guard q.rank == k.rank, q.rank == v.rank, q.rank == 3 || q.rank == 4 else {
+      throw ONNXImportError.shape("Q, K and V must all be 3-D or 4-D, got \(q.shape), \(k.shape), \(v.shape)")
+    }
+    let batch = q.shape[0]
+    let qHeads: Int
+    let kvHeads: Int
+    let querySequence: Int
+    let keySequence: Int
+    let valueHead: Int
+    let keyHead: Int
+    if q.rank == 3 {
+      guard let declaredQ = try ctx.node.int("q_num_heads"), let declaredKV = try ctx.node.int("kv_num_heads"),
+        declaredQ > 0, declaredKV > 0, q.shape[2] % declaredQ == 0, k.shape[2] % declaredKV == 0,
+        v.shape[2] % declaredKV == 0
+      else {
+        throw ONNXImportError.attribute("3-D Q, K, V need q_num_heads and kv_num_heads that divide their hidden sizes")
+      }
+      (qHeads, kvHeads) = (declaredQ, declaredKV)
+      (querySequence, keySequence) = (q.shape[1], k.shape[1])
+      (keyHead, valueHead) = (k.shape[2] / declaredKV, v.shape[2] / declaredKV)
+      guard q.shape[2] / declaredQ == keyHead else {
+        throw ONNXImportError.shape("Q head size \(q.shape[2] / declaredQ) differs from K head size \(keyHead)")
+      }
+    } else {
+      (qHeads, kvHeads) = (q.shape[1], k.shape[1])
+      (querySequence, keySequence) = (q.shape[2], k.shape[2])
+      (keyHead, valueHead) = (k.shape[3], v.shape[3])
+      guard q.shape[3] == keyHead, v.shape[1] == kvHeads, v.shape[2] == keySequence else {
+        throw ONNXImportError.shape("Q \(q.shape), K \(k.shape) and V \(v.shape) do not fit together")
+      }
+    }
+    guard kvHeads > 0, qHeads % kvHeads == 0, k.shape[0] == batch, v.shape[0] == batch else {
+      throw ONNXImportError.shape("Q \(q.shape), K \(k.shape) and V \(v.shape) do not fit together")
+    }
+    var past = 0
+    if let pastKey = ctx.optionalType(4) {
+      guard pastKey.shape.count == 4, pastKey.shape[0] == batch, pastKey.shape[1] == kvHeads,
+        pastKey.shape[3] == keyHead
+      else { throw ONNXImportError.shape("past_key shape \(pastKey.shape) does not fit K") }
+      past = pastKey.shape[2]
+      guard let pastValue = ctx.optionalType(5), pastValue.shape == [batch, kvHeads, past, valueHead] else {
+        throw ONNXImportError.shape("past_value must be given with past_key and have shape [\(batch), \(kvHeads), \(past), \(valueHead)]")
+      }
+    } else if ctx.optionalType(5) != nil {
+      throw ONNXImportError.shape("past_value is given without past_key")
+    }
+    let total = try Shapes.add(past, keySequence)
+    if let mask = ctx.optionalType(3) {
+      guard mask.dtype == .bool || mask.dtype == q.dtype, mask.rank >= 2, mask.rank <= 4,
+        let last = mask.shape.last, last <= total,
+        Broadcast.canBroadcast(Array(mask.shape.dropLast()), to: [batch, qHeads, querySequence])
+      else { throw ONNXImportError.shape("attn_mask \(mask) does not broadcast to [\(batch), \(qHeads), \(querySequence), \(total)]") }
+    }
+    if let nonpad = ctx.optionalType(6), nonpad.dtype != .int64 || nonpad.shape != [batch] {
+      throw ONNXImportError.shape("nonpad_kv_seqlen must be int64 [\(batch)], got \(nonpad)")
+    }
+    let mode = try ctx.node.int("qk_matmul_output_mode", default: 0)
+    guard (0...3).contains(mode) else { throw ONNXImportError.attribute("qk_matmul_output_mode must be 0 to 3, got \(mode)") }
+    let y =
+      q.rank == 3
+      ? TensorType(q.dtype, [batch, querySequence, try Shapes.multiply(qHeads, valueHead)])
+      : TensorType(q.dtype, [batch, qHeads, querySequence, valueHead])
+    let types = [
+      y, TensorType(q.dtype, [batch, kvHeads, total, keyHead]), TensorType(q.dtype, [batch, kvHeads, total, valueHead]),
+      TensorType(q.dtype, [batch, qHeads, querySequence, total]),
+    ]
+    return Array(types.prefix(ctx.outputCount))
   }
 
   /// NumPy matmul shape rules: 1-D operands are promoted and the added axis removed again;

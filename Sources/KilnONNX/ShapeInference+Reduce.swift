@@ -1,6 +1,6 @@
 import KilnIR
 
-// Reductions: ReduceMean/Sum/Max/Min/Prod. Axes are an attribute until opset 13 (ReduceSum) or
+// Reductions: ReduceMean/Sum/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare. Axes are an attribute until opset 13 (ReduceSum) or
 // 18 (the others) and an optional input from then on, with `noop_with_empty_axes`.
 
 /// Which axes a reduction removes (or keeps as 1) and its result shape.
@@ -13,7 +13,8 @@ struct ReductionGeometry {
 
 extension OpRegistry {
   static let reductionAxesInputSince = [
-    "ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18, "ReduceProd": 18,
+    "ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18, "ReduceProd": 18, "ReduceL1": 18,
+    "ReduceL2": 18, "ReduceLogSum": 18, "ReduceLogSumExp": 18, "ReduceSumSquare": 18,
   ]
 
   static func reductionSpecs() -> [String: OpSpec] {

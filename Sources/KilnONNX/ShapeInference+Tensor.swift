@@ -305,6 +305,157 @@ extension OpRegistry {
       },
       fold: Fold.gather)
 
+    specs["GatherElements"] = OpSpec(
+      attributes: ["axis"], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let data = try ctx.type(0)
+        let indices = try ctx.type(1)
+        try requireIndices(indices)
+        try Shapes.requireRank(data, atLeast: 1, "data")
+        guard indices.rank == data.rank else {
+          throw ONNXImportError.shape("indices shape \(indices.shape) must have the rank of data \(data.shape)")
+        }
+        _ = try Shapes.axis(try ctx.node.int("axis", default: 0), rank: data.rank)
+        return [data.with(shape: indices.shape)]
+      })
+
+    specs["GatherND"] = OpSpec(
+      attributes: ["batch_dims"], inputs: 2...2, outputs: 1...1,
+      infer: { ctx in
+        let data = try ctx.type(0)
+        let indices = try ctx.type(1)
+        try requireIndices(indices)
+        let batch = try ctx.node.int("batch_dims", default: 0)
+        guard let depth = indices.shape.last, batch >= 0, batch < indices.rank, batch + depth <= data.rank,
+          Array(indices.shape.prefix(batch)) == Array(data.shape.prefix(batch))
+        else {
+          throw ONNXImportError.shape(
+            "indices shape \(indices.shape) with batch_dims \(batch) does not fit data shape \(data.shape)")
+        }
+        return [data.with(shape: Array(indices.shape.dropLast()) + Array(data.shape[(batch + depth)...]))]
+      })
+
+    for op in ["DepthToSpace", "SpaceToDepth"] {
+      specs[op] = OpSpec(
+        attributes: op == "DepthToSpace" ? ["blocksize", "mode"] : ["blocksize"], inputs: 1...1, outputs: 1...1,
+        infer: { ctx in
+          let x = try ctx.type(0)
+          let b = try ctx.node.requiredInt("blocksize")
+          guard x.rank == 4, b > 0 else {
+            throw ONNXImportError.shape("needs a 4-D input and a positive blocksize, got \(x.shape) and \(b)")
+          }
+          let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+          if ctx.node.op == "SpaceToDepth" {
+            guard h % b == 0, w % b == 0 else {
+              throw ONNXImportError.shape("spatial dims of \(x.shape) are not multiples of blocksize \(b)")
+            }
+            return [x.with(shape: [n, try Shapes.multiply(c, b * b), h / b, w / b])]
+          }
+          let mode = try ctx.node.string("mode", default: "DCR")
+          guard mode == "DCR" || mode == "CRD" else {
+            throw ONNXImportError.unsupported("mode '\(mode)' is not supported (DCR, CRD)")
+          }
+          guard c % (b * b) == 0 else {
+            throw ONNXImportError.shape("channels of \(x.shape) are not a multiple of blocksize² \(b * b)")
+          }
+          return [x.with(shape: [n, c / (b * b), try Shapes.multiply(h, b), try Shapes.multiply(w, b)])]
+        })
+    }
+
+    specs["Upsample"] = OpSpec(
+      attributes: ["mode", "scales", "height_scale", "width_scale"], inputs: 1...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let mode = try ctx.node.string("mode", default: "nearest")
+        guard ["nearest", "linear", "bilinear"].contains(mode) else {
+          throw ONNXImportError.unsupported("mode '\(mode)' is not supported (nearest, linear)")
+        }
+        let scales: [Double]
+        if ctx.opset < 9 {
+          guard let values = try ctx.node.floats("scales") else {
+            throw ONNXImportError.attribute("Upsample needs attribute 'scales'")
+          }
+          scales = values.map(Double.init)
+        } else {
+          guard let data = try ctx.constant(1, "scales") else { throw ONNXImportError.model("missing scales") }
+          scales = data.doubles()
+        }
+        guard scales.count == x.rank, scales.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+          throw ONNXImportError.shape("scales \(scales) must be \(x.rank) positive values")
+        }
+        let shape = try zip(x.shape, scales).map { dim, scale -> Int in
+          let scaled = (Double(dim) * scale).rounded(.down)
+          guard scaled < 9.0e18 else { throw ONNXImportError.budget("Upsample output overflows") }
+          return Int(scaled)
+        }
+        return [x.with(shape: shape)]
+      })
+
+    specs["EyeLike"] = OpSpec(
+      attributes: ["dtype", "k"], inputs: 1...1, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        guard x.rank == 2 else { throw ONNXImportError.shape("EyeLike needs a 2-D input, got \(x.shape)") }
+        guard let code = try ctx.node.int("dtype") else { return [x] }
+        guard let code32 = Int32(exactly: code), let dtype = DType(onnxCode: code32) else {
+          throw ONNXImportError(.unsupportedType, "dtype \(code) is not supported")
+        }
+        return [x.with(dtype: dtype)]
+      })
+
+    specs["OneHot"] = OpSpec(
+      attributes: ["axis"], inputs: 3...3, outputs: 1...1,
+      infer: { ctx in
+        let indices = try ctx.type(0)
+        let values = try ctx.type(2)
+        try Shapes.requireNumeric(indices, "indices")
+        guard values.elementCount == 2 else { throw ONNXImportError.shape("values must hold 2 elements, got \(values)") }
+        guard let depthData = try ctx.constant(1, "depth"), depthData.elementCount == 1,
+          let depthValue = depthData.scalarDouble, depthValue >= 1, depthValue < 1e9
+        else { throw ONNXImportError.shape("depth must be one positive number") }
+        let rank = indices.rank + 1
+        let axis = try Shapes.axis(try ctx.node.int("axis", default: -1), rank: rank)
+        var shape = indices.shape
+        shape.insert(Int(depthValue.rounded(.towardZero)), at: axis)
+        return [values.with(shape: shape)]
+      })
+
+    specs["Trilu"] = OpSpec(
+      attributes: ["upper"], inputs: 1...2, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        try Shapes.requireRank(x, atLeast: 2)
+        if let k = ctx.optionalType(1), k.elementCount != 1 || k.dtype != .int64 {
+          throw ONNXImportError.shape("k must be an int64 scalar, got \(k)")
+        }
+        return [x]
+      })
+
+    for op in ["CumSum", "CumProd"] {
+      specs[op] = OpSpec(
+        attributes: ["exclusive", "reverse"], inputs: 2...2, outputs: 1...1,
+        infer: { ctx in
+          let x = try ctx.type(0)
+          try Shapes.requireNumeric(x)
+          try Shapes.requireRank(x, atLeast: 1)
+          guard let axis = try ctx.constantInts(1, "axis"), axis.count == 1 else {
+            throw ONNXImportError.shape("axis must be one integer")
+          }
+          _ = try Shapes.axis(axis[0], rank: x.rank)
+          return [x]
+        })
+    }
+
+    specs["Einsum"] = OpSpec(
+      attributes: ["equation"], inputs: 1...Int.max, outputs: 1...1,
+      infer: { ctx in
+        let types = try (0..<ctx.inputCount).map { try ctx.type($0) }
+        let dtype = try Shapes.sameDType(types)
+        try Shapes.requireNumeric(types[0])
+        let equation = try ctx.node.string("equation", default: "")
+        return [TensorType(dtype, try einsumShape(equation, types.map(\.shape)))]
+      })
+
     specs["Resize"] = OpSpec(
       attributes: [
         "antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
@@ -330,6 +481,84 @@ extension OpRegistry {
   }
 
   // MARK: Helpers shared with folding
+
+  static func requireIndices(_ indices: TensorType) throws {
+    guard indices.dtype == .int64 || indices.dtype == .int32 else {
+      throw ONNXImportError.shape("indices must be int32 or int64, got \(indices.dtype.rawValue)")
+    }
+  }
+
+  /// The output shape of an Einsum `equation` over operands of `shapes`: explicit output
+  /// subscripts after `->`, else the letters used once, sorted, after the ellipsis axes.
+  static func einsumShape(_ rawEquation: String, _ shapes: [[Int]]) throws -> [Int] {
+    let equation = rawEquation.filter { !$0.isWhitespace }
+    let sides = equation.components(separatedBy: "->")
+    guard sides.count <= 2 else { throw ONNXImportError.attribute("equation '\(rawEquation)' is malformed") }
+    let operands = sides[0].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    guard operands.count == shapes.count else {
+      throw ONNXImportError.shape("equation '\(rawEquation)' names \(operands.count) operands, got \(shapes.count)")
+    }
+    var extents: [Character: Int] = [:]
+    var counts: [Character: Int] = [:]
+    var ellipsis: [Int] = []
+    func record(_ letter: Character, _ extent: Int) throws {
+      if let known = extents[letter], known != extent, known != 1, extent != 1 {
+        throw ONNXImportError.shape("subscript '\(letter)' has extents \(known) and \(extent)")
+      }
+      extents[letter] = max(extents[letter] ?? 1, extent)
+      counts[letter, default: 0] += 1
+    }
+    for (text, shape) in zip(operands, shapes) {
+      let letters = Array(text)
+      guard letters.allSatisfy({ $0 == "." || $0.isLetter }) else {
+        throw ONNXImportError.attribute("equation '\(rawEquation)' has an invalid subscript")
+      }
+      var named = letters
+      var ellipsisShape: [Int] = []
+      if let dot = letters.firstIndex(of: ".") {
+        guard letters.count >= dot + 3, letters[dot..<(dot + 3)].allSatisfy({ $0 == "." }),
+          !letters[(dot + 3)...].contains(".")
+        else { throw ONNXImportError.attribute("equation '\(rawEquation)' has a malformed ellipsis") }
+        named = Array(letters[..<dot]) + Array(letters[(dot + 3)...])
+        let own = shape.count - named.count
+        guard own >= 0 else { throw ONNXImportError.shape("operand '\(text)' does not match shape \(shape)") }
+        ellipsisShape = Array(shape[dot..<(dot + own)])
+        let namedShape = Array(shape[..<dot]) + Array(shape[(dot + own)...])
+        for (letter, extent) in zip(named, namedShape) { try record(letter, extent) }
+      } else {
+        guard named.count == shape.count else {
+          throw ONNXImportError.shape("operand '\(text)' does not match shape \(shape)")
+        }
+        for (letter, extent) in zip(named, shape) { try record(letter, extent) }
+      }
+      guard let merged = Broadcast.shape(ellipsis, ellipsisShape) else {
+        throw ONNXImportError.shape("ellipsis dims \(ellipsis) and \(ellipsisShape) cannot be broadcast")
+      }
+      ellipsis = merged
+    }
+    guard sides.count == 2 else {
+      return ellipsis + extents.keys.filter { counts[$0] == 1 }.sorted().map { extents[$0] ?? 1 }
+    }
+    var shape: [Int] = []
+    let output = Array(sides[1])
+    var i = 0
+    while i < output.count {
+      if output[i] == "." {
+        guard i + 2 < output.count, output[i + 1] == ".", output[i + 2] == "." else {
+          throw ONNXImportError.attribute("equation '\(rawEquation)' has a malformed ellipsis")
+        }
+        shape += ellipsis
+        i += 3
+        continue
+      }
+      guard let extent = extents[output[i]] else {
+        throw ONNXImportError.attribute("output subscript '\(output[i])' is not an input subscript")
+      }
+      shape.append(extent)
+      i += 1
+    }
+    return shape
+  }
 
   static func shapeRange(_ ctx: OpContext) throws -> Range<Int> {
     let rank = try ctx.type(0).rank
@@ -496,8 +725,8 @@ extension OpRegistry {
   static func resizeType(_ ctx: OpContext) throws -> TensorType {
     let x = try ctx.type(0)
     let mode = try ctx.node.string("mode", default: "nearest")
-    guard mode == "nearest" || mode == "linear" else {
-      throw ONNXImportError.unsupported("mode '\(mode)' is not supported (nearest, linear)")
+    guard mode == "nearest" || mode == "linear" || mode == "cubic" else {
+      throw ONNXImportError.unsupported("mode '\(mode)' is not supported (nearest, linear, cubic)")
     }
     if try ctx.node.int("antialias", default: 0) != 0 {
       throw ONNXImportError.unsupported("antialias = 1 is not supported")

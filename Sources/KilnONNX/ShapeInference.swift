@@ -160,6 +160,13 @@ enum Shapes {
     }
   }
 
+  static func requireInteger(_ type: TensorType, _ what: String = "input") throws {
+    guard !type.dtype.isFloat, type.dtype != .bool else {
+      throw ONNXImportError(
+        .unsupportedType, "\(what) has element type \(type.dtype.rawValue); this op needs an integer type")
+    }
+  }
+
   static func requireBool(_ type: TensorType, _ what: String = "input") throws {
     guard type.dtype == .bool else {
       throw ONNXImportError(.unsupportedType, "\(what) has element type \(type.dtype.rawValue); this op needs bool")

@@ -85,7 +85,8 @@ public enum NPY {
   }
 
   /// The magic, version and header length; returns the header text and where the data begins.
-  private static func parsePrelude(_ file: UnsafeRawBufferPointer) throws -> (text: ArraySlice<UInt8>, dataOffset: Int) {
+  private static func parsePrelude(_ file: UnsafeRawBufferPointer) throws -> (text: ArraySlice<UInt8>, dataOffset: Int)
+  {
     guard file.count >= 10, file.prefix(6).elementsEqual(magic) else {
       throw invalid("not a .npy file (it does not start with \\x93NUMPY)")
     }
@@ -96,7 +97,8 @@ public enum NPY {
     case (1, 0): lengthBytes = 2
     case (2, 0), (3, 0): lengthBytes = 4
     default:
-      throw RuntimeError(.unsupported, "unsupported .npy format version \(major).\(minor) (Kiln reads 1.0, 2.0 and 3.0)")
+      throw RuntimeError(
+        .unsupported, "unsupported .npy format version \(major).\(minor) (Kiln reads 1.0, 2.0 and 3.0)")
     }
     let prelude = 8 + lengthBytes
     guard file.count >= prelude else { throw invalid("truncated in the header length") }
@@ -106,7 +108,8 @@ public enum NPY {
       throw invalid("header length \(length) exceeds the limit of \(maxHeaderBytes) bytes")
     }
     guard length <= file.count - prelude else {
-      throw invalid("truncated: the header needs \(length) bytes, the file has \(file.count - prelude) after the prelude")
+      throw invalid(
+        "truncated: the header needs \(length) bytes, the file has \(file.count - prelude) after the prelude")
     }
     let text = Array(file[prelude..<(prelude + length)])[...]
     if major < 3 {
@@ -148,9 +151,13 @@ public enum NPY {
     }
     var count = 1
     for dim in tensor.shape {
-      guard dim >= 0 else { throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): negative dimension") }
+      guard dim >= 0 else {
+        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): negative dimension")
+      }
       let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-      guard !overflow else { throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): too many elements") }
+      guard !overflow else {
+        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): too many elements")
+      }
       count = product
     }
     guard tensor.shape.count <= maxRank else {
@@ -160,7 +167,8 @@ public enum NPY {
     guard !overflow, byteCount == tensor.bytes.count else {
       throw RuntimeError(
         .invalidInput,
-        "\(tensor.dtype) tensor of shape \(tensor.shape) needs \(count) elements of \(size) bytes, has \(tensor.bytes.count) bytes")
+        "\(tensor.dtype) tensor of shape \(tensor.shape) needs \(count) elements of \(size) bytes, has \(tensor.bytes.count) bytes"
+      )
     }
     if tensor.dtype == "bfloat16" {
       data = []
@@ -254,7 +262,9 @@ public enum NPY {
       output.withUnsafeMutableBytes { out in
         for destination in 0..<count {
           if elementSize == 4 {
-            out.storeBytes(of: input.loadUnaligned(fromByteOffset: offset * 4, as: UInt32.self), toByteOffset: destination * 4, as: UInt32.self)
+            out.storeBytes(
+              of: input.loadUnaligned(fromByteOffset: offset * 4, as: UInt32.self), toByteOffset: destination * 4,
+              as: UInt32.self)
           } else {
             for byte in 0..<elementSize { out[destination * elementSize + byte] = input[offset * elementSize + byte] }
           }
@@ -386,17 +396,21 @@ extension NPY {
         case "descr":
           guard descr == nil else { throw NPY.invalid("header byte \(keyOffset): duplicate key 'descr'") }
           if current == UInt8(ascii: "[") {
-            throw RuntimeError(.unsupported, "unsupported .npy dtype: structured dtypes (a list 'descr') are not supported")
+            throw RuntimeError(
+              .unsupported, "unsupported .npy dtype: structured dtypes (a list 'descr') are not supported")
           }
           descr = try string()
         case "fortran_order":
-          guard fortranOrder == nil else { throw NPY.invalid("header byte \(keyOffset): duplicate key 'fortran_order'") }
+          guard fortranOrder == nil else {
+            throw NPY.invalid("header byte \(keyOffset): duplicate key 'fortran_order'")
+          }
           fortranOrder = try boolean()
         case "shape":
           guard shape == nil else { throw NPY.invalid("header byte \(keyOffset): duplicate key 'shape'") }
           shape = try tuple()
         default:
-          throw NPY.invalid("header byte \(keyOffset): unexpected key '\(key)' (expected 'descr', 'fortran_order', 'shape')")
+          throw NPY.invalid(
+            "header byte \(keyOffset): unexpected key '\(key)' (expected 'descr', 'fortran_order', 'shape')")
         }
         skipSpace()
         if current == UInt8(ascii: ",") {
@@ -449,7 +463,8 @@ extension NPY {
     }
 
     private static func isIdentifierByte(_ byte: UInt8) -> Bool {
-      (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+      (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+        || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
         || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "_")
     }
 

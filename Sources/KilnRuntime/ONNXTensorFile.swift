@@ -166,16 +166,21 @@ public enum ONNXTensorFile {
     }
     var count = 1
     for dim in tensor.shape {
-      guard dim >= 0 else { throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): negative dimension") }
+      guard dim >= 0 else {
+        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): negative dimension")
+      }
       let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-      guard !overflow else { throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): too many elements") }
+      guard !overflow else {
+        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): too many elements")
+      }
       count = product
     }
     let (byteCount, overflow) = count.multipliedReportingOverflow(by: size)
     guard !overflow, byteCount == tensor.bytes.count else {
       throw RuntimeError(
         .invalidInput,
-        "\(tensor.dtype) tensor of shape \(tensor.shape) needs \(count) elements of \(size) bytes, has \(tensor.bytes.count) bytes")
+        "\(tensor.dtype) tensor of shape \(tensor.shape) needs \(count) elements of \(size) bytes, has \(tensor.bytes.count) bytes"
+      )
     }
     var output: [UInt8] = []
     output.reserveCapacity(tensor.bytes.count + name.utf8.count + 16 + 11 * tensor.shape.count)
@@ -278,7 +283,9 @@ public enum ONNXTensorFile {
       let start = position
       let key = try varint()
       let field = key >> 3
-      guard field > 0 && field < (1 << 29) else { throw ONNXTensorFile.invalid("bad field number \(field) at byte \(start)") }
+      guard field > 0 && field < (1 << 29) else {
+        throw ONNXTensorFile.invalid("bad field number \(field) at byte \(start)")
+      }
       return (Int(field), Int(key & 7))
     }
 
@@ -294,7 +301,9 @@ public enum ONNXTensorFile {
     }
 
     mutating func fixed(_ width: Int) throws -> UInt64 {
-      guard end - position >= width else { throw ONNXTensorFile.invalid("truncated fixed\(width * 8) at byte \(position)") }
+      guard end - position >= width else {
+        throw ONNXTensorFile.invalid("truncated fixed\(width * 8) at byte \(position)")
+      }
       var value: UInt64 = 0
       for index in 0..<width { value |= UInt64(bytes[position + index]) << (8 * UInt64(index)) }
       position += width

@@ -14,10 +14,16 @@ public final class Session: @unchecked Sendable {
   public let function: Manifest.Function
   public let program: Manifest.Program
   public let bundle: BundleReader
-  private let buffers: [Int: any Buffer]
-  private let executables: [Int: any Executable]
+  // Internal, not private: Session+Profile.swift records a second, timestamped program from them.
+  let buffers: [Int: any Buffer]
+  let executables: [Int: any Executable]
+  /// The CPU variant substituted for an executable index, and each executable's entry-point indices.
+  let substitute: [Int: Int]
+  let entryIndex: [Int: [String: Int]]
   private let commands: any CommandBuffer
-  private let runLock = Mutex<Void>(())
+  let runLock = Mutex<Void>(())
+  /// The timestamped recording `profile` makes on first use.
+  let profileRecording = Mutex<ProfileRecording?>(nil)
   /// Time to wait for one run before reporting the device as hung.
   public var timeout: Duration = .seconds(600)
   /// The executable variant chosen for the CPU device (nil on Vulkan).
@@ -84,6 +90,8 @@ public final class Session: @unchecked Sendable {
     }
     self.buffers = buffers
     self.executables = executables
+    self.substitute = substitute
+    self.entryIndex = entryIndex
 
     // Record the program once.
     let commands = try device.makeCommandBuffer()

@@ -21,6 +21,10 @@ public final class VulkanCommandBuffer: CommandBuffer, @unchecked Sendable {
   private var writesMemory = false
   /// The device's internal timeline value of the last submission (0: never submitted).
   var lastSubmission: UInt64 = 0
+  /// Timestamp queries (`enableTimestamps`), reset at the start of the buffer so replays reuse them.
+  private var queryPool: VkQueryPool?
+  private var timestampCapacity = 0
+  private var timestampCount = 0
 
   init(device: VulkanDevice) throws {
     self.device = device
@@ -57,6 +61,7 @@ public final class VulkanCommandBuffer: CommandBuffer, @unchecked Sendable {
     // A pending submission may still execute this buffer.
     try? device.waitForSubmission(lastSubmission, timeout: .seconds(120))
     for descriptorPool in descriptorPools { vkDestroyDescriptorPool(device.handle, descriptorPool, nil) }
+    if let queryPool { vkDestroyQueryPool(device.handle, queryPool, nil) }
     vkDestroyCommandPool(device.handle, pool, nil)
   }
 
@@ -280,6 +285,65 @@ public final class VulkanCommandBuffer: CommandBuffer, @unchecked Sendable {
     barrier.srcAccessMask = sourceAccess
     barrier.dstAccessMask = destinationAccess
     vkCmdPipelineBarrier(handle, sourceStages, destinationStages, 0, 1, &barrier, 0, nil, 0, nil)
+  }
+
+  // MARK: Timestamps
+
+  public func enableTimestamps(capacity: Int) throws {
+    try ensureRecording("enableTimestamps")
+    guard queryPool == nil, commandCount == 0 else {
+      throw HALError(.invalidArgument, "enableTimestamps: must be called once, before anything is recorded")
+    }
+    guard capacity > 0, capacity <= Int(UInt32.max) else {
+      throw HALError(.invalidArgument, "enableTimestamps: capacity \(capacity) must be positive")
+    }
+    guard device.physical.timestampValidBits > 0 else {
+      throw HALError(
+        .unsupported, "enableTimestamps: the compute queue of \(device.info.shortURI) has no timestamp bits")
+    }
+    var info = VkQueryPoolCreateInfo()
+    info.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO
+    info.queryType = VK_QUERY_TYPE_TIMESTAMP
+    info.queryCount = UInt32(capacity)
+    var pool: VkQueryPool?
+    try check(vkCreateQueryPool(device.handle, &info, nil, &pool), "vkCreateQueryPool")
+    guard let pool else { throw HALError(.internal, "vkCreateQueryPool returned nothing") }
+    queryPool = pool
+    timestampCapacity = capacity
+    // Recorded first, so that every replay starts from unavailable queries.
+    vkCmdResetQueryPool(handle, pool, 0, UInt32(capacity))
+  }
+
+  public func writeTimestamp() throws -> Int {
+    try ensureRecording("writeTimestamp")
+    guard let queryPool else { throw HALError(.invalidArgument, "writeTimestamp: call enableTimestamps first") }
+    guard timestampCount < timestampCapacity else {
+      throw HALError(.invalidArgument, "writeTimestamp: all \(timestampCapacity) timestamps are already recorded")
+    }
+    let index = timestampCount
+    vkCmdWriteTimestamp(handle, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool, UInt32(index))
+    timestampCount += 1
+    return index
+  }
+
+  public func timestampNanoseconds() throws -> [UInt64] {
+    guard let queryPool else { throw HALError(.invalidArgument, "timestampNanoseconds: timestamps were not enabled") }
+    guard isEnded, lastSubmission > 0 else {
+      throw HALError(.invalidArgument, "timestampNanoseconds: the command buffer has not been submitted")
+    }
+    guard timestampCount > 0 else { return [] }
+    try device.waitForSubmission(lastSubmission, timeout: .seconds(120))
+    var raw = [UInt64](repeating: 0, count: timestampCount)
+    let result = raw.withUnsafeMutableBytes { bytes in
+      vkGetQueryPoolResults(
+        device.handle, queryPool, 0, UInt32(timestampCount), bytes.count, bytes.baseAddress, 8,
+        VK_QUERY_RESULT_64_BIT.rawValue | VK_QUERY_RESULT_WAIT_BIT.rawValue)
+    }
+    try check(result, "vkGetQueryPoolResults")
+    let bits = device.physical.timestampValidBits
+    let mask = bits >= 64 ? UInt64.max : (UInt64(1) << UInt64(bits)) - 1
+    let period = Double(device.physical.timestampPeriodNanoseconds)
+    return raw.map { UInt64((Double($0 & mask) * period).rounded()) }
   }
 
   public func end() throws {

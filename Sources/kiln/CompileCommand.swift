@@ -42,7 +42,8 @@ struct CompileCommand: ParsableCommand {
     }
     for pass in printIRAfter where pass != "all" && !ModelCompiler.passNames.contains(pass) {
       throw ValidationError(
-        "unknown pass '\(pass)' for --print-ir-after (choose from all, \(ModelCompiler.passNames.joined(separator: ", ")))")
+        "unknown pass '\(pass)' for --print-ir-after (choose from all, \(ModelCompiler.passNames.joined(separator: ", ")))"
+      )
     }
   }
 

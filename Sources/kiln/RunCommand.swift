@@ -28,7 +28,8 @@ struct RunCommand: ParsableCommand {
 
   @Option(
     name: .customLong("output"),
-    help: ArgumentHelp("Where to write an output, in output order or by name (repeatable).", valueName: "@FILE|NAME=@FILE"))
+    help: ArgumentHelp(
+      "Where to write an output, in output order or by name (repeatable).", valueName: "@FILE|NAME=@FILE"))
   var outputs: [String] = []
 
   @Option(
@@ -77,10 +78,12 @@ struct RunCommand: ParsableCommand {
     guard missing.isEmpty else {
       let list = missing.map { "\($0) '\(inputNames[$0])' \(function.inputs[$0].dtype) \(function.inputs[$0].shape)" }
       throw CLIError(
-        "missing input\(missing.count == 1 ? "" : "s") \(list.joined(separator: ", ")) (give --input @FILE in order or --input NAME=@FILE)")
+        "missing input\(missing.count == 1 ? "" : "s") \(list.joined(separator: ", ")) (give --input @FILE in order or --input NAME=@FILE)"
+      )
     }
     let outputSlots = try FileArgument.bind(
-      outputs.map { try FileArgument(parsing: $0, option: "output") }, to: outputNames, kind: "output", option: "output")
+      outputs.map { try FileArgument(parsing: $0, option: "output") }, to: outputNames, kind: "output", option: "output"
+    )
     let expectSlots = try FileArgument.bind(
       expectations.map { try FileArgument(parsing: $0, option: "expect") }, to: outputNames, kind: "output",
       option: "expect")
@@ -93,6 +96,10 @@ struct RunCommand: ParsableCommand {
       }
       if let input = inputURLs.first(where: { FileSafety.sameFile(url, $0) }) {
         throw CLIError("output \(index) '\(outputNames[index])': refusing to overwrite the input '\(input.path)'")
+      }
+      if let reference = expectSlots.compactMap({ $0?.url }).first(where: { FileSafety.sameFile(url, $0) }) {
+        throw CLIError(
+          "output \(index) '\(outputNames[index])': refusing to overwrite the --expect file '\(reference.path)'")
       }
       if let other = written.first(where: { FileSafety.sameFile(url, $0) }) {
         throw CLIError("output \(index) '\(outputNames[index])': '\(other.path)' is already written by another output")
@@ -158,7 +165,7 @@ struct RunCommand: ParsableCommand {
 
     // Expectations.
     var failures: [String] = []
-    let tolerance = TensorFiles.Tolerance(rtol: rtol, atolScale: atol)
+    let tolerance = Tolerance(relative: rtol, absoluteScale: atol)
     for index in expected.keys.sorted() {
       guard let (slot, want) = expected[index] else { continue }
       let label = "output \(index) '\(outputNames[index])'"
@@ -167,7 +174,8 @@ struct RunCommand: ParsableCommand {
       } else {
         printError(
           "ok: \(label) matches '\(slot.path)' on \(opened.info.shortURI) "
-            + "(max abs error \(String(format: "%.3g", TensorFiles.maxAbsoluteError(got: results[index], expected: want))))")
+            + "(max abs error \(String(format: "%.3g", TensorFiles.maxAbsoluteError(got: results[index], expected: want))))"
+        )
       }
     }
     if !failures.isEmpty {

@@ -108,13 +108,16 @@ enum TensorFiles {
     }
     var text = head
     if nans < values.count {
-      text += "  min \(show(minimum))  max \(show(maximum))  mean \(String(format: "%.6g", finite > 0 ? sum / Double(finite) : .nan))"
+      text +=
+        "  min \(show(minimum))  max \(show(maximum))  mean \(String(format: "%.6g", finite > 0 ? sum / Double(finite) : .nan))"
     }
     if nans > 0 { text += "  \(nans) NaN" }
     let shown: [String]
     if data.dtype == .int64 || data.dtype == .uint64 {
       // Doubles lose precision past 2^53: print 64-bit integers exactly.
-      shown = data.int64s().prefix(firstValues).map { data.dtype == .uint64 ? String(UInt64(bitPattern: $0)) : String($0) }
+      shown = data.int64s().prefix(firstValues).map {
+        data.dtype == .uint64 ? String(UInt64(bitPattern: $0)) : String($0)
+      }
     } else {
       shown = values.prefix(firstValues).map(show)
     }
@@ -124,82 +127,14 @@ enum TensorFiles {
 
   // MARK: Comparison
 
-  /// Kiln's tolerance: floats match when |got - expected| <= atol + rtol*|expected| with
-  /// atol = atolScale * max(1, max|expected|); NaN matches NaN and infinities match exactly;
-  /// integers and bools must be equal.
-  struct Tolerance {
-    var rtol = 1e-3
-    var atolScale = 1e-4
-  }
-
-  /// nil when `got` matches `expected`, otherwise what differs.
+  /// `kiln run --expect`'s comparison: KilnRuntime's `Tolerance` (the house rule).
   static func mismatch(got: HostTensor, expected: HostTensor, tolerance: Tolerance) throws -> String? {
-    guard got.shape == expected.shape else {
-      return "shape \(got.shape) differs from the expected \(expected.shape)"
-    }
-    let gotData = try tensorData(got)
-    let expectedData = try tensorData(expected)
-    let bothFloat = gotData.dtype.isFloat && expectedData.dtype.isFloat
-    guard bothFloat || gotData.dtype == expectedData.dtype else {
-      return "dtype \(got.dtype) differs from the expected \(expected.dtype)"
-    }
-    if !bothFloat {
-      let a = gotData.int64s()
-      let b = expectedData.int64s()
-      guard let first = a.indices.first(where: { a[$0] != b[$0] }) else { return nil }
-      let count = zip(a, b).filter { $0 != $1 }.count
-      return "\(count) of \(a.count) elements differ; first at \(multiIndex(first, shape: got.shape)): got \(a[first]), expected \(b[first])"
-    }
-    let a = gotData.doubles()
-    let b = expectedData.doubles()
-    let scale = b.reduce(1.0) { $1.isFinite ? max($0, abs($1)) : $0 }
-    let atol = tolerance.atolScale * scale
-    var count = 0
-    var worst = -1
-    var worstExcess = 0.0
-    for index in a.indices {
-      let x = a[index]
-      let y = b[index]
-      let ok: Bool
-      if x.isNaN || y.isNaN {
-        ok = x.isNaN && y.isNaN
-      } else if x.isInfinite || y.isInfinite {
-        ok = x == y
-      } else {
-        ok = abs(x - y) <= atol + tolerance.rtol * abs(y)
-      }
-      if !ok {
-        count += 1
-        let excess = x.isFinite && y.isFinite ? abs(x - y) / (atol + tolerance.rtol * abs(y)) : .infinity
-        if worst < 0 || excess > worstExcess {
-          worst = index
-          worstExcess = excess
-        }
-      }
-    }
-    guard count > 0 else { return nil }
-    return "\(count) of \(a.count) elements differ (rtol \(tolerance.rtol), atol \(String(format: "%.3g", atol))); worst at "
-      + "\(multiIndex(worst, shape: got.shape)): got \(a[worst]), expected \(b[worst])"
+    tolerance.compare(got, expected)
   }
 
   /// The largest |got - expected| over finite pairs (for reports).
   static func maxAbsoluteError(got: HostTensor, expected: HostTensor) -> Double {
-    guard let a = try? tensorData(got).doubles(), let b = try? tensorData(expected).doubles(), a.count == b.count else {
-      return .nan
-    }
-    var worst = 0.0
-    for (x, y) in zip(a, b) where x.isFinite && y.isFinite { worst = max(worst, abs(x - y)) }
-    return worst
-  }
-
-  static func multiIndex(_ flat: Int, shape: [Int]) -> String {
-    var rest = flat
-    var index = [Int](repeating: 0, count: shape.count)
-    for axis in shape.indices.reversed() where shape[axis] > 0 {
-      index[axis] = rest % shape[axis]
-      rest /= shape[axis]
-    }
-    return "[" + index.map(String.init).joined(separator: ", ") + "]"
+    Tolerance.maxAbsoluteError(got, expected)
   }
 }
 
@@ -230,7 +165,9 @@ struct FileArgument: Sendable {
 
   /// Binds arguments to signature slots: named ones by name, the others in order.
   /// Returns, per slot, the argument bound to it (nil for unbound slots).
-  static func bind(_ arguments: [FileArgument], to names: [String], kind: String, option: String) throws -> [FileArgument?] {
+  static func bind(_ arguments: [FileArgument], to names: [String], kind: String, option: String) throws
+    -> [FileArgument?]
+  {
     var slots = [FileArgument?](repeating: nil, count: names.count)
     var position = 0
     for argument in arguments {
@@ -238,12 +175,14 @@ struct FileArgument: Sendable {
       if let name = argument.name {
         guard let index = names.firstIndex(of: name) else {
           let list = names.map { "'\($0)'" }.joined(separator: ", ")
-          throw CLIError("--\(option) \(name)=@\(argument.path): the model has no \(kind) named '\(name)' (its \(kind)s: \(list))")
+          throw CLIError(
+            "--\(option) \(name)=@\(argument.path): the model has no \(kind) named '\(name)' (its \(kind)s: \(list))")
         }
         slot = index
       } else {
         guard position < names.count else {
-          throw CLIError("--\(option) @\(argument.path): the model has only \(names.count) \(kind)\(names.count == 1 ? "" : "s")")
+          throw CLIError(
+            "--\(option) @\(argument.path): the model has only \(names.count) \(kind)\(names.count == 1 ? "" : "s")")
         }
         slot = position
         position += 1
@@ -296,7 +235,8 @@ enum FileSafety {
     let destination = url.standardizedFileURL
     let folder = destination.deletingLastPathComponent()
     let temporary = folder.appendingPathComponent(
-      ".\(destination.lastPathComponent).\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp").path
+      ".\(destination.lastPathComponent).\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
+    ).path
     let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw CLIError("cannot create '\(temporary)': \(String(cString: strerror(errno)))") }
     var finished = false
@@ -358,7 +298,9 @@ func describe(_ error: Error) -> String {
 
 /// Collapses a multi-line message into one line.
 func oneLine(_ text: String, limit: Int = 4000) -> String {
-  let parts = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+  let parts = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+    !$0.isEmpty
+  }
   let joined = parts.joined(separator: " | ")
   return joined.count > limit ? String(joined.prefix(limit)) + " ..." : joined
 }

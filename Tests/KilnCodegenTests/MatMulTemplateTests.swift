@@ -1,5 +1,5 @@
 import Foundation
-import KilnCodegen
+@testable import KilnCodegen
 import KilnCompiler
 import KilnHAL
 import KilnIR
@@ -21,6 +21,13 @@ struct MatMulTemplateTests {
     return Kernel(
       name: "mm", inputs: [.init(dtype: .float32, elementCount: batch * m * k), .init(dtype: .float32, elementCount: n * k), .init(dtype: .float32, elementCount: n)],
       output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body, sourceOps: ["mm"])
+  }
+
+  @Test func embeddedTemplateMatchesShadersFolder() throws {
+    let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("shaders/matmul_tiled.comp")
+    let text = try String(contentsOf: file, encoding: .utf8)
+    #expect(EmbeddedShaders.matmulTiled + "\n" == text, "shaders/ changed: run tools/embed-shaders")
   }
 
   @Test func recognisesContractionsAndNothingElse() {

@@ -37,10 +37,10 @@ import Testing
   func oneSessionFromEightThreads(uri: String) throws {
     let (reader, inputs, expected) = try prepare(uri)
     let session = try Session(bundle: reader, device: try TestDevices.device(uri))
-    let tolerance = HouseTolerance(rtol: 1e-3)
+    let tolerance = Tolerance()
     let failures = hammer(threads: 8, runs: 50) { _ in
       let outputs = try session.run(inputs)
-      return tolerance.mismatch(got: outputs[0], expected: expected[0])
+      return tolerance.compare(outputs[0], expected[0])
     }
     #expect(failures.isEmpty, "\(failures.count) failures, first: \(failures.prefix(3))")
     #expect(TestDevices.drainValidationMessages().isEmpty)
@@ -51,10 +51,10 @@ import Testing
     let (reader, inputs, expected) = try prepare(uri)
     let device = try TestDevices.device(uri)
     let sessions = try (0..<4).map { _ in try Session(bundle: reader, device: device) }
-    let tolerance = HouseTolerance(rtol: 1e-3)
+    let tolerance = Tolerance()
     let failures = hammer(threads: 8, runs: 50) { thread in
       let outputs = try sessions[thread % sessions.count].run(inputs)
-      return tolerance.mismatch(got: outputs[0], expected: expected[0])
+      return tolerance.compare(outputs[0], expected[0])
     }
     #expect(failures.isEmpty, "\(failures.count) failures, first: \(failures.prefix(3))")
     #expect(TestDevices.drainValidationMessages().isEmpty)

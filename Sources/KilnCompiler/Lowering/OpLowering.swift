@@ -75,10 +75,10 @@ public struct LoweringContext {
   /// A reduction variable unique within the kernel being built.
   public func freshVariable() -> Int { variableCounter.next() }
 
-  public func error(_ message: String) -> LoweringError { LoweringError(node, message) }
+  public func error(_ message: String) -> LoweringError { LoweringError(node, message, in: graph) }
 
   private func missingInput(_ i: Int) -> LoweringError {
-    LoweringError(node, "input \(i) is required but missing")
+    LoweringError(node, "input \(i) is required but missing", in: graph)
   }
 }
 
@@ -96,8 +96,14 @@ public final class VariableCounter {
 public struct LoweringError: Error, CustomStringConvertible, Sendable {
   public var message: String
 
-  public init(_ node: Node, _ message: String) {
-    self.message = "node '\(node.name)' (\(node.op), opset \(node.version)): \(message)"
+  /// A message about `node`; an unnamed node is named after its first output when `graph` is
+  /// given (`node 'y' (Acos, opset 22): ...`).
+  public init(_ node: Node, _ message: String, in graph: Graph? = nil) {
+    var name = node.name
+    if name.isEmpty, let graph, let output = node.outputs.first, graph.values.indices.contains(output.index) {
+      name = graph.values[output.index].name
+    }
+    self.message = "node '\(name)' (\(node.op), opset \(node.version)): \(message)"
   }
 
   public init(message: String) { self.message = message }

@@ -11,7 +11,7 @@ extension OpLowerings {
     "Sqrt", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
     "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
     "Relu", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Gelu", "Softplus", "Softsign",
-    "Mish", "ThresholdedRelu", "Shrink", "PRelu", "Clip", "IsNaN", "IsInf",
+    "Mish", "ThresholdedRelu", "Shrink", "Swish", "PRelu", "Clip", "IsNaN", "IsInf",
     "Where", "Cast", "CastLike", "Identity", "Dropout", "BatchNormalization", "Trilu",
   ]
 
@@ -68,7 +68,7 @@ extension OpLowerings {
     case "IsNaN": return unary(.isNaN)
     case "IsInf": return isInf
     case "Relu", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Gelu", "Softplus", "Softsign",
-      "Mish", "ThresholdedRelu", "Shrink":
+      "Mish", "ThresholdedRelu", "Shrink", "Swish":
       return try activation(node)
     case "PRelu": return prelu
     case "Clip": return clip
@@ -244,6 +244,9 @@ extension OpLowerings {
         return .binary(.divide, x, add(c(1), .unary(.abs, x)))
       case "Mish":
         return mul(x, .unary(.tanh, softplus(x)))
+      case "Swish":
+        let alpha = try ctx.floatAttribute("alpha", default: 1)
+        return mul(x, .unary(.sigmoid, mul(c(alpha), x)))
       case "ThresholdedRelu":
         let alpha = try ctx.floatAttribute("alpha", default: 1)
         return .select(.binary(.greater, x, c(alpha)), x, c(0))
@@ -350,12 +353,19 @@ extension OpLowerings {
   static let trilu = OpLowering(.elementwise) { ctx, _, coordinates in
     guard coordinates.count >= 2 else { throw ctx.error("input must have rank 2 or more") }
     let upper = try ctx.intAttribute("upper", default: 1) != 0
-    let k = try ctx.constantInts(1, "k")?.first ?? 0
     let row = coordinates[coordinates.count - 2]
     let column = coordinates[coordinates.count - 1]
-    // upper: keep column - row >= k; lower: keep column - row <= k.
-    let offset = column - row
-    let keep: Expr = upper ? .binary(.greaterEqual, offset, .index(k)) : .binary(.lessEqual, offset, .index(k))
+    // upper: keep column - row >= k; lower: keep column - row <= k. A run-time k compares in int64.
+    let offset: Expr
+    let k: Expr
+    if ctx.hasInput(1) {
+      offset = .cast(column - row, .int64)
+      k = try ctx.scalarOperand(1, as: .int64)
+    } else {
+      offset = column - row
+      k = .index(0)
+    }
+    let keep: Expr = upper ? .binary(.greaterEqual, offset, k) : .binary(.lessEqual, offset, k)
     return .select(keep, try ctx.element(0, at: coordinates), .constant(0, ctx.outputComputeType()))
   }
 }

@@ -6,7 +6,7 @@ import KilnIR
 extension OpLowerings {
   static let reductionOps = [
     "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-    "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CumSum", "LRN", "MatMul", "Gemm",
+    "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CumSum", "CumProd", "LRN", "MatMul", "Gemm",
     "Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
     "Einsum",
   ]
@@ -18,7 +18,8 @@ extension OpLowerings {
       return reduce(node.op)
     case "ArgMax": return argReduce(max: true)
     case "ArgMin": return argReduce(max: false)
-    case "CumSum": return cumSum
+    case "CumSum": return cumulative(.sum)
+    case "CumProd": return cumulative(.product)
     case "LRN": return lrn
     case "MatMul": return matMul
     case "Gemm": return gemm
@@ -132,27 +133,30 @@ extension OpLowerings {
     }
   }
 
-  /// CumSum: a sum over the axis with the prefix (or suffix, with reverse) selected;
-  /// exclusive leaves out the element itself.
-  static let cumSum = OpLowering(.reduction) { ctx, _, coordinates in
-    let input = try ctx.shape(0)
-    guard let rawAxis = try ctx.constantInts(1, "axis")?.first else { throw ctx.error("input 1 (axis) is required") }
-    let axis = try ctx.normalizedAxis(rawAxis, rank: input.count)
-    let exclusive = try ctx.intAttribute("exclusive", default: 0) != 0
-    let reverse = try ctx.intAttribute("reverse", default: 0) != 0
-    let variable = ctx.freshVariable()
-    var mapped = coordinates
-    mapped[axis] = .variable(variable)
-    let position = coordinates[axis]
-    let condition: Expr
-    switch (reverse, exclusive) {
-    case (false, false): condition = .binary(.lessEqual, .variable(variable), position)
-    case (false, true): condition = .binary(.less, .variable(variable), position)
-    case (true, false): condition = .binary(.greaterEqual, .variable(variable), position)
-    case (true, true): condition = .binary(.greater, .variable(variable), position)
+  /// CumSum and CumProd: a sum (product) over the axis with the prefix (or suffix, with
+  /// reverse) selected; exclusive leaves out the element itself.
+  static func cumulative(_ op: ReduceOp) -> OpLowering {
+    OpLowering(.reduction) { ctx, _, coordinates in
+      let input = try ctx.shape(0)
+      guard let rawAxis = try ctx.constantInts(1, "axis")?.first else { throw ctx.error("input 1 (axis) is required") }
+      let axis = try ctx.normalizedAxis(rawAxis, rank: input.count)
+      let exclusive = try ctx.intAttribute("exclusive", default: 0) != 0
+      let reverse = try ctx.intAttribute("reverse", default: 0) != 0
+      let variable = ctx.freshVariable()
+      var mapped = coordinates
+      mapped[axis] = .variable(variable)
+      let position = coordinates[axis]
+      let condition: Expr
+      switch (reverse, exclusive) {
+      case (false, false): condition = .binary(.lessEqual, .variable(variable), position)
+      case (false, true): condition = .binary(.less, .variable(variable), position)
+      case (true, false): condition = .binary(.greaterEqual, .variable(variable), position)
+      case (true, true): condition = .binary(.greater, .variable(variable), position)
+      }
+      let identity = Expr.constant(op == .product ? 1 : 0, try ctx.computeType(0))
+      let body = Expr.select(condition, try ctx.element(0, at: mapped), identity)
+      return .reduce(op, variable: variable, extent: input[axis], body: body)
     }
-    let body = Expr.select(condition, try ctx.element(0, at: mapped), .constant(0, try ctx.computeType(0)))
-    return .reduce(.sum, variable: variable, extent: input[axis], body: body)
   }
 
   /// LRN: x / (bias + alpha / size * sum of squares over a channel window)^beta.

@@ -1,13 +1,14 @@
 import KilnIR
 
-// Resize (opsets 10-19+) and Upsample (7-9): nearest and (n-)linear interpolation.
+// Resize (opsets 10-19+) and Upsample (7-9): nearest, (n-)linear and (n-)cubic interpolation.
 //
 // Every axis maps output coordinate x to an input position x_ori = a*x + b (the coordinate
 // transformation modes are all affine). Nearest indices are computed at compile time, exactly as
 // the ONNX reference does in double precision, and then expressed as exact integer arithmetic,
 // clamp(floor((A*x + B) / D), 0, L-1), found by search; only when no small formula matches is
 // the position computed in float at run time. Linear mode computes the position in float and
-// weights 2^k loads, one per corner of the interpolation cell.
+// weights 2^k loads, one per corner of the interpolation cell; cubic mode weights 4^k loads
+// (four taps per axis, clamped to the edge, with the reference's cubic coefficients).
 
 extension OpLowerings {
   static func resize(_ node: Node) throws -> OpLowering {
@@ -104,7 +105,11 @@ struct ResizeAxis {
 /// The whole Resize: per-axis mappings plus mode and extrapolation.
 struct ResizePlan {
   var axes: [ResizeAxis]
+  /// Linear or cubic: the value is a weighted sum of taps.
   var linear: Bool
+  var cubic = false
+  var cubicA = -0.75
+  var excludeOutside = false
   var nearestMode: String
   var extrapolation: Double
 
@@ -118,7 +123,12 @@ struct ResizePlan {
     switch mode {
     case "nearest": linear = false
     case "linear", "bilinear": linear = true
-    default: throw ctx.error("attribute 'mode' '\(mode)' is not supported (nearest, linear)")
+    case "cubic", "bicubic":
+      linear = true
+      cubic = true
+      cubicA = try ctx.floatAttribute("cubic_coeff_a", default: -0.75)
+      excludeOutside = try ctx.intAttribute("exclude_outside", default: 0) != 0
+    default: throw ctx.error("attribute 'mode' '\(mode)' is not supported (nearest, linear, cubic)")
     }
     let transform =
       legacy ? "asymmetric" : try ctx.stringAttribute("coordinate_transformation_mode", default: "half_pixel")
@@ -222,7 +232,7 @@ struct ResizePlan {
     var inside: [Expr] = []
     // Per axis: either a fixed index expression or a float interpolation (i0, i1, w0, w1).
     var fixed: [Expr?] = []
-    var interpolated: [(low: Expr, high: Expr, lowWeight: Expr, highWeight: Expr)?] = []
+    var interpolated: [[(index: Expr, weight: Expr)]?] = []
     let weightType: ValueType = inputType.isFloat ? inputType : .float32
     for (d, axis) in axes.enumerated() {
       let x = coordinates[d]
@@ -243,7 +253,8 @@ struct ResizePlan {
       let limit = Double(axis.inputLength - 1)
       let exact = (0..<axis.outputLength).allSatisfy { x in
         let p = Swift.min(Swift.max(axis.original(x), 0), limit)
-        return p == p.rounded(.down)
+        // Cubic taps at an integer position outside the input would still weight the edge.
+        return p == p.rounded(.down) && (!cubic || p == axis.original(x))
       }
       if !linear || exact || axis.inputLength == 1 {
         let targets = (0..<axis.outputLength).map {
@@ -256,6 +267,11 @@ struct ResizePlan {
       let (slope, intercept) = axis.affine
       let position = Expr.binary(
         .add, .binary(.multiply, .cast(x, weightType), .constant(slope, weightType)), .constant(intercept, weightType))
+      if cubic {
+        fixed.append(nil)
+        interpolated.append(cubicTaps(position, length: axis.inputLength, weightType))
+        continue
+      }
       let clampedPosition = Expr.binary(
         .minimum, .binary(.maximum, position, .constant(0, weightType)), .constant(limit, weightType))
       let floorPosition = Expr.unary(.floor, clampedPosition)
@@ -264,16 +280,21 @@ struct ResizePlan {
       let highWeight = Expr.binary(.subtract, clampedPosition, floorPosition)
       let lowWeight = Expr.binary(.subtract, .constant(1, weightType), highWeight)
       fixed.append(nil)
-      interpolated.append((low, high, lowWeight, highWeight))
+      interpolated.append([(low, lowWeight), (high, highWeight)])
     }
 
     func corner(_ d: Int, _ chosen: [Expr]) throws -> Expr {
       if d == axes.count { return try ctx.element(0, at: chosen, as: linear ? weightType : inputType) }
       if let index = fixed[d] { return try corner(d + 1, chosen + [index]) }
-      guard let cell = interpolated[d] else { throw ctx.error("internal: resize axis \(d) has no mapping") }
-      let lowValue = Expr.binary(.multiply, cell.lowWeight, try corner(d + 1, chosen + [cell.low]))
-      let highValue = Expr.binary(.multiply, cell.highWeight, try corner(d + 1, chosen + [cell.high]))
-      return .binary(.add, lowValue, highValue)
+      guard let taps = interpolated[d], !taps.isEmpty else {
+        throw ctx.error("internal: resize axis \(d) has no mapping")
+      }
+      var sum: Expr?
+      for tap in taps {
+        let term = Expr.binary(.multiply, tap.weight, try corner(d + 1, chosen + [tap.index]))
+        sum = sum.map { .binary(.add, $0, term) } ?? term
+      }
+      return sum ?? .constant(0, weightType)
     }
     var result = try corner(0, [])
     if linear && interpolated.contains(where: { $0 != nil }) && !outputType.isFloat {
@@ -287,6 +308,33 @@ struct ResizePlan {
       result = weightType == outputType ? result : .cast(result, outputType)
     }
     return inside.isEmpty ? result : .choose(.all(inside), result, .constant(extrapolation, outputType))
+  }
+
+  /// The four cubic taps around `position` (not clamped): indices floor(p) - 1 ... floor(p) + 2
+  /// clamped to the edge, weights the cubic convolution coefficients of the fraction; with
+  /// exclude_outside, taps outside the input weigh 0 and the rest are renormalised.
+  func cubicTaps(_ position: Expr, length: Int, _ type: ValueType) -> [(index: Expr, weight: Expr)] {
+    func c(_ value: Double) -> Expr { .constant(value, type) }
+    func add(_ a: Expr, _ b: Expr) -> Expr { .binary(.add, a, b) }
+    func sub(_ a: Expr, _ b: Expr) -> Expr { .binary(.subtract, a, b) }
+    func mul(_ a: Expr, _ b: Expr) -> Expr { .binary(.multiply, a, b) }
+    let a = cubicA
+    let floorPosition = Expr.unary(.floor, position)
+    let t = sub(position, floorPosition)
+    let u = sub(c(1), t)
+    /// |s| in [1, 2): ((A s - 5A) s + 8A) s - 4A; |s| < 1: ((A + 2) s - (A + 3)) s^2 + 1.
+    func outer(_ s: Expr) -> Expr { sub(mul(add(mul(sub(mul(c(a), s), c(5 * a)), s), c(8 * a)), s), c(4 * a)) }
+    func inner(_ s: Expr) -> Expr { add(mul(sub(mul(c(a + 2), s), c(a + 3)), mul(s, s)), c(1)) }
+    var weights = [outer(add(t, c(1))), inner(t), inner(u), outer(add(u, c(1)))]
+    let base = Expr.cast(floorPosition, .index)
+    let raw = (0..<4).map { base + ($0 - 1) }
+    if excludeOutside {
+      let inside = raw.map { Expr.all([$0.isAtLeast(0), $0.isLess(than: length)]) }
+      weights = zip(weights, inside).map { weight, inside in .select(inside, weight, c(0)) }
+      let total = weights.dropFirst().reduce(weights[0]) { add($0, $1) }
+      weights = weights.map { .binary(.divide, $0, total) }
+    }
+    return zip(raw, weights).map { index, weight in (index.clamped(0, length - 1), weight) }
   }
 
   /// An index expression equal to `targets[x]` (each inside the input) for every output

@@ -28,6 +28,7 @@ public enum OpLowerings {
   /// Ops that only the `Decompose` pass handles.
   static let decomposedOps: Set<String> = [
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization",
-    "Hardmax", "RMSNormalization", "GroupNormalization", "LpNormalization",
+    "Hardmax", "RMSNormalization", "GroupNormalization", "LpNormalization", "Attention",
+    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
   ]
 }

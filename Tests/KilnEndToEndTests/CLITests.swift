@@ -1,0 +1,173 @@
+import Foundation
+import KilnRuntime
+import Testing
+
+/// The `kiln` executable's contract: compile, run, inspect, exit codes, and which files it refuses
+/// to write. Uses the binary SwiftPM builds beside the test bundle, and the CPU device only.
+@Suite(.serialized, .enabled(if: KilnBinary.url != nil, "the kiln executable was not built beside the tests"))
+struct CLITests {
+  struct Result {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+  }
+
+  @discardableResult
+  func kiln(_ arguments: String..., in folder: URL) throws -> Result {
+    try kiln(arguments, in: folder)
+  }
+
+  /// Runs `kiln` in `folder`; standard output and error go to files (no pipe can fill up).
+  func kiln(_ arguments: [String], in folder: URL) throws -> Result {
+    let logs = try TemporaryFolder()
+    let outURL = logs.url.appendingPathComponent("stdout")
+    let errURL = logs.url.appendingPathComponent("stderr")
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    guard let binary = KilnBinary.url else { throw RuntimeError(.unsupported, "the kiln executable was not built") }
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    process.currentDirectoryURL = folder
+    process.standardOutput = try FileHandle(forWritingTo: outURL)
+    process.standardError = try FileHandle(forWritingTo: errURL)
+    try process.run()
+    process.waitUntilExit()
+    return Result(
+      status: process.terminationStatus, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
+      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+  }
+
+  /// A folder holding copies of the example model, input and expected output.
+  func workspace() throws -> TemporaryFolder {
+    let folder = try TemporaryFolder()
+    let example = ModelCases.repositoryRoot.appendingPathComponent("Examples/tiny-cnn")
+    for name in ["model.onnx", "input.npy", "expected.npy"] {
+      try FileManager.default.copyItem(
+        at: example.appendingPathComponent(name), to: folder.url.appendingPathComponent(name))
+    }
+    return folder
+  }
+
+  func expectUserError(_ result: Result, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(result.status == 1, "exit \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
+    #expect(result.stderr.hasPrefix("error: "), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+    #expect(
+      result.stderr.split(separator: "\n").count == 1, "more than one line: \(result.stderr)",
+      sourceLocation: sourceLocation)
+    #expect(result.stderr.contains(text), "'\(result.stderr)' should mention '\(text)'", sourceLocation: sourceLocation)
+  }
+
+  @Test func compileRunInspectRoundTrip() throws {
+    let folder = try workspace()
+    let dir = folder.url
+    let compiled = try kiln("compile", "model.onnx", "-o", "tiny.kiln", "--target", "cpu", in: dir)
+    #expect(compiled.status == 0, "\(compiled.stderr)")
+    #expect(compiled.stderr.contains("kernels") && compiled.stderr.contains("targets cpu"), "\(compiled.stderr)")
+
+    let summary = try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", in: dir)
+    #expect(summary.status == 0, "\(summary.stderr)")
+    #expect(summary.stdout.contains("output 0 'probabilities': float32 [1, 10]"), "\(summary.stdout)")
+
+    let run = try kiln(
+      "run", "tiny.kiln", "--device", "cpu", "--input", "image=@input.npy", "--output", "@out.npy",
+      "--expect", "@expected.npy", "--repeat", "3", in: dir)
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(run.stderr.contains("timing cpu:") && run.stderr.contains("median"), "\(run.stderr)")
+    let expected = try NPY.read(contentsOf: dir.appendingPathComponent("expected.npy"))
+    let written = try NPY.read(contentsOf: dir.appendingPathComponent("out.npy"))
+    #expect(Tolerance().compare(written, expected) == nil)
+
+    let proto = try kiln(
+      "run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--output", "probabilities=@out.pb", in: dir)
+    #expect(proto.status == 0, "\(proto.stderr)")
+    let (name, tensor) = try ONNXTensorFile.read(contentsOf: dir.appendingPathComponent("out.pb"))
+    #expect(name == "probabilities")
+    #expect(tensor == written)
+    // A .pb input works too.
+    let again = try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--expect", "@out.pb", in: dir)
+    #expect(again.status == 0, "\(again.stderr)")
+
+    let inspect = try kiln("inspect", "tiny.kiln", in: dir)
+    #expect(inspect.status == 0 && inspect.stdout.contains("probabilities"), "\(inspect.stdout)")
+    let json = try kiln("inspect", "tiny.kiln", "--json", in: dir)
+    #expect(json.status == 0)
+    #expect(
+      (try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8))) != nil, "not JSON: \(json.stdout.prefix(200))")
+
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }
+    #expect(leftovers.isEmpty, "temporary files left behind: \(leftovers)")
+  }
+
+  @Test func userErrorsAreOneLineAndExitOne() throws {
+    let folder = try workspace()
+    let dir = folder.url
+    try #require(try kiln("compile", "model.onnx", "-o", "tiny.kiln", "--target", "cpu", in: dir).status == 0)
+    let model = try Data(contentsOf: dir.appendingPathComponent("model.onnx"))
+    let input = try Data(contentsOf: dir.appendingPathComponent("input.npy"))
+    try NPY.encode(
+      HostTensor(dtype: "float32", shape: [1, 3, 32, 31], bytes: [UInt8](repeating: 0, count: 3 * 32 * 31 * 4))
+    )
+    .withUnsafeBytes { try Data($0).write(to: dir.appendingPathComponent("wrong.npy")) }
+    try Data("not a model".utf8).write(to: dir.appendingPathComponent("bad.onnx"))
+
+    expectUserError(
+      try kiln("compile", "model.onnx", "-o", "model.onnx", in: dir), mentioning: "refusing to overwrite the model")
+    #expect(try Data(contentsOf: dir.appendingPathComponent("model.onnx")) == model)
+    expectUserError(try kiln("compile", "bad.onnx", "-o", "bad.kiln", in: dir), mentioning: "bad.onnx")
+    expectUserError(try kiln("compile", "model.onnx", "-o", "missing/x.kiln", in: dir), mentioning: "does not exist")
+    expectUserError(try kiln("run", "tiny.kiln", "--device", "cpu", in: dir), mentioning: "missing input 0 'image'")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@wrong.npy", in: dir), mentioning: "input 0 'image'")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--output", "@input.npy", in: dir),
+      mentioning: "refusing to overwrite the input")
+    #expect(try Data(contentsOf: dir.appendingPathComponent("input.npy")) == input)
+    expectUserError(
+      try kiln(
+        "run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--output", "@expected.npy", "--expect",
+        "@expected.npy", in: dir),
+      mentioning: "refusing to overwrite the --expect file")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--output", "@tiny.kiln", in: dir),
+      mentioning: "refusing to overwrite the bundle")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--output", "@nowhere/out.npy", in: dir),
+      mentioning: "does not exist")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "nope=@input.npy", in: dir),
+      mentioning: "no input named 'nope'")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--expect", "@input.npy", in: dir),
+      mentioning: "does not match")
+    expectUserError(try kiln("inspect", "model.onnx", in: dir), mentioning: "model.onnx")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@absent.npy", in: dir), mentioning: "absent.npy")
+  }
+
+  /// Usage errors exit with ArgumentParser's usage code, never 0 or 1 (1 is for user errors).
+  @Test func usageErrorsAreNotUserErrors() throws {
+    let folder = try workspace()
+    for arguments in [
+      ["run", "x.kiln", "--input", "input.npy"], ["compile", "model.onnx", "--target", "metal"], ["frobnicate"],
+    ] {
+      let result = try kiln(arguments, in: folder.url)
+      #expect(result.status != 0 && result.status != 1, "\(arguments): exit \(result.status)")
+    }
+  }
+}
+
+/// The `kiln` executable in the build products folder, beside the running test bundle.
+enum KilnBinary {
+  static let url: URL? = {
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var folder = executable.deletingLastPathComponent()
+    // Linux: .build/debug/KilnPackageTests.xctest; macOS: .build/debug/KilnPackageTests.xctest/Contents/MacOS/...
+    for _ in 0..<4 {
+      let candidate = folder.appendingPathComponent("kiln")
+      if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+      folder = folder.deletingLastPathComponent()
+    }
+    return nil
+  }()
+}

@@ -1,0 +1,163 @@
+import Foundation
+import KilnBundle
+import KilnCodegen
+import KilnONNX
+import KilnRuntime
+import KilnSPIRV
+import KilnTestSupport
+import Testing
+
+/// Import -> compile (both targets) -> write a bundle -> read it back -> run on a device ->
+/// compare every output with the reference, for every model and every test device.
+///
+/// The suite is serialized: compiles are parallel inside, and lavapipe already uses every core.
+@Suite(.serialized) struct EndToEndTests {
+  /// Runs `testCase` on the device `uri` and records an issue for every output that differs.
+  func runAndCompare(_ testCase: ModelCase, on uri: String) throws {
+    let entry = try CompiledModels.get(testCase)
+    let folder = try TemporaryFolder()
+    let url = folder.url.appendingPathComponent("\(testCase.name).kiln")
+    try entry.compiled.writer.write(manifest: entry.compiled.manifest, to: url)
+    let reader = try BundleReader(contentsOf: url)
+    #expect(reader.manifest == entry.compiled.manifest)
+    guard let function = reader.manifest.function(named: "main") else {
+      Issue.record("\(testCase.name): the bundle has no function 'main'")
+      return
+    }
+    let inputs = try ModelCases.inputs(for: testCase, signature: function.inputs)
+    let expected = try ModelCases.expectedOutputs(for: testCase)
+    #expect(
+      inputs.count == function.inputs.count,
+      "\(testCase.name): \(inputs.count) reference inputs for \(function.inputs.count) model inputs")
+    #expect(
+      !expected.isEmpty && expected.count <= function.outputs.count,
+      "\(testCase.name): \(expected.count) reference outputs")
+
+    let device = try TestDevices.device(uri)
+    let session = try Session(bundle: reader, device: device)
+    let outputs = try session.run(inputs)
+    let tolerance = Tolerance(relative: max(1e-3, testCase.rtol))
+    for (index, (got, want)) in zip(outputs, expected).enumerated() {
+      if let problem = tolerance.compare(got, want) {
+        Issue.record("\(testCase.name) on \(uri): output \(index) '\(function.outputs[index].name)': \(problem)")
+      }
+    }
+    if device.info.driver == "vulkan" {
+      let messages = TestDevices.drainValidationMessages()
+      #expect(messages.isEmpty, "Vulkan validation: \(messages.prefix(5).joined(separator: "\n"))")
+    }
+  }
+
+  @Test(arguments: ModelCases.fixtureNames, TestDevices.uris)
+  func fixtureMatchesOnnxRuntime(model: String, device: String) throws {
+    let testCase = try #require(ModelCases.fixtures[model])
+    try runAndCompare(testCase, on: device)
+  }
+
+  @Test(
+    .enabled(if: (try? ModelCases.lightDirectory.get()) != nil, Comment(rawValue: LightModelNotes.missing)),
+    arguments: ModelCases.selectedLightModels, TestDevices.uris)
+  func lightZooModelMatchesReference(model: String, device: String) throws {
+    try runAndCompare(try ModelCases.lightCase(model), on: device)
+  }
+
+  /// With `CI=true` the light models must be there (tools/test exports KILN_ONNX_DATA).
+  @Test func lightModelsAreAvailableInCI() throws {
+    if case .failure(let missing) = ModelCases.lightDirectory, TestDevices.isCI {
+      Issue.record("CI=true but the ONNX light models are missing: \(missing)")
+    }
+    if case .success = ModelCases.lightDirectory {
+      #expect(
+        !ModelCases.selectedLightModels.isEmpty, "KILN_LIGHT_MODELS selects none of \(ModelCases.availableLightModels)")
+    }
+  }
+
+  /// Reports, as a skip with a reason, the light models this run leaves out.
+  @Test(.enabled(if: LightModelNotes.unselected.isEmpty, Comment(rawValue: LightModelNotes.unselectedNote)))
+  func everyLightModelIsSelected() {}
+
+  @Test(arguments: ModelCases.fixtureNames)
+  func everySPIRVModuleValidates(model: String) throws {
+    let testCase = try #require(ModelCases.fixtures[model])
+    let entry = try CompiledModels.get(testCase)
+    let reader = try BundleReader(bytes: try entry.compiled.writer.serialize(manifest: entry.compiled.manifest))
+    var checked = 0
+    for (index, executable) in reader.manifest.executables.enumerated() where executable.format == "spirv" {
+      let module = try SPIRVModule(bytes: Array(try reader.executableBytes(index)))
+      do {
+        try SPIRVTools.validate(module.words)
+      } catch {
+        Issue.record("\(model): executable \(index): \(error)")
+      }
+      checked += 1
+    }
+    #expect(checked > 0, "\(model): the bundle has no SPIR-V")
+  }
+
+  @Test(arguments: ["example-tiny-cnn", "causal-decoder", "conv-depthwise"])
+  func compilingTwiceIsByteIdentical(model: String) throws {
+    let testCase = try #require(ModelCases.fixtures[model])
+    let folder = try TemporaryFolder()
+    func build(_ name: String) throws -> (bundle: [UInt8], dump: URL) {
+      let dump = folder.url.appendingPathComponent(name, isDirectory: true)
+      let graph = try ONNXImporter().importModel(at: testCase.model)
+      let options = CompileOptions(dumpDirectory: dump, modelName: testCase.name, printer: { _ in })
+      let compiled = try ModelCompiler(options: options).compile(graph)
+      return (try compiled.writer.serialize(manifest: compiled.manifest), dump)
+    }
+    let first = try build("first")
+    let second = try build("second")
+    if first.bundle != second.bundle {
+      Issue.record(
+        "\(model): two compiles gave different bundles: \(try Self.differences(first.bundle, second.bundle))")
+    }
+
+    let files = try FileManager.default.contentsOfDirectory(atPath: first.dump.path).sorted()
+    #expect(try FileManager.default.contentsOfDirectory(atPath: second.dump.path).sorted() == files)
+    #expect(files.contains { $0.hasSuffix(".ir") }, "\(model): --dump-dir wrote no IR files: \(files)")
+    for file in files {
+      let a = try Data(contentsOf: first.dump.appendingPathComponent(file))
+      let b = try Data(contentsOf: second.dump.appendingPathComponent(file))
+      if a != b { Issue.record("\(model): dump file \(file) differs between two compiles") }
+    }
+  }
+
+  /// Which sections of two bundles differ (section index, kind and, for executables, target).
+  static func differences(_ a: [UInt8], _ b: [UInt8]) throws -> String {
+    let first = try BundleReader(bytes: a)
+    let second = try BundleReader(bytes: b)
+    guard first.sections.count == second.sections.count else {
+      return "\(first.sections.count) sections vs \(second.sections.count)"
+    }
+    var notes: [String] = []
+    if first.manifest != second.manifest { notes.append("the manifests differ") }
+    for index in first.sections.indices {
+      let x = try first.sectionData(index)
+      let y = try second.sectionData(index)
+      guard x != y else { continue }
+      var what = "section \(index) (\(first.sections[index].kind)"
+      if let executable = first.manifest.executables.first(where: { $0.section == index }) {
+        what += ", \(executable.target) \(executable.format)\(executable.variant.map { " \($0)" } ?? "")"
+      }
+      let offset =
+        zip(Array(x), Array(y)).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(x.count, y.count)
+      notes.append(what + "): \(x.count) vs \(y.count) bytes, first difference at byte \(offset)")
+    }
+    return notes.isEmpty ? "the section payloads match but the files differ" : notes.joined(separator: "; ")
+  }
+}
+
+enum LightModelNotes {
+  static var missing: String {
+    if case .failure(let reason) = ModelCases.lightDirectory { return "ONNX light models unavailable: \(reason)" }
+    return ""
+  }
+
+  static var unselected: [String] {
+    ModelCases.availableLightModels.filter { !ModelCases.selectedLightModels.contains($0) }
+  }
+
+  static var unselectedNote: String {
+    "light models left out by KILN_LIGHT_MODELS: \(unselected.joined(separator: ", "))"
+  }
+}
