@@ -54,7 +54,7 @@ let package = Package(
     .target(name: "KilnRuntime", dependencies: ["KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
 
     /// The ONNX backend-test conformance runner, shared by `kiln conformance` and the test suite.
-    .target(name: "KilnConformance", dependencies: ["KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle"]),
+    .target(name: "KilnConformance", dependencies: ["KilnIR", "KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle"]),
 
     .executableTarget(
       name: "kiln",

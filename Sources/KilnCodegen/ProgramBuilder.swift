@@ -35,7 +35,8 @@ enum ProgramBuilder {
     for id in graph.outputs { outputBuffers.append(add(try bytes(id), .output(outputBuffers.count))) }
     var weightBuffers: [Int] = []
     for (index, id) in memory.weights.enumerated() {
-      weightBuffers.append(add(max(try bytes(id), 4), .constant(weight: index)))
+      // The bundle packs an empty constant as 4 zero bytes; the buffer matches the packed length.
+      weightBuffers.append(add(max(try bytes(id), 0) == 0 ? 4 : try bytes(id), .constant(weight: index)))
     }
     let arena = memory.arenaSize > 0 ? add(memory.arenaSize, .transient) : -1
 
@@ -47,7 +48,7 @@ enum ProgramBuilder {
       switch location {
       case .input(let n): return Manifest.Binding(buffer: inputBuffers[n], offset: 0, length: length)
       case .output(let n): return Manifest.Binding(buffer: outputBuffers[n], offset: 0, length: length)
-      case .weight(let n): return Manifest.Binding(buffer: weightBuffers[n], offset: 0, length: max(length, 4))
+      case .weight(let n): return Manifest.Binding(buffer: weightBuffers[n], offset: 0, length: length == 0 ? 4 : length)
       case .arena(let offset): return Manifest.Binding(buffer: arena, offset: offset, length: length)
       }
     }
@@ -82,7 +83,7 @@ enum ProgramBuilder {
     }
     for copy in plan.copies {
       let source = try binding(copy.source)
-      guard source.length > 0 else { continue }
+      guard source.length > 0, try bytes(graph.outputs[copy.destination]) > 0 else { continue }
       let destination = Manifest.Binding(buffer: outputBuffers[copy.destination], offset: 0, length: source.length)
       hazardBarrier(reads: [range(source)], writes: [range(destination)])
       commands.append(.copy(Manifest.Copy(source: source, destination: destination)))

@@ -2,6 +2,7 @@ import Foundation
 import KilnBundle
 import KilnCodegen
 import KilnHAL
+import KilnIR
 import KilnONNX
 import KilnRuntime
 
@@ -58,8 +59,22 @@ public struct ConformanceRunner: Sendable {
     let targets = Set(devices.map(\.info.driver)).compactMap(Target.init(rawValue:)).sorted { $0.rawValue < $1.rawValue }
 
     let bundle: BundleReader
+    var specialized: Set<String> = []
     do {
-      let graph = try ONNXImporter().importModel(at: directory.appendingPathComponent("model.onnx"))
+      let model = directory.appendingPathComponent("model.onnx")
+      let graph: Graph
+      do {
+        graph = try ONNXImporter().importModel(at: model)
+      } catch let error as ONNXImportError where error.code == .dynamicShape {
+        // Kiln compiles static shapes ahead of time. Backend tests pass shape-defining operands
+        // (Reshape's shape, Reduce axes, Slice starts, Resize sizes...) as graph inputs; like
+        // `kiln compile --bind`, specialise the model on the data set's integer and bool inputs
+        // (never on float data, which must flow through the generated kernels).
+        let bound = try Self.shapeOperands(in: directory)
+        guard !bound.isEmpty else { throw error }
+        graph = try ONNXImporter(options: ImportOptions(constantInputs: bound)).importModel(at: model)
+        specialized = Set(bound.keys)
+      }
       var options = CompileOptions(targets: targets, modelName: name)
       // Correctness only: one CPU variant, compiled quickly.
       options.cpuVariants = ["baseline"]
@@ -83,14 +98,16 @@ public struct ConformanceRunner: Sendable {
     }
     return devices.map { device in
       let deviceStart = clock.now
-      let (outcome, detail) = runOnDevice(bundle: bundle, device: device, dataSets: dataSets)
+      let (outcome, detail) = runOnDevice(bundle: bundle, device: device, dataSets: dataSets, specialized: specialized)
       return ConformanceResult(
         test: name, group: group, device: device.info.shortURI, outcome: outcome, detail: detail,
         seconds: (clock.now - deviceStart).seconds)
     }
   }
 
-  private func runOnDevice(bundle: BundleReader, device: any Device, dataSets: [URL]) -> (ConformanceOutcome, String) {
+  private func runOnDevice(
+    bundle: BundleReader, device: any Device, dataSets: [URL], specialized: Set<String>
+  ) -> (ConformanceOutcome, String) {
     let session: Session
     do {
       session = try Session(bundle: bundle, device: device)
@@ -101,7 +118,9 @@ public struct ConformanceRunner: Sendable {
       let inputs: [HostTensor]
       let expected: [HostTensor]
       do {
-        inputs = try Self.tensors(in: dataSet, prefix: "input_")
+        let named = try Self.namedTensors(in: dataSet, prefix: "input_")
+        // Inputs the model was specialised on are constants now; the rest keep their order.
+        inputs = named.filter { !specialized.contains($0.name) }.map(\.tensor)
         expected = try Self.tensors(in: dataSet, prefix: "output_")
       } catch {
         return (.runError, "reading \(dataSet.lastPathComponent): \(firstLine(error))")
@@ -126,13 +145,28 @@ public struct ConformanceRunner: Sendable {
 
   /// `prefix0.pb`, `prefix1.pb`, ... in numeric order.
   static func tensors(in directory: URL, prefix: String) throws -> [HostTensor] {
-    var tensors: [HostTensor] = []
+    try namedTensors(in: directory, prefix: prefix).map(\.tensor)
+  }
+
+  static func namedTensors(in directory: URL, prefix: String) throws -> [(name: String, tensor: HostTensor)] {
+    var tensors: [(name: String, tensor: HostTensor)] = []
     while true {
       let file = directory.appendingPathComponent("\(prefix)\(tensors.count).pb")
       guard FileManager.default.fileExists(atPath: file.path) else { break }
-      tensors.append(try ONNXTensorFile.read(contentsOf: file).tensor)
+      tensors.append(try ONNXTensorFile.read(contentsOf: file))
     }
     return tensors
+  }
+
+  /// The first data set's integer and bool inputs, by name, as compile-time constants.
+  static func shapeOperands(in directory: URL) throws -> [String: TensorData] {
+    let dataSet = directory.appendingPathComponent("test_data_set_0")
+    var bound: [String: TensorData] = [:]
+    for (name, tensor) in try namedTensors(in: dataSet, prefix: "input_") where !name.isEmpty {
+      guard let dtype = DType(rawValue: tensor.dtype), !dtype.isFloat else { continue }
+      bound[name] = try TensorData(type: TensorType(dtype, tensor.shape), bytes: tensor.bytes)
+    }
+    return bound
   }
 }
 

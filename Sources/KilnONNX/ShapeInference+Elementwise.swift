@@ -255,6 +255,45 @@ extension OpRegistry {
         return [x.converted(to: out.dtype)]
       })
 
+    specs["QuantizeLinear"] = OpSpec(
+      attributes: ["axis", "block_size", "output_dtype", "saturate", "precision"], inputs: 2...3, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let scale = try ctx.type(1)
+        try Shapes.requireFloat(x)
+        try Shapes.requireFloat(scale, "scale")
+        var dtype = DType.uint8
+        if let zeroPoint = ctx.optionalType(2) { dtype = zeroPoint.dtype }
+        if let code = try ctx.node.int("output_dtype"), code != 0 {
+          guard let code32 = Int32(exactly: code), let declared = DType(onnxCode: code32) else {
+            throw ONNXImportError(.unsupportedType, "output_dtype \(code) is not supported")
+          }
+          dtype = declared
+        }
+        guard dtype.isInteger else {
+          throw ONNXImportError(.unsupportedType, "quantizing to \(dtype.rawValue) is not supported")
+        }
+        return [x.with(dtype: dtype)]
+      })
+    specs["DequantizeLinear"] = OpSpec(
+      attributes: ["axis", "block_size", "output_dtype"], inputs: 2...3, outputs: 1...1,
+      infer: { ctx in
+        let x = try ctx.type(0)
+        let scale = try ctx.type(1)
+        try Shapes.requireFloat(scale, "scale")
+        guard x.dtype.isInteger else {
+          throw ONNXImportError(.unsupportedType, "dequantizing \(x.dtype.rawValue) is not supported")
+        }
+        var dtype = scale.dtype
+        if let code = try ctx.node.int("output_dtype"), code != 0 {
+          guard let code32 = Int32(exactly: code), let declared = DType(onnxCode: code32), declared.isFloat else {
+            throw ONNXImportError(.unsupportedType, "output_dtype \(code) is not supported")
+          }
+          dtype = declared
+        }
+        return [x.with(dtype: dtype)]
+      })
+
     specs["Clip"] = OpSpec(
       attributes: ["min", "max"], inputs: 1...3, outputs: 1...1,
       infer: { ctx in

@@ -95,9 +95,17 @@ public final class Session: @unchecked Sendable {
 
     // Record the program once.
     let commands = try device.makeCommandBuffer()
+    // An empty tensor (a dimension of 0) is never read; devices refuse empty bindings, so it is
+    // bound to a small placeholder instead.
+    var placeholder: (any Buffer)?
     func range(_ binding: Manifest.Binding) throws -> BufferRange {
       guard let buffer = buffers[binding.buffer] else {
         throw RuntimeError(.invalidInput, "bundle: binding refers to missing buffer \(binding.buffer)")
+      }
+      if binding.length == 0 {
+        let empty = try placeholder ?? device.allocator.allocate(byteCount: 256, access: .deviceLocal)
+        placeholder = empty
+        return BufferRange(empty, offset: 0, length: 256)
       }
       return BufferRange(buffer, offset: binding.offset, length: binding.length)
     }

@@ -11,31 +11,9 @@ import Testing
 /// `kiln bench` on the example model: JSON keys and values, the CSV header, a well-formed SVG.
 @Suite(.serialized, .enabled(if: KilnBinary.url != nil, "the kiln executable was not built beside the tests"))
 struct BenchTests {
-  struct Result {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-  }
-
-  /// Runs `kiln` in `folder`; standard output and error go to files (no pipe can fill up).
-  func kiln(_ arguments: String..., in folder: URL) throws -> Result {
-    let logs = try TemporaryFolder()
-    let outURL = logs.url.appendingPathComponent("stdout")
-    let errURL = logs.url.appendingPathComponent("stderr")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    guard let binary = KilnBinary.url else { throw RuntimeError(.unsupported, "the kiln executable was not built") }
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
-    process.currentDirectoryURL = folder
-    process.standardOutput = try FileHandle(forWritingTo: outURL)
-    process.standardError = try FileHandle(forWritingTo: errURL)
-    try process.run()
-    process.waitUntilExit()
-    return Result(
-      status: process.terminationStatus, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+  /// Runs `kiln` in `folder`.
+  func kiln(_ arguments: String..., in folder: URL) throws -> KilnBinary.Result {
+    try KilnBinary.run(arguments, in: folder)
   }
 
   /// A temporary folder with the example model compiled (every target) to `tiny.kiln`.

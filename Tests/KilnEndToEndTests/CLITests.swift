@@ -6,36 +6,13 @@ import Testing
 /// to write. Uses the binary SwiftPM builds beside the test bundle, and the CPU device only.
 @Suite(.serialized, .enabled(if: KilnBinary.url != nil, "the kiln executable was not built beside the tests"))
 struct CLITests {
-  struct Result {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-  }
-
   @discardableResult
-  func kiln(_ arguments: String..., in folder: URL) throws -> Result {
+  func kiln(_ arguments: String..., in folder: URL) throws -> KilnBinary.Result {
     try kiln(arguments, in: folder)
   }
 
-  /// Runs `kiln` in `folder`; standard output and error go to files (no pipe can fill up).
-  func kiln(_ arguments: [String], in folder: URL) throws -> Result {
-    let logs = try TemporaryFolder()
-    let outURL = logs.url.appendingPathComponent("stdout")
-    let errURL = logs.url.appendingPathComponent("stderr")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    guard let binary = KilnBinary.url else { throw RuntimeError(.unsupported, "the kiln executable was not built") }
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
-    process.currentDirectoryURL = folder
-    process.standardOutput = try FileHandle(forWritingTo: outURL)
-    process.standardError = try FileHandle(forWritingTo: errURL)
-    try process.run()
-    process.waitUntilExit()
-    return Result(
-      status: process.terminationStatus, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+  func kiln(_ arguments: [String], in folder: URL) throws -> KilnBinary.Result {
+    try KilnBinary.run(arguments, in: folder)
   }
 
   /// A folder holding copies of the example model, input and expected output.
@@ -49,7 +26,7 @@ struct CLITests {
     return folder
   }
 
-  func expectUserError(_ result: Result, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+  func expectUserError(_ result: KilnBinary.Result, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(result.status == 1, "exit \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
     #expect(result.stderr.hasPrefix("error: "), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
     #expect(
@@ -159,6 +136,33 @@ struct CLITests {
 
 /// The `kiln` executable in the build products folder, beside the running test bundle.
 enum KilnBinary {
+  struct Result {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+  }
+
+  /// Runs `kiln` in `folder`; standard output and error go to files (no pipe can fill up).
+  static func run(_ arguments: [String], in folder: URL) throws -> Result {
+    let logs = try TemporaryFolder()
+    let outURL = logs.url.appendingPathComponent("stdout")
+    let errURL = logs.url.appendingPathComponent("stderr")
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    guard let binary = url else { throw RuntimeError(.unsupported, "the kiln executable was not built") }
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    process.currentDirectoryURL = folder
+    process.standardOutput = try FileHandle(forWritingTo: outURL)
+    process.standardError = try FileHandle(forWritingTo: errURL)
+    try process.run()
+    process.waitUntilExit()
+    return Result(
+      status: process.terminationStatus, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
+      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+  }
+
   static let url: URL? = {
     let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
     var folder = executable.deletingLastPathComponent()

@@ -13,6 +13,7 @@ extension OpLowerings {
     "Relu", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Gelu", "Softplus", "Softsign",
     "Mish", "ThresholdedRelu", "Shrink", "Swish", "PRelu", "Clip", "IsNaN", "IsInf",
     "Where", "Cast", "CastLike", "Identity", "Dropout", "BatchNormalization", "Trilu",
+    "QuantizeLinear", "DequantizeLinear",
   ]
 
   static func elementwiseLowering(_ node: Node) throws -> OpLowering? {
@@ -78,6 +79,8 @@ extension OpLowerings {
     case "Dropout": return dropout
     case "BatchNormalization": return try batchNormalization(node)
     case "Trilu": return trilu
+    case "QuantizeLinear": return quantize
+    case "DequantizeLinear": return dequantize
     default: return nil
     }
   }
@@ -367,5 +370,51 @@ extension OpLowerings {
     }
     let keep: Expr = upper ? .binary(.greaterEqual, offset, k) : .binary(.lessEqual, offset, k)
     return .select(keep, try ctx.element(0, at: coordinates), .constant(0, ctx.outputComputeType()))
+  }
+
+  // MARK: Quantisation
+
+  /// The element of a quantisation parameter (scale or zero point, input `i`) for output
+  /// `coordinates`: one value per tensor, one per index of `axis`, or one per block of
+  /// `block_size` along `axis` (a parameter of the data's rank).
+  static func quantizationParameter(_ ctx: LoweringContext, _ i: Int, _ coordinates: [Expr], as type: ValueType) throws
+    -> Expr
+  {
+    let shape = try ctx.shape(i)
+    let rank = coordinates.count
+    if shape.reduce(1, *) == 1 { return try ctx.scalarElement(i, as: type) }
+    let axis = try ctx.normalizedAxis(try ctx.intAttribute("axis", default: 1), rank: rank)
+    let block = try ctx.intAttribute("block_size", default: 0)
+    if block > 0 {
+      guard shape.count == rank else { throw ctx.error("blocked input \(i) must have rank \(rank), got \(shape)") }
+      var mapped = coordinates
+      mapped[axis] = coordinates[axis].floorDivided(by: block)
+      return try ctx.element(i, at: mapped.enumerated().map { shape[$0.offset] == 1 ? .index(0) : $0.element }, as: type)
+    }
+    guard shape.count == 1 else { throw ctx.error("input \(i) must be a scalar or 1-D, got \(shape)") }
+    return try ctx.element(i, at: [coordinates[axis]], as: type)
+  }
+
+  /// QuantizeLinear: saturate(round_half_even(x / scale) + zero_point) in the output type.
+  static let quantize = OpLowering(.elementwise) { ctx, _, coordinates in
+    let type = try ctx.computeType(1)
+    let outputType = ctx.outputComputeType()
+    let x = try ctx.element(0, at: coordinates, as: type)
+    let scale = try quantizationParameter(ctx, 1, coordinates, as: type)
+    var value = Expr.unary(.round, .binary(.divide, x, scale))
+    if ctx.hasInput(2) { value = .binary(.add, value, try quantizationParameter(ctx, 2, coordinates, as: type)) }
+    guard !outputType.isFloat else { return .cast(value, outputType) }
+    let dtype = ctx.outputType().dtype
+    let low = Expr.cast(TypeBounds.lowest(outputType, storage: dtype), type)
+    let high = Expr.cast(TypeBounds.highest(outputType, storage: dtype), type)
+    return .cast(.binary(.minimum, .binary(.maximum, value, low), high), outputType)
+  }
+
+  /// DequantizeLinear: (x - zero_point) * scale in the scale's (or output_dtype's) type.
+  static let dequantize = OpLowering(.elementwise) { ctx, _, coordinates in
+    let type = ctx.outputComputeType()
+    var x = try ctx.element(0, at: coordinates, as: type)
+    if ctx.hasInput(2) { x = .binary(.subtract, x, try quantizationParameter(ctx, 2, coordinates, as: type)) }
+    return .binary(.multiply, x, try quantizationParameter(ctx, 1, coordinates, as: type))
   }
 }
