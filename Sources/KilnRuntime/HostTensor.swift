@@ -13,6 +13,19 @@ public struct HostTensor: Sendable, Hashable {
 
   public var elementCount: Int { shape.reduce(1, *) }
 
+  /// The element count of `shape`, checked: throws on a negative dimension or overflow.
+  /// `what` names the operation in the message (e.g. "cannot write shape").
+  public static func checkedElementCount(_ shape: [Int], what: String) throws -> Int {
+    var count = 1
+    for dim in shape {
+      guard dim >= 0 else { throw RuntimeError(.invalidInput, "\(what) \(shape): negative dimension") }
+      let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+      guard !overflow else { throw RuntimeError(.invalidInput, "\(what) \(shape): too many elements") }
+      count = product
+    }
+    return count
+  }
+
   /// Bytes per element of a dtype name, nil when unknown.
   public static func elementSize(_ dtype: String) -> Int? {
     switch dtype {

@@ -149,17 +149,7 @@ public enum NPY {
     guard let size = HostTensor.elementSize(tensor.dtype) else {
       throw RuntimeError(.unsupported, "cannot write dtype '\(tensor.dtype)' to .npy")
     }
-    var count = 1
-    for dim in tensor.shape {
-      guard dim >= 0 else {
-        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): negative dimension")
-      }
-      let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-      guard !overflow else {
-        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): too many elements")
-      }
-      count = product
-    }
+    let count = try HostTensor.checkedElementCount(tensor.shape, what: "cannot write shape")
     guard tensor.shape.count <= maxRank else {
       throw RuntimeError(.invalidInput, "cannot write rank \(tensor.shape.count) to .npy (at most \(maxRank))")
     }

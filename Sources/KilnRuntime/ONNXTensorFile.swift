@@ -164,17 +164,7 @@ public enum ONNXTensorFile {
     guard let code = dataTypeCode(tensor.dtype), let size = HostTensor.elementSize(tensor.dtype) else {
       throw RuntimeError(.unsupported, "cannot write dtype '\(tensor.dtype)' to a TensorProto")
     }
-    var count = 1
-    for dim in tensor.shape {
-      guard dim >= 0 else {
-        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): negative dimension")
-      }
-      let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-      guard !overflow else {
-        throw RuntimeError(.invalidInput, "cannot write shape \(tensor.shape): too many elements")
-      }
-      count = product
-    }
+    let count = try HostTensor.checkedElementCount(tensor.shape, what: "cannot write shape")
     let (byteCount, overflow) = count.multipliedReportingOverflow(by: size)
     guard !overflow, byteCount == tensor.bytes.count else {
       throw RuntimeError(
