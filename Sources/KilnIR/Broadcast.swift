@@ -50,20 +50,27 @@ public enum Broadcast {
       strides[axis + offset] = source[axis] == 1 ? 0 : running
       running *= source[axis]
     }
-    let count = target.reduce(1, *)
-    var result = [Int](repeating: 0, count: count)
-    if count == 0 { return result }
-    var index = [Int](repeating: 0, count: rank)
-    var sourceOffset = 0
-    for linear in 0..<count {
-      result[linear] = sourceOffset
-      // Increment the multi-index odometer-style.
-      var axis = rank - 1
+    return stridedOffsets(shape: target, base: 0, strides: strides)
+  }
+
+  /// Row-major element offsets of a strided view: `shape` walked in order, starting at `base`,
+  /// advancing `strides[axis]` per step along each axis (0 for a broadcast axis).
+  public static func stridedOffsets(shape: [Int], base: Int, strides: [Int]) -> [Int] {
+    let count = shape.reduce(1, *)
+    guard count > 0 else { return [] }
+    var result = [Int]()
+    result.reserveCapacity(count)
+    var index = [Int](repeating: 0, count: shape.count)
+    var offset = base
+    for _ in 0..<count {
+      result.append(offset)
+      // Advance the multi-index odometer-style: the last axis fastest.
+      var axis = shape.count - 1
       while axis >= 0 {
         index[axis] += 1
-        sourceOffset += strides[axis]
-        if index[axis] < target[axis] { break }
-        sourceOffset -= strides[axis] * index[axis]
+        offset += strides[axis]
+        if index[axis] < shape[axis] { break }
+        offset -= strides[axis] * index[axis]
         index[axis] = 0
         axis -= 1
       }

@@ -7,30 +7,6 @@ import KilnIR
 enum Fold {
   // MARK: Element movement
 
-  /// Row-major element offsets of a strided view: `shape` walked in order, starting at `base`,
-  /// advancing `strides[axis]` per step along each axis.
-  static func stridedOffsets(shape: [Int], base: Int, strides: [Int]) -> [Int] {
-    let count = shape.reduce(1, *)
-    guard count > 0 else { return [] }
-    var result = [Int]()
-    result.reserveCapacity(count)
-    var index = [Int](repeating: 0, count: shape.count)
-    var offset = base
-    for _ in 0..<count {
-      result.append(offset)
-      var axis = shape.count - 1
-      while axis >= 0 {
-        index[axis] += 1
-        offset += strides[axis]
-        if index[axis] < shape[axis] { break }
-        offset -= strides[axis] * index[axis]
-        index[axis] = 0
-        axis -= 1
-      }
-    }
-    return result
-  }
-
   /// Row-major strides of `shape` (no overflow: the shapes here are already counted).
   static func strides(_ shape: [Int]) -> [Int] {
     var result = [Int](repeating: 1, count: shape.count)
@@ -64,7 +40,7 @@ enum Fold {
     guard let x = ctx.data(0), let out = ctx.outputTypes.first else { return nil }
     let perm = try OpRegistry.transposePermutation(ctx.node, rank: x.shape.count)
     let inputStrides = strides(x.shape)
-    let offsets = stridedOffsets(shape: out.shape, base: 0, strides: perm.map { inputStrides[$0] })
+    let offsets = Broadcast.stridedOffsets(shape: out.shape, base: 0, strides: perm.map { inputStrides[$0] })
     return [try select(x, offsets, type: out)]
   }
 
@@ -75,7 +51,7 @@ enum Fold {
     let base = zip(geometry.starts, inputStrides).reduce(0) { $0 + $1.0 * $1.1 }
     // An axis keeping one element never steps, so its (possibly huge) step is not multiplied.
     let steps = geometry.shape.indices.map { geometry.shape[$0] > 1 ? geometry.steps[$0] * inputStrides[$0] : 0 }
-    let offsets = stridedOffsets(shape: geometry.shape, base: base, strides: steps)
+    let offsets = Broadcast.stridedOffsets(shape: geometry.shape, base: base, strides: steps)
     return [try select(x, offsets, type: out)]
   }
 
@@ -134,7 +110,7 @@ enum Fold {
     for (i, size) in sizes.enumerated() {
       var shape = x.shape
       shape[axis] = size
-      let offsets = stridedOffsets(shape: shape, base: start * inputStrides[axis], strides: inputStrides)
+      let offsets = Broadcast.stridedOffsets(shape: shape, base: start * inputStrides[axis], strides: inputStrides)
       results.append(try select(x, offsets, type: ctx.outputTypes[i]))
       start += size
     }
@@ -401,7 +377,7 @@ enum Fold {
     // Output strides over the input's axes (0 on reduced axes), in the keep-dims layout.
     let keptShape = x.shape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
     let keptStrides = strides(keptShape).enumerated().map { reduced.contains($0.offset) ? 0 : $0.element }
-    let targets = stridedOffsets(shape: x.shape, base: 0, strides: keptStrides)
+    let targets = Broadcast.stridedOffsets(shape: x.shape, base: 0, strides: keptStrides)
     let outCount = out.elementCount ?? 0
     let groupSize = geometry.axes.reduce(1) { $0 * x.shape[$1] }
     if x.dtype.isFloat || op == "ReduceMean" {

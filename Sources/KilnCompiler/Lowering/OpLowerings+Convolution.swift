@@ -128,14 +128,7 @@ extension OpLowerings {
     let m = coordinates[1]
     let groupIndex = group == 1 ? Expr.index(0) : m.floorDivided(by: filters / group)
     var variables: [(variable: Int, extent: Int)] = []
-    let channel: Expr
-    if channelsPerGroup == 1 {
-      channel = .index(0)
-    } else {
-      let variable = ctx.freshVariable()
-      variables.append((variable, channelsPerGroup))
-      channel = .variable(variable)
-    }
+    let channel = channelWithinGroup(ctx, channelsPerGroup: channelsPerGroup, variables: &variables)
     let (taps, tapVariables) = geometry.taps(ctx)
     variables += tapVariables
     let (positions, inside) = geometry.window(output: Array(coordinates[2...]), taps: taps)
@@ -199,14 +192,7 @@ extension OpLowerings {
     let groupIndex = group == 1 ? Expr.index(0) : m.floorDivided(by: filtersPerGroup)
     let filter = group == 1 ? m : m.modulo(filtersPerGroup)
     var variables: [(variable: Int, extent: Int)] = []
-    let channel: Expr
-    if channelsPerGroup == 1 {
-      channel = .index(0)
-    } else {
-      let variable = ctx.freshVariable()
-      variables.append((variable, channelsPerGroup))
-      channel = .variable(variable)
-    }
+    let channel = channelWithinGroup(ctx, channelsPerGroup: channelsPerGroup, variables: &variables)
     var positions: [Expr] = []
     var taps: [Expr] = []
     var conditions: [Expr] = []
@@ -392,5 +378,18 @@ extension OpLowerings {
         return .binary(.divide, .reduce(.sum, over: variables, body: value), .constant(Double(count), type))
       }
     }
+  }
+}
+
+extension OpLowerings {
+  /// The input channel within a group: a fresh reduction variable over `channelsPerGroup`
+  /// (appended to `variables`), or 0 when each group has one channel.
+  static func channelWithinGroup(
+    _ ctx: LoweringContext, channelsPerGroup: Int, variables: inout [(variable: Int, extent: Int)]
+  ) -> Expr {
+    guard channelsPerGroup != 1 else { return .index(0) }
+    let variable = ctx.freshVariable()
+    variables.append((variable, channelsPerGroup))
+    return .variable(variable)
   }
 }
