@@ -62,19 +62,12 @@ public struct ConformanceRunner: Sendable {
     var specialized: Set<String> = []
     do {
       let model = directory.appendingPathComponent("model.onnx")
-      let graph: Graph
-      do {
-        graph = try ONNXImporter().importModel(at: model)
-      } catch let error as ONNXImportError where error.code == .dynamicShape {
-        // Kiln compiles static shapes ahead of time. Backend tests pass shape-defining operands
-        // (Reshape's shape, Reduce axes, Slice starts, Resize sizes...) as graph inputs; like
-        // `kiln compile --bind`, specialise the model on the data set's integer and bool inputs
-        // (never on float data, which must flow through the generated kernels).
-        let bound = try Self.shapeOperands(in: directory)
-        guard !bound.isEmpty else { throw error }
-        graph = try ONNXImporter(options: ImportOptions(constantInputs: bound)).importModel(at: model)
-        specialized = Set(bound.keys)
-      }
+      // Kiln compiles static shapes ahead of time. Backend tests pass shape-defining operands
+      // (Reshape's shape, Reduce axes, Resize scales, OneHot depth...) as graph inputs; like
+      // `kiln compile --bind`, specialise the model on the data set's values of exactly the inputs
+      // the importer names as needed for static shapes (all other inputs stay runtime data).
+      let (graph, bound) = try Self.importSpecialized(model: model, dataSet: directory.appendingPathComponent("test_data_set_0"))
+      specialized = bound
       var options = CompileOptions(targets: targets, modelName: name)
       // Correctness only: one CPU variant, compiled quickly.
       options.cpuVariants = ["baseline"]
@@ -158,15 +151,27 @@ public struct ConformanceRunner: Sendable {
     return tensors
   }
 
-  /// The first data set's integer and bool inputs, by name, as compile-time constants.
-  static func shapeOperands(in directory: URL) throws -> [String: TensorData] {
-    let dataSet = directory.appendingPathComponent("test_data_set_0")
+  /// Imports `model`, binding graph inputs to their values in `dataSet` one importer request at a
+  /// time (each `.dynamicShape` error names the inputs its operand is computed from). Returns the
+  /// graph and the names of the inputs bound.
+  static func importSpecialized(model: URL, dataSet: URL) throws -> (Graph, Set<String>) {
     var bound: [String: TensorData] = [:]
-    for (name, tensor) in try namedTensors(in: dataSet, prefix: "input_") where !name.isEmpty {
-      guard let dtype = DType(rawValue: tensor.dtype), !dtype.isFloat else { continue }
-      bound[name] = try TensorData(type: TensorType(dtype, tensor.shape), bytes: tensor.bytes)
+    var available: [String: HostTensor]?
+    while true {
+      do {
+        return (try ONNXImporter(options: ImportOptions(constantInputs: bound)).importModel(at: model), Set(bound.keys))
+      } catch let error as ONNXImportError where error.code == .dynamicShape && !error.requiredInputs.isEmpty {
+        if available == nil {
+          available = Dictionary(try namedTensors(in: dataSet, prefix: "input_").map { ($0.name, $0.tensor) }) { a, _ in a }
+        }
+        let missing = error.requiredInputs.filter { bound[$0] == nil }
+        guard !missing.isEmpty else { throw error }
+        for name in missing {
+          guard let tensor = available?[name], let dtype = DType(rawValue: tensor.dtype) else { throw error }
+          bound[name] = try TensorData(type: TensorType(dtype, tensor.shape), bytes: tensor.bytes)
+        }
+      }
     }
-    return bound
   }
 }
 

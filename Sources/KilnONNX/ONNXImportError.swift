@@ -41,6 +41,12 @@ public struct ONNXImportError: Error, CustomStringConvertible, Sendable, Equatab
   public var nodeName: String?
   public var op: String?
   public var opset: Int?
+  /// For `.dynamicShape` errors about an operand that must be a constant: the runtime graph inputs
+  /// that operand is computed from. Binding them (`ImportOptions.constantInputs`, `kiln compile
+  /// --bind`) makes the operand a constant.
+  public var requiredInputs: [String] = []
+  /// The operand slot of the node that had to be a constant (set by `OpContext.constant`).
+  var operandSlot: Int?
 
   public init(
     _ code: Code, _ message: String, modelPath: String? = nil, nodeName: String? = nil,

@@ -454,6 +454,14 @@ struct ImportSession {
         error.op = proto.opType
         error.opset = version
       }
+      if let slot = error.operandSlot, slot < proto.input.count, let operand = values[proto.input[slot]] {
+        error.requiredInputs = runtimeInputs(feeding: operand)
+        if !error.requiredInputs.isEmpty {
+          error.message += " (bind graph input\(error.requiredInputs.count == 1 ? "" : "s") "
+            + error.requiredInputs.map { "'\($0)'" }.joined(separator: ", ") + " to a value with --bind)"
+        }
+        error.operandSlot = nil
+      }
       throw error
     } catch let error as IRError {
       // Attribute getters prefix their message with the node's label; the context says it already.
@@ -464,6 +472,21 @@ struct ImportSession {
         error.code == .attribute ? .invalidAttribute : .invalidTensor, message, nodeName: Self.displayName(proto),
         op: proto.opType, opset: version)
     }
+  }
+
+  /// The runtime graph inputs that `value` is computed from, sorted by name.
+  func runtimeInputs(feeding value: ValueID) -> [String] {
+    let producers = graph.producers()
+    let inputs = Set(graph.inputs)
+    var seen = Set<ValueID>()
+    var pending = [value]
+    var found: [String] = []
+    while let id = pending.popLast() {
+      guard seen.insert(id).inserted else { continue }
+      if inputs.contains(id) { found.append(graph.values[id.index].name) }
+      if let use = producers[id] { pending += graph.nodes[use.node].inputs.compactMap { $0 } }
+    }
+    return found.sorted()
   }
 
   /// How messages name a node: its name, or (for unnamed nodes) its first named output.

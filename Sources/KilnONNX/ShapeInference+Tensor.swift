@@ -728,8 +728,8 @@ extension OpRegistry {
     guard mode == "nearest" || mode == "linear" || mode == "cubic" else {
       throw ONNXImportError.unsupported("mode '\(mode)' is not supported (nearest, linear, cubic)")
     }
-    if try ctx.node.int("antialias", default: 0) != 0 {
-      throw ONNXImportError.unsupported("antialias = 1 is not supported")
+    guard [0, 1].contains(try ctx.node.int("antialias", default: 0)) else {
+      throw ONNXImportError.attribute("antialias must be 0 or 1")
     }
     let coordinateModes = [
       "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",

@@ -56,8 +56,10 @@ struct OpContext {
   func constant(_ slot: Int, _ what: String) throws -> TensorData? {
     guard hasInput(slot) else { return nil }
     guard let data = inputData[slot] else {
-      throw ONNXImportError.dynamic(
+      var error = ONNXImportError.dynamic(
         "input \(slot) (\(what)) is computed at run time; Kiln needs it to be a constant so that shapes are static")
+      error.operandSlot = slot
+      throw error
     }
     return data
   }

@@ -3,6 +3,7 @@ import Foundation
 import KilnBundle
 import KilnCodegen
 import KilnONNX
+import KilnRuntime
 
 /// `kiln compile MODEL.onnx -o OUT.kiln`: import, compile for each target, write one bundle.
 struct CompileCommand: ParsableCommand {
@@ -35,7 +36,36 @@ struct CompileCommand: ParsableCommand {
     help: ArgumentHelp("Write each pass's IR, every kernel's source and SPIR-V disassembly here.", valueName: "DIR"))
   var dumpDirectory: String?
 
+  @Option(
+    name: .customLong("bind"),
+    help: ArgumentHelp(
+      "Fix a graph input to a value at compile time (it leaves the runtime signature); repeatable.",
+      valueName: "NAME=FILE.npy|FILE.pb"))
+  var bindings: [String] = []
+
+  @Option(
+    name: .customLong("input-shape"),
+    help: ArgumentHelp("The full shape of a graph input (replacing symbolic dimensions); repeatable.", valueName: "NAME=D0,D1,..."))
+  var inputShapes: [String] = []
+
+  @Option(
+    name: .customLong("memory-budget"),
+    help: ArgumentHelp("Most bytes of constant data, and of any one tensor, the importer accepts (default 4 GiB).", valueName: "BYTES"))
+  var memoryBudget: Int?
+
   func validate() throws {
+    for entry in bindings + inputShapes where Self.splitAssignment(entry) == nil {
+      throw ValidationError("expected NAME=VALUE, got '\(entry)'")
+    }
+    for entry in inputShapes {
+      guard let (_, text) = Self.splitAssignment(entry), Self.parseShape(text) != nil else {
+        throw ValidationError("--input-shape '\(entry)': the shape must be comma-separated non-negative integers")
+      }
+    }
+    if let memoryBudget, memoryBudget <= 0 {
+      throw ValidationError("--memory-budget must be positive")
+    }
+
     for target in targets where Target(rawValue: target) == nil {
       throw ValidationError(
         "unknown target '\(target)' (choose from \(Target.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -83,7 +113,7 @@ struct CompileCommand: ParsableCommand {
 
       let clock = ContinuousClock()
       let start = clock.now
-      let graph = try ONNXImporter().importModel(at: modelURL)
+      let graph = try ONNXImporter(options: try importOptions()).importModel(at: modelURL)
       let imported = clock.now
       var compiled = try ModelCompiler(options: options).compile(graph)
       compiled.writer.protect(modelURL)
@@ -100,6 +130,43 @@ struct CompileCommand: ParsableCommand {
           + "codegen \(String(format: "%.3f", (compiledAt - imported).seconds)) s, "
           + "write \(String(format: "%.3f", (end - compiledAt).seconds)) s)")
     }
+  }
+
+  /// Import options from `--bind`, `--input-shape` and `--memory-budget`.
+  func importOptions() throws -> ImportOptions {
+    var options = ImportOptions()
+    if let memoryBudget { options.memoryBudget = memoryBudget }
+    for entry in inputShapes {
+      guard let (name, text) = Self.splitAssignment(entry), let shape = Self.parseShape(text) else { continue }
+      options.inputShapes[name] = shape
+    }
+    for entry in bindings {
+      guard let (name, path) = Self.splitAssignment(entry) else { continue }
+      let url = URL(fileURLWithPath: path)
+      let tensor: HostTensor
+      do {
+        tensor = try TensorFiles.read(url)
+      } catch {
+        throw CLIError("--bind \(name): \(describe(error))")
+      }
+      options.constantInputs[name] = try TensorFiles.tensorData(tensor)
+    }
+    return options
+  }
+
+  /// `NAME=VALUE` split at the first `=`; nil when either side is empty.
+  static func splitAssignment(_ entry: String) -> (String, String)? {
+    guard let equals = entry.firstIndex(of: "=") else { return nil }
+    let name = String(entry[..<equals])
+    let value = String(entry[entry.index(after: equals)...])
+    return name.isEmpty || value.isEmpty ? nil : (name, value)
+  }
+
+  /// `1,3,224,224` as dimensions; nil unless every entry is a non-negative integer.
+  static func parseShape(_ text: String) -> [Int]? {
+    let dims = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+    return dims.map { $0! }
   }
 
   /// The bundle's model name: the file's stem, or its folder's name for the usual `model.onnx`.

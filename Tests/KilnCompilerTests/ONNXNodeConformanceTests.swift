@@ -22,19 +22,6 @@ enum NodeTestSuite {
 
   /// Tests whose expected failure is a deliberate limitation, with the reason.
   static let unsupported: [String: String] = [
-    "test_resize_downsample_scales_cubic": "cubic mode",
-    "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside": "cubic mode",
-    "test_resize_downsample_scales_cubic_align_corners": "cubic mode",
-    "test_resize_downsample_scales_cubic_antialias": "cubic mode",
-    "test_resize_downsample_scales_linear_antialias": "antialias",
-    "test_resize_downsample_sizes_cubic": "cubic mode",
-    "test_resize_downsample_sizes_cubic_antialias": "cubic mode",
-    "test_resize_downsample_sizes_linear_antialias": "antialias",
-    "test_resize_upsample_scales_cubic": "cubic mode",
-    "test_resize_upsample_scales_cubic_A_n0p5_exclude_outside": "cubic mode",
-    "test_resize_upsample_scales_cubic_align_corners": "cubic mode",
-    "test_resize_upsample_scales_cubic_asymmetric": "cubic mode",
-    "test_resize_upsample_sizes_cubic": "cubic mode",
     "test_batchnorm_epsilon_training_mode": "training mode",
     "test_batchnorm_example_training_mode": "training mode",
     "test_training_dropout": "training mode",

@@ -76,6 +76,30 @@ struct CLITests {
     #expect(leftovers.isEmpty, "temporary files left behind: \(leftovers)")
   }
 
+  /// `--bind` fixes a shape-defining graph input at compile time; without it the error names it.
+  @Test func bindMakesShapeOperandsConstant() throws {
+    let test = ModelCases.repositoryRoot.deletingLastPathComponent()
+      .appendingPathComponent("shared/onnx-tests/node/test_reshape_reordered_all_dims")
+    try #require(FileManager.default.fileExists(atPath: test.path), "../shared/onnx-tests is missing")
+    let folder = try TemporaryFolder()
+    let dir = folder.url
+    try FileManager.default.copyItem(at: test.appendingPathComponent("model.onnx"), to: dir.appendingPathComponent("model.onnx"))
+    for name in ["input_0.pb", "input_1.pb", "output_0.pb"] {
+      try FileManager.default.copyItem(
+        at: test.appendingPathComponent("test_data_set_0/\(name)"), to: dir.appendingPathComponent(name))
+    }
+    expectUserError(
+      try kiln("compile", "model.onnx", "-o", "r.kiln", "--target", "cpu", in: dir), mentioning: "bind graph input 'shape'")
+    expectUserError(
+      try kiln("compile", "model.onnx", "-o", "r.kiln", "--bind", "shape=missing.npy", in: dir), mentioning: "missing.npy")
+    expectUserError(
+      try kiln("compile", "model.onnx", "-o", "r.kiln", "--bind", "nope=input_1.pb", in: dir), mentioning: "'nope'")
+    let compiled = try kiln("compile", "model.onnx", "-o", "r.kiln", "--target", "cpu", "--bind", "shape=input_1.pb", in: dir)
+    #expect(compiled.status == 0, "\(compiled.stderr)")
+    let run = try kiln("run", "r.kiln", "--device", "cpu", "--input", "@input_0.pb", "--expect", "@output_0.pb", in: dir)
+    #expect(run.status == 0, "\(run.stderr)")
+  }
+
   @Test func userErrorsAreOneLineAndExitOne() throws {
     let folder = try workspace()
     let dir = folder.url

@@ -332,4 +332,26 @@ func expectOnlyImportErrors(_ data: Data, _ what: String) {
     sequence.graph.input[0].type.sequenceType = Onnx_TypeProto.Sequence()
     expectError(sequence, .unsupportedType, "not a tensor")
   }
+
+  /// A shape operand computed from runtime inputs names those inputs, and binding them compiles.
+  @Test func shapeOperandFromRuntimeInputs() throws {
+    var builder = ModelBuilder()
+    builder.input("x", .float32, [2, 6])
+    builder.input("shape", .int64, [2])
+    builder.input("offset", .int64, [2])
+    builder.input("unrelated", .int64, [2])
+    builder.node("Add", ["shape", "offset"], ["target"])
+    builder.node("Reshape", ["x", "target"], ["y"])
+    builder.node("Identity", ["unrelated"], ["z"])
+    builder.output("y")
+    builder.output("z", .int64)
+    let error = try #require(importError(builder))
+    #expect(error.code == .dynamicShape)
+    #expect(error.requiredInputs == ["offset", "shape"])
+    #expect(error.description.contains("bind graph inputs 'offset', 'shape'"))
+    let bound = try builder.importGraph(
+      options: ImportOptions(constantInputs: ["shape": TensorData([Int64(1), 6]), "offset": TensorData([Int64(2), 0])]))
+    #expect(outputType(bound) == TensorType(.float32, [3, 4]))
+    #expect(bound.inputs.map { bound.values[$0.index].name } == ["x", "unrelated"])
+  }
 }

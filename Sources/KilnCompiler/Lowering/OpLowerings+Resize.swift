@@ -12,9 +12,6 @@ import KilnIR
 
 extension OpLowerings {
   static func resize(_ node: Node) throws -> OpLowering {
-    if case .int(let antialias) = node.attributes["antialias"], antialias != 0 {
-      throw LoweringError(node, "antialias = \(antialias) is not supported")
-    }
     return OpLowering(.movement) { ctx, _, coordinates in
       let plan = try ResizePlan(ctx)
       return try plan.value(ctx, at: coordinates)
@@ -110,6 +107,8 @@ struct ResizePlan {
   var cubic = false
   var cubicA = -0.75
   var excludeOutside = false
+  /// Linear and cubic downsampling stretch the filter by 1/scale (opset 18 `antialias`).
+  var antialias = false
   var nearestMode: String
   var extrapolation: Double
 
@@ -130,6 +129,7 @@ struct ResizePlan {
       excludeOutside = try ctx.intAttribute("exclude_outside", default: 0) != 0
     default: throw ctx.error("attribute 'mode' '\(mode)' is not supported (nearest, linear, cubic)")
     }
+    antialias = try ctx.intAttribute("antialias", default: 0) != 0 && linear
     let transform =
       legacy ? "asymmetric" : try ctx.stringAttribute("coordinate_transformation_mode", default: "half_pixel")
     let transforms = [
@@ -251,6 +251,14 @@ struct ResizePlan {
         inside.append(.all([x.isAtLeast(range.lowerBound), x.isLess(than: range.upperBound)]))
       }
       let limit = Double(axis.inputLength - 1)
+      if antialias && axis.scale < 1 {
+        let (slope, intercept) = axis.affine
+        let position = Expr.binary(
+          .add, .binary(.multiply, .cast(x, weightType), .constant(slope, weightType)), .constant(intercept, weightType))
+        fixed.append(nil)
+        interpolated.append(antialiasTaps(position, axis: axis, weightType))
+        continue
+      }
       let exact = (0..<axis.outputLength).allSatisfy { x in
         let p = Swift.min(Swift.max(axis.original(x), 0), limit)
         // Cubic taps at an integer position outside the input would still weight the edge.
@@ -308,6 +316,48 @@ struct ResizePlan {
       result = weightType == outputType ? result : .cast(result, outputType)
     }
     return inside.isEmpty ? result : .choose(.all(inside), result, .constant(extrapolation, outputType))
+  }
+
+  /// Downsampling with antialias: the linear (triangle) or cubic filter stretched by 1/scale, over
+  /// the taps base + i for i in start..<start+n, where base = ceil(p) - 1 (the input index left of
+  /// p, or p - 1 when p is whole) and the filter is taken at scale * (i - (p - base)). Weights are
+  /// normalised to sum to 1; taps beyond the edge repeat it, or weigh 0 with exclude_outside.
+  func antialiasTaps(_ position: Expr, axis: ResizeAxis, _ type: ValueType) -> [(index: Expr, weight: Expr)] {
+    func c(_ value: Double) -> Expr { .constant(value, type) }
+    func add(_ a: Expr, _ b: Expr) -> Expr { .binary(.add, a, b) }
+    func sub(_ a: Expr, _ b: Expr) -> Expr { .binary(.subtract, a, b) }
+    func mul(_ a: Expr, _ b: Expr) -> Expr { .binary(.multiply, a, b) }
+    let scale = axis.scale
+    let support = cubic ? 2.0 : 1.0
+    let start = Int((-support / scale).rounded(.down)) + 1
+    let count = 2 - 2 * start
+    let baseFloat = sub(Expr.unary(.ceil, position), c(1))
+    let ratio = sub(position, baseFloat)
+    let base = Expr.cast(baseFloat, .index)
+    let a = cubicA
+    var weights: [Expr] = []
+    var raw: [Expr] = []
+    for i in start..<(start + count) {
+      let s = Expr.unary(.abs, mul(c(scale), sub(c(Double(i)), ratio)))
+      var weight: Expr
+      if cubic {
+        // |s| <= 1: (A + 2)|s|^3 - (A + 3)|s|^2 + 1; 1 < |s| < 2: A|s|^3 - 5A|s|^2 + 8A|s| - 4A; else 0.
+        let inner = add(mul(sub(mul(c(a + 2), s), c(a + 3)), mul(s, s)), c(1))
+        let outer = sub(mul(add(mul(sub(mul(c(a), s), c(5 * a)), s), c(8 * a)), s), c(4 * a))
+        weight = .select(
+          .binary(.lessEqual, s, c(1)), inner, .select(.binary(.less, s, c(2)), outer, c(0)))
+      } else {
+        weight = .binary(.maximum, sub(c(1), s), c(0))
+      }
+      let index = base + i
+      if excludeOutside {
+        weight = .select(.all([index.isAtLeast(0), index.isLess(than: axis.inputLength)]), weight, c(0))
+      }
+      weights.append(weight)
+      raw.append(index)
+    }
+    let total = weights.dropFirst().reduce(weights[0]) { add($0, $1) }
+    return zip(raw, weights).map { index, weight in (index.clamped(0, axis.inputLength - 1), .binary(.divide, weight, total)) }
   }
 
   /// The four cubic taps around `position` (not clamped): indices floor(p) - 1 ... floor(p) + 2
