@@ -5,7 +5,9 @@ import KilnIR
 /// own: ReduceMax/ReduceSum/ReduceMean (opset 18 form, axes as a constant input), Sub, Exp, Div,
 /// Log, Mul, Add, Sqrt (opsets 13/14), ArgMax, Equal, Cast, Reshape, and for Attention
 /// Transpose, Concat, Expand, MatMul, Tanh, Where, Pad, and for the losses GatherElements,
-/// Gather and Neg.
+/// Gather and Neg. LinearAttention's recurrence is unrolled over the sequence (one Gather,
+/// MatMul, Mul, Add... step per token, in float32 as in the reference), and
+/// CausalConvWithState becomes Concat/Pad, a depthwise Conv, Sigmoid, Mul and Slice.
 ///
 /// Replaced nodes' outputs keep their value ids, so consumers and graph outputs are unchanged;
 /// new values and nodes get unique names derived from the original node's name. Float
@@ -15,7 +17,7 @@ public enum Decompose {
   public static let rewrittenOps: Set<String> = [
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization", "Hardmax",
     "RMSNormalization", "GroupNormalization", "LpNormalization", "ReduceLogSumExp", "Attention",
-    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
+    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "LinearAttention", "CausalConvWithState",
   ]
 
   public static func run(_ graph: Graph) throws -> Graph {
@@ -42,6 +44,8 @@ public enum Decompose {
         try rewriter.negativeLogLikelihood(
           logProbabilities: try rewriter.input(0), target: try rewriter.input(1), weight: rewriter.optionalInput(2))
       case "SoftmaxCrossEntropyLoss": try rewriter.softmaxCrossEntropy()
+      case "LinearAttention": try rewriter.linearAttention()
+      case "CausalConvWithState": try rewriter.causalConvolution()
       default: rewriter.graph.nodes.append(node)
       }
     }
@@ -49,8 +53,9 @@ public enum Decompose {
   }
 }
 
-/// Builds the replacement nodes of one source node at a time.
-private struct Rewriter {
+/// Builds the replacement nodes of one source node at a time (rewrites of op families live in
+/// `Decompose+<Family>.swift` extensions).
+struct Rewriter {
   var graph: Graph
   var source = Node(op: "", version: 0, inputs: [], outputs: [])
   var names: Set<String>
