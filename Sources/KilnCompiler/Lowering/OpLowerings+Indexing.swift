@@ -3,9 +3,10 @@ import KilnIR
 // Ops whose output positions depend on data values. Each output element searches the inputs
 // with `.reduce`: a scatter's element folds the updates whose index names it, TopK's element
 // is the input element of the wanted rank, TfIdfVectorizer's element counts n-gram matches.
+// BitCast, an elementwise reinterpretation of stored bits, is registered with them.
 
 extension OpLowerings {
-  static let indexingOps = ["Scatter", "ScatterElements", "ScatterND", "TopK", "TfIdfVectorizer"]
+  static let indexingOps = ["Scatter", "ScatterElements", "ScatterND", "TopK", "TfIdfVectorizer", "BitCast"]
 
   static func indexingLowering(_ node: Node) throws -> OpLowering? {
     switch node.op {
@@ -13,6 +14,7 @@ extension OpLowerings {
     case "ScatterND": return scatterND
     case "TopK": return topK
     case "TfIdfVectorizer": return tfIdfVectorizer
+    case "BitCast": return bitCast
     default: return nil
     }
   }
@@ -147,5 +149,18 @@ extension OpLowerings {
     }
     if output == 1 { return .cast(chosen, ctx.outputComputeType(1)) }
     return try ctx.element(0, at: at(chosen))
+  }
+
+  // MARK: BitCast
+
+  /// BitCast: each element's stored bits read as the output dtype (of the same width).
+  static let bitCast = OpLowering(.elementwise) { ctx, _, coordinates in
+    let from = try ctx.dtype(0)
+    let to = ctx.outputType().dtype
+    guard from.byteSize == to.byteSize else {
+      throw ctx.error("bitcast from \(from.rawValue) to \(to.rawValue) changes the bit width")
+    }
+    let x = try ctx.element(0, at: coordinates)
+    return from == to ? x : .bitcast(x, from: from, to: to)
   }
 }
