@@ -16,10 +16,14 @@ extension OpRegistry {
           try requireIndices(indices)
           try Shapes.requireRank(data, atLeast: 1, "data")
           try requireScatterReduction(ctx)
-          _ = try Shapes.axis(try ctx.node.int("axis", default: 0), rank: data.rank)
+          let axis = try Shapes.axis(try ctx.node.int("axis", default: 0), rank: data.rank)
           guard indices.shape == updates.shape, indices.rank == data.rank else {
             throw ONNXImportError.shape(
-              "indices \(indices.shape) and updates \(updates.shape) must have one shape, of the rank of data \(data.shape)")
+              "indices \(indices.shape) and updates \(updates.shape) must share one shape "
+                + "of the rank of data \(data.shape)")
+          }
+          for d in 0..<data.rank where d != axis && updates.shape[d] > data.shape[d] {
+            throw ONNXImportError.shape("updates \(updates.shape) exceed data \(data.shape) on axis \(d)")
           }
           guard updates.dtype == data.dtype else {
             throw ONNXImportError.shape("updates are \(updates.dtype.rawValue), data is \(data.dtype.rawValue)")

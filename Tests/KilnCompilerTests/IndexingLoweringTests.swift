@@ -154,7 +154,8 @@ struct IndexingLoweringTests {
     let floats = try LoweringHarness.run1(
       "BitCast", version: 26, inputs: [TensorData([Float(1), -2])], output: TensorType(.int32, [2]),
       attributes: ["to": .int(6)])
-    #expect(floats == [Double(Int32(bitPattern: Float(1).bitPattern)), Double(Int32(bitPattern: Float(-2).bitPattern))])
+    #expect(
+      floats == [Double(Int32(bitPattern: Float(1).bitPattern)), Double(Int32(bitPattern: Float(-2).bitPattern))])
     let halfBits: [UInt16] = [0x3C00, 0xC000, 0x0001]
     let halves = try TensorData(
       type: TensorType(.float16, [3]), bytes: halfBits.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] })

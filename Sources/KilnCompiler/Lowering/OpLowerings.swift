@@ -24,7 +24,8 @@ public enum OpLowerings {
   }
 
   /// Every op `lowering(for:)` handles, sorted.
-  public static let supportedOps: [String] = (elementwiseOps + movementOps + reductionOps + generatorOps + indexingOps).sorted()
+  public static let supportedOps: [String] =
+    (elementwiseOps + movementOps + reductionOps + generatorOps + indexingOps).sorted()
 
   /// Ops that only the `Decompose` pass handles.
   static let decomposedOps: Set<String> = [
