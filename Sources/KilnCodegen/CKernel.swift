@@ -25,6 +25,12 @@ public enum CKernel {
         return (uint16_t)((w + 0x7fffu + ((w >> 16) & 1u)) >> 16);
       }
       static inline double kiln_pow(double a, double b) { return pow(a, b); }
+      static inline uint16_t kiln_f16_bits(_Float16 h) { uint16_t w; memcpy(&w, &h, 2); return w; }
+      static inline float kiln_f16_value(uint16_t w) { _Float16 h; memcpy(&h, &w, 2); return (float)h; }
+      static inline uint32_t kiln_f32_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
+      static inline float kiln_f32_value(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
+      static inline uint64_t kiln_f64_bits(double f) { uint64_t w; memcpy(&w, &f, 8); return w; }
+      static inline double kiln_f64_value(uint64_t w) { double f; memcpy(&f, &w, 8); return f; }
 
       """
     for kernel in kernels { out += "\n" + function(for: kernel) }
@@ -226,6 +232,27 @@ struct CDialect: KernelDialect {
   func cast(_ value: String, from: ValueType, to: ValueType) -> String {
     if to == .bool { return "(\(value) != 0)" }
     return "((\(typeName(to)))(\(value)))"
+  }
+
+  /// Through an unsigned integer of the width; floats with memcpy (no aliasing rules broken).
+  func bitcast(_ value: String, from: DType, to: DType) -> String {
+    let bits: String
+    switch from {
+    case .float32: bits = "kiln_f32_bits(\(value))"
+    case .float64: bits = "kiln_f64_bits(\(value))"
+    case .float16: bits = "kiln_f16_bits((_Float16)(\(value)))"
+    case .bfloat16: bits = "kiln_bf16_store(\(value))"
+    case .bool: bits = "((uint8_t)((\(value)) ? 1 : 0))"
+    default: bits = "((uint\(from.byteSize * 8)_t)(\(value)))"
+    }
+    switch to {
+    case .float32: return "kiln_f32_value(\(bits))"
+    case .float64: return "kiln_f64_value(\(bits))"
+    case .float16: return "kiln_f16_value(\(bits))"
+    case .bfloat16: return "kiln_bf16_load(\(bits))"
+    case .bool: return "(\(bits) != 0)"
+    default: return "((\(typeName(.scalar(to))))\(bits))"
+    }
   }
 
   func maximumValue(_ type: ValueType) -> String {

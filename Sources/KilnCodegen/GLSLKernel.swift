@@ -247,6 +247,38 @@ struct GLSLDialect: KernelDialect {
     return "\(typeName(to))(\(value))"
   }
 
+  /// Through an unsigned integer of the width: float16 with the core pack/unpack functions
+  /// (no float16 arithmetic needed), bfloat16 as the upper half of a float32.
+  func bitcast(_ value: String, from: DType, to: DType) -> String {
+    let bits: String
+    switch from {
+    case .float32: bits = "floatBitsToUint(\(value))"
+    case .float64: bits = "doubleBitsToUint64(\(value))"
+    case .float16: bits = "uint16_t(packHalf2x16(vec2(\(value), 0.0)) & 0xffffu)"
+    case .bfloat16: bits = "uint16_t(kiln_bf16_bits(\(value)))"
+    case .bool: bits = "uint8_t(\(value) ? 1 : 0)"
+    default: bits = "\(unsignedName(from))(\(value))"
+    }
+    switch to {
+    case .float32: return "uintBitsToFloat(\(bits))"
+    case .float64: return "uint64BitsToDouble(\(bits))"
+    case .float16: return "unpackHalf2x16(uint(\(bits))).x"
+    case .bfloat16: return "uintBitsToFloat(uint(\(bits)) << 16)"
+    case .bool: return "(\(bits) != uint8_t(0))"
+    default: return "\(typeName(.scalar(to)))(\(bits))"
+    }
+  }
+
+  /// The unsigned integer type as wide as `dtype`.
+  private func unsignedName(_ dtype: DType) -> String {
+    switch dtype.byteSize {
+    case 1: "uint8_t"
+    case 2: "uint16_t"
+    case 4: "uint"
+    default: "uint64_t"
+    }
+  }
+
   func maximumValue(_ type: ValueType) -> String {
     switch type {
     case .index: return index32 ? "2147483647" : "9223372036854775807l"

@@ -11,6 +11,8 @@ protocol KernelDialect {
   func unary(_ op: UnaryOp, _ type: ValueType, _ a: String) -> String
   func binary(_ op: BinaryOp, _ type: ValueType, _ a: String, _ b: String) -> String
   func cast(_ value: String, from: ValueType, to: ValueType) -> String
+  /// `value` (of `ValueType.compute(from)`) stored as `from`, its bits read as a `to` value.
+  func bitcast(_ value: String, from: DType, to: DType) -> String
   /// The largest / smallest value of a type (reduction identities).
   func maximumValue(_ type: ValueType) -> String
   func minimumValue(_ type: ValueType) -> String
@@ -102,6 +104,9 @@ struct ExprEmitter {
       let source = kernel.type(of: a)
       if source == target { return x }
       return bind(expr, type, dialect.cast(x, from: source, to: target))
+    case .bitcast(let a, let from, let to):
+      let x = emit(a)
+      return bind(expr, type, dialect.bitcast(x, from: from, to: to))
     case .reduce(let op, let variable, let extent, let body):
       return emitReduction(expr, op: op, variable: variable, extent: extent, body: body, type: type)
     }

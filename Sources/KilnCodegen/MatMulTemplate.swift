@@ -210,6 +210,8 @@ extension Expr {
       return a.replacingReductions(transform).map { .unary(op, $0) }
     case .cast(let a, let type):
       return a.replacingReductions(transform).map { .cast($0, type) }
+    case .bitcast(let a, let from, let to):
+      return a.replacingReductions(transform).map { .bitcast($0, from: from, to: to) }
     case .binary(let op, let a, let b):
       guard let x = a.replacingReductions(transform), let y = b.replacingReductions(transform) else { return nil }
       return .binary(op, x, y)

@@ -23,6 +23,10 @@ public indirect enum Expr: Hashable, Sendable {
   case select(Expr, Expr, Expr)
   /// Converts to `type` with C semantics (float -> int truncates; -> bool is `!= 0`).
   case cast(Expr, ValueType)
+  /// Reinterprets the bits of a value stored as `from` as a `to` value of the same width: the
+  /// value is first rounded to its storage format (float16/bfloat16 compute as float32), and
+  /// the result computes as `ValueType.compute(to)`.
+  case bitcast(Expr, from: DType, to: DType)
   /// Folds `body` over `variable` in `0..<extent`. For argmax/argmin the result is the (index)
   /// value of `variable` at the best `body`.
   case reduce(ReduceOp, variable: Int, extent: Int, body: Expr)
@@ -197,6 +201,7 @@ public struct Kernel: Hashable, Sendable {
       op.isComparison || op.isLogical ? .bool : type(of: a)
     case .select(_, let a, _): type(of: a)
     case .cast(_, let type): type
+    case .bitcast(_, _, let to): .compute(to)
     case .reduce(let op, _, _, let body): op.returnsIndex ? .index : type(of: body)
     }
   }
@@ -208,7 +213,7 @@ extension Expr {
     switch self {
     case .literal, .coordinate, .variable: 0
     case .load(_, let index): index.maximumExtent
-    case .unary(_, let a), .cast(let a, _): a.maximumExtent
+    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.maximumExtent
     case .binary(_, let a, let b): Swift.max(a.maximumExtent, b.maximumExtent)
     case .select(let c, let a, let b): Swift.max(c.maximumExtent, a.maximumExtent, b.maximumExtent)
     case .reduce(_, _, let extent, let body): Swift.max(extent, body.maximumExtent)
@@ -220,7 +225,7 @@ extension Expr {
     switch self {
     case .literal, .coordinate, .variable: 1
     case .load(_, let index): 1 + index.nodeCount
-    case .unary(_, let a), .cast(let a, _): 1 + a.nodeCount
+    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): 1 + a.nodeCount
     case .binary(_, let a, let b): 1 + a.nodeCount + b.nodeCount
     case .select(let c, let a, let b): 1 + c.nodeCount + a.nodeCount + b.nodeCount
     case .reduce(_, _, _, let body): 1 + body.nodeCount
@@ -232,7 +237,7 @@ extension Expr {
     switch self {
     case .literal, .coordinate, .variable: false
     case .load(_, let index): index.containsReduction
-    case .unary(_, let a), .cast(let a, _): a.containsReduction
+    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.containsReduction
     case .binary(_, let a, let b): a.containsReduction || b.containsReduction
     case .select(let c, let a, let b): c.containsReduction || a.containsReduction || b.containsReduction
     case .reduce: true
@@ -246,6 +251,7 @@ extension Expr {
     case .load(let input, let index): .load(input: map(input), index: index.remappingInputs(map))
     case .unary(let op, let a): .unary(op, a.remappingInputs(map))
     case .cast(let a, let t): .cast(a.remappingInputs(map), t)
+    case .bitcast(let a, let from, let to): .bitcast(a.remappingInputs(map), from: from, to: to)
     case .binary(let op, let a, let b): .binary(op, a.remappingInputs(map), b.remappingInputs(map))
     case .select(let c, let a, let b): .select(c.remappingInputs(map), a.remappingInputs(map), b.remappingInputs(map))
     case .reduce(let op, let v, let e, let body): .reduce(op, variable: v, extent: e, body: body.remappingInputs(map))

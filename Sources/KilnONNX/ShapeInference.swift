@@ -188,7 +188,7 @@ enum Shapes {
 enum OpRegistry {
   static let specs: [String: OpSpec] = {
     var specs: [String: OpSpec] = [:]
-    for family in [elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), sequenceSpecs()] {
+    for family in [elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), sequenceSpecs(), indexingSpecs()] {
       specs.merge(family) { first, _ in first }
     }
     return specs

@@ -167,6 +167,11 @@ struct ExprEvaluator {
     case .cast(let a, let type):
       _ = try typeCheck(a)
       return type
+    case .bitcast(let a, let from, let to):
+      guard try typeCheck(a) == .compute(from), from.byteSize == to.byteSize else {
+        throw fail("bitcast of \(try typeCheck(a)) as \(from) to \(to)")
+      }
+      return .compute(to)
     case .reduce(let op, let variable, let extent, let body):
       guard variable >= 0, variable < 64, extent >= 0 else {
         throw fail("reduce variable \(variable) extent \(extent)")
@@ -215,6 +220,8 @@ struct ExprEvaluator {
       return condition ? x : y
     case .cast(let a, let type):
       return Self.cast(evaluate(a, coordinates, &variables), type)
+    case .bitcast(let a, let from, let to):
+      return Self.value(bits: Self.bits(evaluate(a, coordinates, &variables), stored: from), as: to)
     case .reduce(let op, let variable, let extent, let body):
       let saved = variables[variable]
       defer { variables[variable] = saved }
@@ -267,6 +274,32 @@ struct ExprEvaluator {
     if dtype.isFloat { return .float(element) }
     if dtype == .bool { return .bool(element != 0) }
     return .int(Int64(element))
+  }
+
+  /// The bits `value` has when stored as `dtype`, zero-extended.
+  static func bits(_ value: Value, stored dtype: DType) -> UInt64 {
+    switch dtype {
+    case .float32: return UInt64(Float(value.double).bitPattern)
+    case .float64: return value.double.bitPattern
+    case .float16: return UInt64(FloatConversion.float16Bits(from: Float(value.double)))
+    case .bfloat16: return UInt64(FloatConversion.bfloat16Bits(from: Float(value.double)))
+    case .bool: return value.truth ? 1 : 0
+    default:
+      let bits = UInt64(bitPattern: value.integer)
+      return dtype.byteSize == 8 ? bits : bits & ((1 << UInt64(dtype.byteSize * 8)) - 1)
+    }
+  }
+
+  /// The value whose `dtype` storage has `bits`.
+  static func value(bits: UInt64, as dtype: DType) -> Value {
+    switch dtype {
+    case .float32: return .float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits))))
+    case .float64: return .float(Double(bitPattern: bits))
+    case .float16: return .float(Double(FloatConversion.float(fromFloat16Bits: UInt16(truncatingIfNeeded: bits))))
+    case .bfloat16: return .float(Double(FloatConversion.float(fromBFloat16Bits: UInt16(truncatingIfNeeded: bits))))
+    case .bool: return .bool(bits != 0)
+    default: return .int(wrap(Int64(bitPattern: bits), dtype))
+    }
   }
 
   static func cast(_ value: Value, _ type: ValueType) -> Value {

@@ -183,7 +183,7 @@ struct ResizeLoweringTests {
       case .cast: true
       case .literal, .coordinate, .variable: false
       case .load(_, let i): containsCast(i)
-      case .unary(_, let a): containsCast(a)
+      case .unary(_, let a), .bitcast(let a, _, _): containsCast(a)
       case .binary(_, let a, let b): containsCast(a) || containsCast(b)
       case .select(let c, let a, let b): containsCast(c) || containsCast(a) || containsCast(b)
       case .reduce(_, _, _, let body): containsCast(body)

@@ -239,6 +239,7 @@ public enum KernelTyping {
       return op.isComparison || op.isLogical ? .bool : try type(of: a, inputs: inputs)
     case .select(_, let a, _): return try type(of: a, inputs: inputs)
     case .cast(_, let type): return type
+    case .bitcast(_, _, let to): return .compute(to)
     case .reduce(let op, _, _, let body): return op.returnsIndex ? .index : try type(of: body, inputs: inputs)
     }
   }
