@@ -186,7 +186,7 @@ enum Shapes {
 enum OpRegistry {
   static let specs: [String: OpSpec] = {
     var specs: [String: OpSpec] = [:]
-    for family in [elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs()] {
+    for family in [elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), samplingSpecs()] {
       specs.merge(family) { first, _ in first }
     }
     return specs
