@@ -40,8 +40,10 @@ extension OpLowerings {
       let normalized = try ctx.element(1, at: grid + [.index(spatial - 1 - i)], as: sampler.type)
       return sampler.taps(normalized: normalized, length: x[2 + i])
     }
-    let value = try interpolate(ctx, input: 0, prefix: Array(coordinates[..<2]), axes: axes, type: sampler.type)
-    return ctx.outputComputeType() == sampler.type ? value : .cast(value, ctx.outputComputeType())
+    // Nearest reads elements as they are; the other modes weigh them in the sampler's float type.
+    let type = sampler.mode == .nearest ? try ctx.computeType(0) : sampler.type
+    let value = try interpolate(ctx, input: 0, prefix: Array(coordinates[..<2]), axes: axes, type: type)
+    return ctx.outputComputeType() == type ? value : .cast(value, ctx.outputComputeType())
   }
 
   /// Sum over every combination of one tap per axis of the taps' weights times input `input`'s
