@@ -62,7 +62,8 @@ extension OpRegistry {
         let blocks = try Shapes.product(geometry.blockCounts)
         guard x.shape[2] == blocks else {
           throw ONNXImportError.shape(
-            "input shape \(x.shape) has \(x.shape[2]) blocks; image_shape \(image) and block_shape \(block) give \(blocks)")
+            "input shape \(x.shape) has \(x.shape[2]) blocks; image_shape \(image) and block_shape \(block) give \(blocks)"
+          )
         }
         return [x.with(shape: [x.shape[0], x.shape[1] / blockSize] + image)]
       })

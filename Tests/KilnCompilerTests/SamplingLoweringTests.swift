@@ -92,8 +92,11 @@ struct SamplingLoweringTests {
     #expect(result == [1, 12, 23, 30])
     // Stride 2 with a begin pad of 1: p = 2b - 1 + k.
     let strided = try LoweringHarness.run1(
-      "Col2Im", version: 18, inputs: [TensorData([Float(1), 2, 10, 20], shape: [1, 2, 2]),
-        TensorData([Int64(3)]), TensorData([Int64(2)])],
+      "Col2Im", version: 18,
+      inputs: [
+        TensorData([Float(1), 2, 10, 20], shape: [1, 2, 2]),
+        TensorData([Int64(3)]), TensorData([Int64(2)]),
+      ],
       output: TensorType(.float32, [1, 1, 3]), attributes: ["strides": .ints([2]), "pads": .ints([1, 0])])
     #expect(strided == [10, 2, 20])
   }
@@ -126,7 +129,8 @@ struct SamplingLoweringTests {
       attributes: attributes)
     #expect(result == [0, 8, 0, 0])
     let wider = try LoweringHarness.run1(
-      "MaxUnpool", version: 22, inputs: [x, TensorData([Int64(3), 0], shape: [1, 1, 2]), TensorData([Int64(1), 1, 5])],
+      "MaxUnpool", version: 22,
+      inputs: [x, TensorData([Int64(3), 0], shape: [1, 1, 2]), TensorData([Int64(1), 1, 5])],
       output: TensorType(.float32, [1, 1, 5]), attributes: attributes)
     #expect(wider == [8, 0, 0, 7, 0])
   }

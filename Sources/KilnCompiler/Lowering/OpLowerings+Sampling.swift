@@ -273,7 +273,8 @@ extension OpLowerings {
     variables += tapVariables
     let groupIndex = group == 1 ? Expr.index(0) : m.floorDivided(by: filters / group)
     let inputChannel = groupIndex * channelsPerGroup + channel
-    let tapChannel = inputChannel.floorDivided(by: x[1] / offsetGroup) * kernel.reduce(1, *)
+    let tapChannel =
+      inputChannel.floorDivided(by: x[1] / offsetGroup) * kernel.reduce(1, *)
       + Expr.linearIndex(taps, shape: kernel)
     let sampler = GridSampler(mode: .linear, padding: .zeros, alignCorners: true, type: type)
     let axes = try (0..<spatial).map { i in
@@ -310,7 +311,8 @@ extension OpLowerings {
     guard block.count == n, strides.count == n, dilations.count == n, pads.count == 2 * n,
       strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 })
     else {
-      throw ctx.error("block_shape \(block), strides \(strides), dilations \(dilations), pads \(pads) must fit \(n) axes")
+      throw ctx.error(
+        "block_shape \(block), strides \(strides), dilations \(dilations), pads \(pads) must fit \(n) axes")
     }
     let counts = (0..<n).map { (i: Int) -> Int in
       let padded: Int = image[i] + pads[i] + pads[i + n]
