@@ -188,7 +188,11 @@ enum Shapes {
 enum OpRegistry {
   static let specs: [String: OpSpec] = {
     var specs: [String: OpSpec] = [:]
-    for family in [elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), sequenceSpecs(), indexingSpecs()] {
+    let families = [
+      elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), sequenceSpecs(), indexingSpecs(),
+      samplingSpecs(),
+    ]
+    for family in families {
       specs.merge(family) { first, _ in first }
     }
     return specs

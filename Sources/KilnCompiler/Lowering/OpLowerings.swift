@@ -21,12 +21,13 @@ public enum OpLowerings {
     if let lowering = try generatorLowering(node) { return lowering }
     if let lowering = try sequenceLowering(node) { return lowering }
     if let lowering = try indexingLowering(node) { return lowering }
+    if let lowering = try samplingLowering(node) { return lowering }
     return nil
   }
 
   /// Every op `lowering(for:)` handles, sorted.
   public static let supportedOps: [String] =
-    (elementwiseOps + movementOps + reductionOps + generatorOps + sequenceOps + indexingOps).sorted()
+    (elementwiseOps + movementOps + reductionOps + generatorOps + sequenceOps + indexingOps + samplingOps).sorted()
 
   /// Ops that only the `Decompose` pass handles.
   static let decomposedOps: Set<String> = [
