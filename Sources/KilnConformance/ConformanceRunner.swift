@@ -151,24 +151,33 @@ public struct ConformanceRunner: Sendable {
     return tensors
   }
 
-  /// Imports `model`, binding graph inputs to their values in `dataSet` one importer request at a
-  /// time (each `.dynamicShape` error names the inputs its operand is computed from). Returns the
-  /// graph and the names of the inputs bound.
+  /// Imports `model`, specialising it on `dataSet` one importer request at a time: an input with a
+  /// symbolic dimension gets the data's shape (`--input-shape`), and an operand that must be a
+  /// constant gets the data's values of the graph inputs it is computed from (`--bind`; each
+  /// `.dynamicShape` error names them). Returns the graph and the names of the inputs bound.
   static func importSpecialized(model: URL, dataSet: URL) throws -> (Graph, Set<String>) {
-    var bound: [String: TensorData] = [:]
-    var available: [String: HostTensor]?
+    var options = ImportOptions()
+    var cached: [String: HostTensor]?
+    func available() throws -> [String: HostTensor] {
+      if let cached { return cached }
+      let tensors = Dictionary(try namedTensors(in: dataSet, prefix: "input_").map { ($0.name, $0.tensor) }) { a, _ in a }
+      cached = tensors
+      return tensors
+    }
     while true {
       do {
-        return (try ONNXImporter(options: ImportOptions(constantInputs: bound)).importModel(at: model), Set(bound.keys))
-      } catch let error as ONNXImportError where error.code == .dynamicShape && !error.requiredInputs.isEmpty {
-        if available == nil {
-          available = Dictionary(try namedTensors(in: dataSet, prefix: "input_").map { ($0.name, $0.tensor) }) { a, _ in a }
+        return (try ONNXImporter(options: options).importModel(at: model), Set(options.constantInputs.keys))
+      } catch let error as ONNXImportError where error.code == .dynamicShape {
+        if let name = error.unshapedInput, options.inputShapes[name] == nil, let tensor = try available()[name] {
+          // A symbolic dimension: compile for the data set's shape.
+          options.inputShapes[name] = tensor.shape
+          continue
         }
-        let missing = error.requiredInputs.filter { bound[$0] == nil }
+        let missing = error.requiredInputs.filter { options.constantInputs[$0] == nil }
         guard !missing.isEmpty else { throw error }
         for name in missing {
-          guard let tensor = available?[name], let dtype = DType(rawValue: tensor.dtype) else { throw error }
-          bound[name] = try TensorData(type: TensorType(dtype, tensor.shape), bytes: tensor.bytes)
+          guard let tensor = try available()[name], let dtype = DType(rawValue: tensor.dtype) else { throw error }
+          options.constantInputs[name] = try TensorData(type: TensorType(dtype, tensor.shape), bytes: tensor.bytes)
         }
       }
     }

@@ -45,6 +45,8 @@ public struct ONNXImportError: Error, CustomStringConvertible, Sendable, Equatab
   /// that operand is computed from. Binding them (`ImportOptions.constantInputs`, `kiln compile
   /// --bind`) makes the operand a constant.
   public var requiredInputs: [String] = []
+  /// For `.dynamicShape` errors about a graph input whose declared shape is not static: its name.
+  public var unshapedInput: String?
   /// The operand slot of the node that had to be a constant (set by `OpContext.constant`).
   var operandSlot: Int?
 

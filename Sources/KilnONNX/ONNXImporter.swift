@@ -87,6 +87,12 @@ struct ImportSession {
   var opsets: [String: Int] = [:]
   /// ONNX value name to the IR value holding it (after aliasing and folding).
   var values: [String: ValueID] = [:]
+  /// ONNX sequence value name to its elements' value names (sequences are compile-time lists).
+  var sequences: [String: [String]] = [:]
+  /// ONNX optional values that hold no element.
+  var emptyOptionals: Set<String> = []
+  /// Counter for names of values the importer synthesises.
+  var synthesized = 0
 
   init(options: ImportOptions, baseDirectory: URL?) {
     self.options = options
@@ -147,6 +153,10 @@ struct ImportSession {
     }
 
     graph.outputs = try proto.output.map { info in
+      if sequences[info.name] != nil || emptyOptionals.contains(info.name) {
+        throw ONNXImportError(
+          .unsupportedType, "graph output '\(info.name)' is a sequence or optional; Kiln's outputs are tensors")
+      }
       guard let id = values[info.name] else {
         throw ONNXImportError(.internalError, "graph output '\(info.name)' was not produced")
       }
@@ -303,18 +313,22 @@ struct ImportSession {
           shape.append(Int(value))
         case .dimParam(let parameter)?:
           guard let value = options.symbolicDimensions[parameter] else {
-            throw ONNXImportError.dynamic(
-              "input '\(name)' has symbolic dimension '\(parameter)' at axis \(axis); set "
-                + "ImportOptions.symbolicDimensions[\"\(parameter)\"] or inputShapes[\"\(name)\"]")
+            var error = ONNXImportError.dynamic(
+              "input '\(name)' has symbolic dimension '\(parameter)' at axis \(axis); give its shape "
+                + "(kiln compile --input-shape \(name)=D0,D1,...; ImportOptions.inputShapes or symbolicDimensions)")
+            error.unshapedInput = name
+            throw error
           }
           guard value >= 0 else {
             throw ONNXImportError.model("ImportOptions.symbolicDimensions['\(parameter)'] = \(value) is negative")
           }
           shape.append(value)
         case nil:
-          throw ONNXImportError.dynamic(
-            "input '\(name)' has an unknown dimension at axis \(axis); "
-              + "give its shape with ImportOptions.inputShapes[\"\(name)\"]")
+          var error = ONNXImportError.dynamic(
+            "input '\(name)' has an unknown dimension at axis \(axis); give its shape "
+              + "(kiln compile --input-shape \(name)=D0,D1,...; ImportOptions.inputShapes)")
+          error.unshapedInput = name
+          throw error
         }
       }
     }
@@ -363,8 +377,15 @@ struct ImportSession {
       guard domain.isEmpty else {
         throw ONNXImportError(.unsupportedOp, "unsupported op (domain '\(domain)' opset \(version) is not supported)")
       }
+      if Self.listOps.contains(proto.opType) {
+        try importListNode(proto, version: version, used: used)
+        return
+      }
       guard let spec = OpRegistry.specs[proto.opType] else {
         throw ONNXImportError(.unsupportedOp, "unsupported op")
+      }
+      if let name = proto.input.first(where: { sequences[$0] != nil || emptyOptionals.contains($0) }) {
+        throw ONNXImportError.unsupported("input '\(name)' is a sequence or an empty optional; \(proto.opType) takes tensors")
       }
 
       var attributes: [String: AttributeValue] = [:]

@@ -158,8 +158,9 @@ extension OpRegistry {
         let slope = try ctx.type(1)
         _ = try Shapes.sameDType([x, slope])
         try Shapes.requireNumeric(x)
-        // The slope broadcasts to X (unidirectionally from opset 7; older models use the same
-        // trailing-axes alignment).
+        // Before opset 7 a 1-D slope holds one value per channel (axis 1); from opset 7 on the
+        // slope broadcasts to X unidirectionally.
+        if ctx.opset < 7, x.rank >= 2, slope.shape == [x.shape[1]] { return [x] }
         guard Broadcast.canBroadcast(slope.shape, to: x.shape) else {
           throw ONNXImportError.shape("slope shape \(slope.shape) does not broadcast to \(x.shape)")
         }

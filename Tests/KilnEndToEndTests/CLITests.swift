@@ -146,6 +146,59 @@ struct CLITests {
       try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@absent.npy", in: dir), mentioning: "absent.npy")
   }
 
+  /// Hostile run inputs: unknown devices, wrong dtype or count, corrupt tensor files and bundles.
+  @Test func badRunInputsAreUserErrors() throws {
+    let folder = try workspace()
+    let dir = folder.url
+    try #require(try kiln("compile", "model.onnx", "-o", "tiny.kiln", "--target", "cpu", in: dir).status == 0)
+    let input = try NPY.read(contentsOf: dir.appendingPathComponent("input.npy"))
+    let doubles = HostTensor(dtype: "float64", shape: input.shape, bytes: [UInt8](repeating: 0, count: input.bytes.count * 2))
+    try Data(try NPY.encode(doubles)).write(to: dir.appendingPathComponent("double.npy"))
+    let npy = try Data(contentsOf: dir.appendingPathComponent("input.npy"))
+    try npy.prefix(npy.count / 2).write(to: dir.appendingPathComponent("truncated.npy"))
+    try Data("\u{93}NUMPY garbage".utf8).write(to: dir.appendingPathComponent("garbage.npy"))
+    try Data([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).write(to: dir.appendingPathComponent("garbage.pb"))
+    let bundle = try Data(contentsOf: dir.appendingPathComponent("tiny.kiln"))
+    try bundle.prefix(bundle.count - 100).write(to: dir.appendingPathComponent("truncated.kiln"))
+    var flipped = bundle
+    flipped[flipped.count / 2] ^= 0x40
+    try flipped.write(to: dir.appendingPathComponent("flipped.kiln"))
+
+    expectUserError(try kiln("run", "tiny.kiln", "--device", "vulkan:9", "--input", "@input.npy", in: dir), mentioning: "vulkan:9")
+    expectUserError(try kiln("run", "tiny.kiln", "--device", "tpu", "--input", "@input.npy", in: dir), mentioning: "tpu")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@double.npy", in: dir), mentioning: "float64")
+    expectUserError(
+      try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy", "--input", "@input.npy", in: dir),
+      mentioning: "input")
+    for name in ["truncated.npy", "garbage.npy", "garbage.pb"] {
+      expectUserError(try kiln("run", "tiny.kiln", "--device", "cpu", "--input", "@\(name)", in: dir), mentioning: name)
+    }
+    for name in ["truncated.kiln", "flipped.kiln"] {
+      expectUserError(try kiln("run", name, "--device", "cpu", "--input", "@input.npy", in: dir), mentioning: name)
+      expectUserError(try kiln("inspect", name, in: dir), mentioning: name)
+    }
+  }
+
+  /// NaN and infinities are data: they flow through the kernels and the run succeeds.
+  @Test func nonFiniteInputsAreData() throws {
+    let folder = try workspace()
+    let dir = folder.url
+    try #require(try kiln("compile", "model.onnx", "-o", "tiny.kiln", "--target", "cpu", in: dir).status == 0)
+    let input = try NPY.read(contentsOf: dir.appendingPathComponent("input.npy"))
+    let count = input.bytes.count / 4
+    let values = (0..<count).map { [Float.nan, .infinity, -.infinity, 1][$0 % 4] }
+    let bytes = values.withUnsafeBytes { [UInt8]($0) }
+    try Data(try NPY.encode(HostTensor(dtype: "float32", shape: input.shape, bytes: bytes)))
+      .write(to: dir.appendingPathComponent("nonfinite.npy"))
+    let run = try kiln(
+      "run", "tiny.kiln", "--device", "cpu", "--input", "@nonfinite.npy", "--output", "@out.npy", in: dir)
+    #expect(run.status == 0, "\(run.stderr)")
+    let output = try NPY.read(contentsOf: dir.appendingPathComponent("out.npy"))
+    let floats = output.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    #expect(floats.count == 10 && floats.contains { $0.isNaN }, "\(floats)")
+  }
+
   /// Usage errors exit with ArgumentParser's usage code, never 0 or 1 (1 is for user errors).
   @Test func usageErrorsAreNotUserErrors() throws {
     let folder = try workspace()

@@ -268,7 +268,13 @@ extension OpLowerings {
   static let prelu = OpLowering(.elementwise) { ctx, _, coordinates in
     let type = try ctx.computeType(0)
     let x = try ctx.broadcastElement(0, at: coordinates)
-    let slope = try ctx.broadcastElement(1, at: coordinates, as: type)
+    let xShape = try ctx.shape(0)
+    // Before opset 7 a 1-D slope holds one value per channel (axis 1).
+    let slopeShape = try ctx.shape(1)
+    let perChannel = ctx.opset < 7 && xShape.count >= 2 && slopeShape == [xShape[1]]
+    let slope =
+      perChannel
+      ? try ctx.element(1, at: [coordinates[1]], as: type) : try ctx.broadcastElement(1, at: coordinates, as: type)
     return .select(.binary(.less, x, .constant(0, type)), .binary(.multiply, slope, x), x)
   }
 
