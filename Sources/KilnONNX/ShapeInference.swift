@@ -186,7 +186,10 @@ enum Shapes {
 enum OpRegistry {
   static let specs: [String: OpSpec] = {
     var specs: [String: OpSpec] = [:]
-    for family in [elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs()] {
+    for family in [
+      elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), quantizationSpecs(),
+      recurrentSpecs(), signalSpecs(),
+    ] {
       specs.merge(family) { first, _ in first }
     }
     return specs

@@ -26,9 +26,9 @@ public enum OpLowerings {
   public static let supportedOps: [String] = (elementwiseOps + movementOps + reductionOps + generatorOps).sorted()
 
   /// Ops that only the `Decompose` pass handles.
-  static let decomposedOps: Set<String> = [
+  static let decomposedOps: Set<String> = ([
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization",
     "Hardmax", "RMSNormalization", "GroupNormalization", "LpNormalization", "Attention",
     "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
-  ]
+  ] as Set<String>).union(Decompose.quantizedOps).union(Decompose.recurrentOps)
 }

@@ -12,11 +12,11 @@ import KilnIR
 /// arithmetic stays in the input's dtype.
 public enum Decompose {
   /// Ops this pass rewrites.
-  public static let rewrittenOps: Set<String> = [
+  public static let rewrittenOps: Set<String> = ([
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization", "Hardmax",
     "RMSNormalization", "GroupNormalization", "LpNormalization", "ReduceLogSumExp", "Attention",
     "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
-  ]
+  ] as Set<String>).union(quantizedOps).union(recurrentOps)
 
   public static func run(_ graph: Graph) throws -> Graph {
     var rewriter = Rewriter(graph: graph)
@@ -42,6 +42,8 @@ public enum Decompose {
         try rewriter.negativeLogLikelihood(
           logProbabilities: try rewriter.input(0), target: try rewriter.input(1), weight: rewriter.optionalInput(2))
       case "SoftmaxCrossEntropyLoss": try rewriter.softmaxCrossEntropy()
+      case _ where quantizedOps.contains(node.op): try rewriter.quantized()
+      case _ where recurrentOps.contains(node.op): try rewriter.recurrent()
       default: rewriter.graph.nodes.append(node)
       }
     }
@@ -50,7 +52,7 @@ public enum Decompose {
 }
 
 /// Builds the replacement nodes of one source node at a time.
-private struct Rewriter {
+struct Rewriter {
   var graph: Graph
   var source = Node(op: "", version: 0, inputs: [], outputs: [])
   var names: Set<String>
