@@ -188,7 +188,7 @@ enum OpRegistry {
     var specs: [String: OpSpec] = [:]
     for family in [
       elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), quantizationSpecs(),
-      recurrentSpecs(), signalSpecs(),
+      recurrentSpecs(), signalSpecs(), linearAlgebraSpecs(),
     ] {
       specs.merge(family) { first, _ in first }
     }

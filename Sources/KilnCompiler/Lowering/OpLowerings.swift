@@ -20,12 +20,13 @@ public enum OpLowerings {
     if let lowering = try reductionLowering(node) { return lowering }
     if let lowering = try generatorLowering(node) { return lowering }
     if let lowering = try signalLowering(node) { return lowering }
+    if let lowering = try linearAlgebraLowering(node) { return lowering }
     return nil
   }
 
   /// Every op `lowering(for:)` handles, sorted.
-  public static let supportedOps: [String] = (elementwiseOps + movementOps + reductionOps + generatorOps + signalOps)
-    .sorted()
+  public static let supportedOps: [String] = (elementwiseOps + movementOps + reductionOps + generatorOps + signalOps
+    + linearAlgebraOps).sorted()
 
   /// Ops that only the `Decompose` pass handles.
   static let decomposedOps: Set<String> = ([
