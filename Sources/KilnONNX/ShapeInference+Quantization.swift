@@ -26,7 +26,9 @@ extension OpRegistry {
         let b = try ctx.type(3)
         try requireEightBit(a, "a")
         try requireEightBit(b, "b")
-        for (slot, what) in [(1, "a_scale"), (4, "b_scale"), (6, "y_scale")] { try Shapes.requireFloat(ctx.type(slot), what) }
+        for (slot, what) in [(1, "a_scale"), (4, "b_scale"), (6, "y_scale")] {
+          try Shapes.requireFloat(ctx.type(slot), what)
+        }
         let zeroPoint = try ctx.type(7)
         try requireEightBit(zeroPoint, "y_zero_point")
         return [TensorType(zeroPoint.dtype, try matMulShape(a.shape, b.shape))]
@@ -49,7 +51,9 @@ extension OpRegistry {
         let w = try ctx.type(3)
         try requireEightBit(x, "x")
         try requireEightBit(w, "w")
-        for (slot, what) in [(1, "x_scale"), (4, "w_scale"), (6, "y_scale")] { try Shapes.requireFloat(ctx.type(slot), what) }
+        for (slot, what) in [(1, "x_scale"), (4, "w_scale"), (6, "y_scale")] {
+          try Shapes.requireFloat(ctx.type(slot), what)
+        }
         let zeroPoint = try ctx.type(7)
         try requireEightBit(zeroPoint, "y_zero_point")
         let shape = try integerConvolutionShape(ctx.node, x, w)
@@ -64,7 +68,8 @@ extension OpRegistry {
       infer: { ctx in
         let x = try ctx.type(0)
         guard x.dtype == .float32 else {
-          throw ONNXImportError(.unsupportedType, "x has element type \(x.dtype.rawValue); DynamicQuantizeLinear needs float32")
+          throw ONNXImportError(
+            .unsupportedType, "x has element type \(x.dtype.rawValue); DynamicQuantizeLinear needs float32")
         }
         let types = [x.with(dtype: .uint8), TensorType(.float32, []), TensorType(.uint8, [])]
         return Array(types.prefix(ctx.outputCount))
@@ -75,7 +80,8 @@ extension OpRegistry {
   /// The 8-bit integer types the quantized operators take.
   static func requireEightBit(_ type: TensorType, _ what: String) throws {
     guard type.dtype == .int8 || type.dtype == .uint8 else {
-      throw ONNXImportError(.unsupportedType, "\(what) has element type \(type.dtype.rawValue); int8 or uint8 is needed")
+      throw ONNXImportError(
+        .unsupportedType, "\(what) has element type \(type.dtype.rawValue); int8 or uint8 is needed")
     }
   }
 
@@ -91,7 +97,8 @@ extension OpRegistry {
     }
     let group = try node.int("group", default: 1)
     guard group >= 1, try Shapes.multiply(w.shape[1], group) == x.shape[1], w.shape[0] % group == 0 else {
-      throw ONNXImportError.shape("group \(group) does not fit input channels \(x.shape[1]) and weight shape \(w.shape)")
+      throw ONNXImportError.shape(
+        "group \(group) does not fit input channels \(x.shape[1]) and weight shape \(w.shape)")
     }
     let spatial = try Window(node, kernel: kernel).outputShape(Array(x.shape.dropFirst(2)))
     return [x.shape[0], w.shape[0]] + spatial

@@ -86,7 +86,8 @@ extension OpRegistry {
             throw ONNXImportError.model("\(op) takes at most 6 inputs")
           }
           let dtype = try ctx.type(0).dtype
-          let types = [TensorType(dtype, geometry.outputShape)]
+          let types =
+            [TensorType(dtype, geometry.outputShape)]
             + Array(repeating: TensorType(dtype, geometry.stateShape), count: outputs - 1)
           return Array(types.prefix(ctx.outputCount))
         })

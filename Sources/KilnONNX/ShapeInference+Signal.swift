@@ -120,8 +120,9 @@ extension OpRegistry {
       },
       fold: { ctx in
         let scalars = (0..<5).map { ctx.data($0)?.scalarDouble }
-        guard let type = ctx.outputTypes.first, case let (bins?, length?, rate?, low?, high?) =
-          (scalars[0], scalars[1], scalars[2], scalars[3], scalars[4])
+        guard let type = ctx.outputTypes.first,
+          case let (bins?, length?, rate?, low?, high?) =
+            (scalars[0], scalars[1], scalars[2], scalars[3], scalars[4])
         else { return nil }
         let edges = MelScale.edges(bins: Int(bins), length: Int(length), rate: rate, low: low, high: high)
         let values = (0..<type.shape[0]).flatMap { j in

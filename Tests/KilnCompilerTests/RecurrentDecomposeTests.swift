@@ -53,12 +53,16 @@ struct RecurrentDecomposeTests {
     var expectedLast: [Double] = []
     for d in 0..<2 {
       let slice = { (data: TensorData, rowCount: Int, width: Int) -> [[Double]] in
-        Self.rows(TensorData(Array(data.floats()[(d * rowCount * width)..<((d + 1) * rowCount * width)]), shape: [rowCount, width]), [rowCount, width])
+        Self.rows(
+          TensorData(
+            Array(data.floats()[(d * rowCount * width)..<((d + 1) * rowCount * width)]), shape: [rowCount, width]),
+          [rowCount, width])
       }
       let order = d == 0 ? Array(0..<sequence) : Array((0..<sequence).reversed())
       let bias = Array(b.doubles()[(d * 2 * hidden)..<((d + 1) * 2 * hidden)])
       let (y, last) = Self.referenceRNN(
-        x: steps, w: slice(w, hidden, inputSize), r: slice(r, hidden, hidden), bias: bias, lengths: lengths, order: order)
+        x: steps, w: slice(w, hidden, inputSize), r: slice(r, hidden, hidden), bias: bias, lengths: lengths,
+        order: order)
       for t in 0..<sequence {
         for bi in 0..<batch {
           for j in 0..<hidden { expectedY[((t * 2 + d) * batch + bi) * hidden + j] = y[t][bi][j] }

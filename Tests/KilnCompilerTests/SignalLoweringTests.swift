@@ -68,7 +68,9 @@ struct SignalLoweringTests {
       ],
       output: TensorType(.float32, [9, 8]))
     var expected = [Double](repeating: 0, count: 72)
-    for (row, column) in [(0, 0), (0, 1), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)] { expected[row * 8 + column] = 1 }
+    for (row, column) in [(0, 0), (0, 1), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)] {
+      expected[row * 8 + column] = 1
+    }
     #expect(output == expected)
   }
 }

@@ -18,7 +18,8 @@ import Testing
       let graph = try singleNodeModel(op, [.constant(size)], ["periodic": .int(Int64(periodic))]).importGraph()
       #expect(graph.nodes.isEmpty, "\(op) folds")
       let values = graph.constants[graph.outputs[0]]?.doubles() ?? []
-      #expect(values.count == 4 && zip(values, expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(op) \(periodic): \(values)")
+      #expect(
+        values.count == 4 && zip(values, expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(op) \(periodic): \(values)")
     }
     let double = try singleNodeModel("HannWindow", [.constant(size)], ["output_datatype": .int(11)]).importGraph()
     #expect(double.type(of: double.outputs[0]) == TensorType(.float64, [4]))
@@ -39,7 +40,8 @@ import Testing
   @Test func dftShapes() throws {
     #expect(try infer("DFT", [f32([1, 10, 1])], ["onesided": .int(1)]) == [TensorType(.float32, [1, 6, 2])])
     #expect(
-      try infer("DFT", [f32([2, 6, 3, 2]), .omitted, .constant(TensorData([Int64(1)], shape: []))],
+      try infer(
+        "DFT", [f32([2, 6, 3, 2]), .omitted, .constant(TensorData([Int64(1)], shape: []))],
         ["inverse": .int(1), "onesided": .int(1)], opset: 20) == [TensorType(.float32, [2, 10, 3, 1])])
     #expect(inferError("DFT", [f32([4, 2])], ["axis": .int(-1)])?.code == .invalidAttribute)
   }
@@ -52,7 +54,8 @@ import Testing
         == [TensorType(.uint8, [5]), TensorType(.float32, []), TensorType(.uint8, [])])
     #expect(inferError("MatMulInteger", [f32([4, 3]), u8([3, 2])], opset: 10)?.code == .unsupportedType)
     #expect(
-      try infer("LSTM", [f32([5, 2, 3]), f32([2, 16, 3]), f32([2, 16, 4])],
+      try infer(
+        "LSTM", [f32([5, 2, 3]), f32([2, 16, 3]), f32([2, 16, 4])],
         ["hidden_size": .int(4), "direction": .string("bidirectional"), "layout": .int(0)], opset: 22, outputs: 3)
         == [TensorType(.float32, [5, 2, 2, 4]), TensorType(.float32, [2, 2, 4]), TensorType(.float32, [2, 2, 4])])
     #expect(

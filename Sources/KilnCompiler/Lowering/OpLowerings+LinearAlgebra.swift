@@ -31,14 +31,16 @@ extension OpLowerings {
     let shape = try ctx.shape(0)
     let n = shape[shape.count - 1]
     guard n <= largestDeterminantOrder else {
-      throw ctx.error("Det supports matrices up to \(largestDeterminantOrder)x\(largestDeterminantOrder), got \(n)x\(n)")
+      throw ctx.error(
+        "Det supports matrices up to \(largestDeterminantOrder)x\(largestDeterminantOrder), got \(n)x\(n)")
     }
     let type = ctx.outputComputeType()
     var sum: Expr?
     for (permutation, sign) in signedPermutations(n) {
       var product: Expr = .constant(sign, type)
       for (row, column) in permutation.enumerated() {
-        product = .binary(.multiply, product, try ctx.element(0, at: coordinates + [.index(row), .index(column)], as: type))
+        product = .binary(
+          .multiply, product, try ctx.element(0, at: coordinates + [.index(row), .index(column)], as: type))
       }
       sum = sum.map { .binary(.add, $0, product) } ?? product
     }

@@ -39,7 +39,8 @@ extension OpLowerings {
   static func rotated(_ sample: ComplexSample, product: Expr, length: Int, inverse: Bool, part: Expr, type: ValueType)
     -> Expr
   {
-    let theta = Expr.binary(.multiply, .cast(product.modulo(length), type), .constant(2 * Double.pi / Double(length), type))
+    let theta = Expr.binary(
+      .multiply, .cast(product.modulo(length), type), .constant(2 * Double.pi / Double(length), type))
     let (cosine, sine) = (Expr.unary(.cos, theta), Expr.unary(.sin, theta))
     let (re, im) = sample
     let forward = !inverse
@@ -77,7 +78,8 @@ extension OpLowerings {
       position[axis] = bin.clamped(0, signal - 1)
       var sample = try complexSample(ctx, 0, at: position, type: type)
       sample.imaginary = .choose(mirrored, sample.imaginary, .unary(.negate, sample.imaginary))
-      let term = rotated(sample, product: v * coordinates[axis], length: length, inverse: true, part: .index(0), type: type)
+      let term = rotated(
+        sample, product: v * coordinates[axis], length: length, inverse: true, part: .index(0), type: type)
       body = .choose(bin.isLess(than: signal), term, .constant(0, type))
     } else {
       // Shorter signals are zero-padded to N, longer ones truncated.
@@ -86,7 +88,8 @@ extension OpLowerings {
       position[axis] = v
       let sample = try complexSample(ctx, 0, at: position, type: type)
       body = rotated(
-        sample, product: v * coordinates[axis], length: length, inverse: inverse, part: coordinates[rank - 1], type: type)
+        sample, product: v * coordinates[axis], length: length, inverse: inverse, part: coordinates[rank - 1],
+        type: type)
     }
     let sum = Expr.reduce(.sum, variable: variable, extent: extent, body: body)
     return inverse ? .binary(.divide, sum, .constant(Double(length), type)) : sum
@@ -106,7 +109,8 @@ extension OpLowerings {
       let weight = try ctx.element(2, at: [n], as: type)
       sample = (.binary(.multiply, sample.real, weight), .binary(.multiply, sample.imaginary, weight))
     }
-    let body = rotated(sample, product: n * coordinates[2], length: length, inverse: false, part: coordinates[3], type: type)
+    let body = rotated(
+      sample, product: n * coordinates[2], length: length, inverse: false, part: coordinates[3], type: type)
     return .reduce(.sum, variable: variable, extent: length, body: body)
   }
 
@@ -128,7 +132,8 @@ extension OpLowerings {
     func edge(_ offset: Int) -> Expr {
       let position = Expr.binary(.add, .binary(.multiply, .cast(coordinates[1] + offset, float), step), low)
       let exponent = Expr.binary(.multiply, position, .constant(log(10) / 2595, float))
-      let hertz = Expr.binary(.multiply, .constant(700, float), .binary(.subtract, .unary(.exp, exponent), .constant(1, float)))
+      let hertz = Expr.binary(
+        .multiply, .constant(700, float), .binary(.subtract, .unary(.exp, exponent), .constant(1, float)))
       let scaled = Expr.binary(.divide, .binary(.multiply, hertz, .constant(Double(length + 1), float)), rate)
       return .cast(.unary(.floor, scaled), .index)
     }

@@ -46,7 +46,8 @@ extension Rewriter {
       view = []
     } else if parameterShape.count == 1 {
       guard count == shape[axis] else {
-        throw error("\(what) has \(count) values; per-axis quantization needs \(shape[axis]) (axis \(axis) of \(shape))")
+        throw error(
+          "\(what) has \(count) values; per-axis quantization needs \(shape[axis]) (axis \(axis) of \(shape))")
       }
       view = [count] + Array(repeating: 1, count: shape.count - axis - 1)
     } else {
@@ -141,8 +142,10 @@ extension Rewriter {
     let x = try input(0)
     let axes = Array(0..<type(x).rank)
     let zero = scalar(0, .float32, "zero")
-    let high = add("Max", version: 13, [reshape(reduce("ReduceMax", x, axes: axes), to: []), zero], TensorType(.float32, []))
-    let low = add("Min", version: 13, [reshape(reduce("ReduceMin", x, axes: axes), to: []), zero], TensorType(.float32, []))
+    let high = add(
+      "Max", version: 13, [reshape(reduce("ReduceMax", x, axes: axes), to: []), zero], TensorType(.float32, []))
+    let low = add(
+      "Min", version: 13, [reshape(reduce("ReduceMin", x, axes: axes), to: []), zero], TensorType(.float32, []))
     let range = binary("Sub", high, low)
     let empty = add("Equal", version: 13, [range, zero], TensorType(.bool, []))
     let divisor = add("Where", version: 16, [empty, scalar(1, .float32, "one"), range], TensorType(.float32, []))

@@ -211,7 +211,9 @@ extension Rewriter {
       var projection = add("MatMul", version: 13, [x, weights.inputWeights[g]], type(x).with(shape: shape))
       if let inputBiases = weights.inputBiases, let recurrentBiases = weights.recurrentBiases {
         projection = binary("Add", projection, inputBiases[g])
-        if !(cell.op == "GRU" && g == 2 && linearBeforeReset) { projection = binary("Add", projection, recurrentBiases[g]) }
+        if !(cell.op == "GRU" && g == 2 && linearBeforeReset) {
+          projection = binary("Add", projection, recurrentBiases[g])
+        }
       }
       return projection
     }
@@ -220,7 +222,8 @@ extension Rewriter {
   /// `x[t]` along axis 0.
   mutating func gather(_ x: ValueID, _ t: Int) -> ValueID {
     let index = constant(TensorData(type: TensorType(.int64, []), int64s: [Int64(t)]), "step")
-    return add("Gather", version: 13, [x, index], type(x).with(shape: Array(type(x).shape.dropFirst())),
+    return add(
+      "Gather", version: 13, [x, index], type(x).with(shape: Array(type(x).shape.dropFirst())),
       attributes: ["axis": .int(0)])
   }
 
@@ -230,7 +233,8 @@ extension Rewriter {
     let index = constant(TensorData(type: TensorType(.int64, []), int64s: [Int64(d)]), "direction")
     var shape = type(state).shape
     shape.remove(at: layout)
-    return add("Gather", version: 13, [state, index], type(state).with(shape: shape), attributes: ["axis": .int(Int64(layout))])
+    return add(
+      "Gather", version: 13, [state, index], type(state).with(shape: shape), attributes: ["axis": .int(Int64(layout))])
   }
 
   /// One step: the next hidden state, and for LSTM the next cell state.
@@ -246,7 +250,8 @@ extension Rewriter {
       var value = preactivation
       if let clip {
         let dtype = type(value).dtype
-        value = add("Clip", version: 13, [value, scalar(-clip, dtype, "clip_low"), scalar(clip, dtype, "clip_high")], type(value))
+        value = add(
+          "Clip", version: 13, [value, scalar(-clip, dtype, "clip_low"), scalar(clip, dtype, "clip_high")], type(value))
       }
       return try activate(value, activation)
     }
@@ -272,7 +277,9 @@ extension Rewriter {
       // LSTM gate blocks: input, output, forget, cell; peepholes: input, output, forget.
       func preactivation(_ g: Int, peephole: Int?, _ cellState: ValueID) -> ValueID {
         var value = binary("Add", inputs[g], recurrence(g, h))
-        if let peephole, let p = weights.peepholes?[peephole] { value = binary("Add", value, binary("Mul", p, cellState)) }
+        if let peephole, let p = weights.peepholes?[peephole] {
+          value = binary("Add", value, binary("Mul", p, cellState))
+        }
         return value
       }
       let i = try gate(preactivation(0, peephole: 0, c), activations[0])
@@ -302,7 +309,8 @@ extension Rewriter {
     case "elu": return add("Elu", version: 6, [x], type(x), attributes: ["alpha": .float(Float(alpha))])
     case "hardsigmoid":
       return add(
-        "HardSigmoid", version: 6, [x], type(x), attributes: ["alpha": .float(Float(alpha)), "beta": .float(Float(beta))])
+        "HardSigmoid", version: 6, [x], type(x),
+        attributes: ["alpha": .float(Float(alpha)), "beta": .float(Float(beta))])
     case "affine":
       return binary("Add", binary("Mul", x, scalar(alpha, dtype, "alpha")), scalar(beta, dtype, "beta"))
     case "scaledtanh":
@@ -320,7 +328,8 @@ extension Rewriter {
     let (batch, hidden) = (type(finalStates[0]).shape[0], type(finalStates[0]).shape[1])
     if hasOutput(0) {
       // Time-major, direction-minor pieces of [1, batch, hidden], stacked then split in two axes.
-      let pieces = (0..<sequence).flatMap { t in (0..<directions).map { reshape(steps[$0][t], to: [1, batch, hidden]) } }
+      let pieces = (0..<sequence).flatMap { t in (0..<directions).map { reshape(steps[$0][t], to: [1, batch, hidden]) }
+      }
       let stacked = stack(pieces)
       let shape = [sequence, directions, batch, hidden]
       if layout == 0 {
