@@ -190,7 +190,7 @@ enum OpRegistry {
     var specs: [String: OpSpec] = [:]
     let families = [
       elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), sequenceSpecs(), indexingSpecs(),
-      samplingSpecs(),
+      samplingSpecs(), quantizationSpecs(), recurrentSpecs(), signalSpecs(), linearAlgebraSpecs(),
     ]
     for family in families {
       specs.merge(family) { first, _ in first }

@@ -22,17 +22,20 @@ public enum OpLowerings {
     if let lowering = try sequenceLowering(node) { return lowering }
     if let lowering = try indexingLowering(node) { return lowering }
     if let lowering = try samplingLowering(node) { return lowering }
+    if let lowering = try signalLowering(node) { return lowering }
+    if let lowering = try linearAlgebraLowering(node) { return lowering }
     return nil
   }
 
   /// Every op `lowering(for:)` handles, sorted.
   public static let supportedOps: [String] =
-    (elementwiseOps + movementOps + reductionOps + generatorOps + sequenceOps + indexingOps + samplingOps).sorted()
+    (elementwiseOps + movementOps + reductionOps + generatorOps + sequenceOps + indexingOps + samplingOps + signalOps
+      + linearAlgebraOps).sorted()
 
   /// Ops that only the `Decompose` pass handles.
-  static let decomposedOps: Set<String> = [
+  static let decomposedOps: Set<String> = ([
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization",
     "Hardmax", "RMSNormalization", "GroupNormalization", "LpNormalization", "Attention",
     "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "LinearAttention", "CausalConvWithState",
-  ]
+  ] as Set<String>).union(Decompose.quantizedOps).union(Decompose.recurrentOps)
 }

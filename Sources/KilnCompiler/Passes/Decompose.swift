@@ -14,11 +14,11 @@ import KilnIR
 /// arithmetic stays in the input's dtype.
 public enum Decompose {
   /// Ops this pass rewrites.
-  public static let rewrittenOps: Set<String> = [
+  public static let rewrittenOps: Set<String> = ([
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization", "Hardmax",
     "RMSNormalization", "GroupNormalization", "LpNormalization", "ReduceLogSumExp", "Attention",
     "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "LinearAttention", "CausalConvWithState",
-  ]
+  ] as Set<String>).union(quantizedOps).union(recurrentOps)
 
   public static func run(_ graph: Graph) throws -> Graph {
     var rewriter = Rewriter(graph: graph)
@@ -46,6 +46,8 @@ public enum Decompose {
       case "SoftmaxCrossEntropyLoss": try rewriter.softmaxCrossEntropy()
       case "LinearAttention": try rewriter.linearAttention()
       case "CausalConvWithState": try rewriter.causalConvolution()
+      case _ where quantizedOps.contains(node.op): try rewriter.quantized()
+      case _ where recurrentOps.contains(node.op): try rewriter.recurrent()
       default: rewriter.graph.nodes.append(node)
       }
     }
