@@ -68,7 +68,7 @@ let package = Package(
       name: "KilnTestSupport",
       dependencies: ["KilnHAL", "KilnVulkan", "KilnCPU", "KilnCodegen", "KilnRuntime"],
       path: "Tests/KilnTestSupport"),
-    .testTarget(name: "KilnHALTests", dependencies: ["KilnTestSupport", "KilnHAL", "KilnCodegen"]),
+    .testTarget(name: "KilnHALTests", dependencies: ["KilnTestSupport", "KilnHAL", "KilnCodegen", "KilnVulkan", "KilnSPIRV"]),
     .testTarget(name: "KilnIRTests", dependencies: ["KilnIR"]),
     .testTarget(name: "KilnONNXTests", dependencies: ["KilnONNX", "KilnIR"]),
     .testTarget(name: "KilnCodegenTests", dependencies: ["KilnCodegen", "KilnTestSupport"]),

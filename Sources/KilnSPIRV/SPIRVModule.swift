@@ -20,6 +20,8 @@ public struct SPIRVModule: Sendable, Hashable {
   public let bindings: [ResourceBinding]
   /// True when the module declares a push-constant variable.
   public let usesPushConstants: Bool
+  /// Every `OpCapability` the module declares (SPIR-V capability numbers, e.g. 10 = Float64).
+  public let capabilities: Set<UInt32>
 
   /// Parses `bytes` as little-endian SPIR-V words and reads entry points and decorations.
   /// Throws on anything structurally wrong (size, magic, an instruction running past the end).
@@ -47,6 +49,7 @@ public struct SPIRVModule: Sendable, Hashable {
     var sets: [UInt32: UInt32] = [:]
     var bindingOf: [UInt32: UInt32] = [:]
     var pushConstants = false
+    var capabilities: Set<UInt32> = []
     var index = 5
     while index < words.count {
       let wordCount = Int(words[index] >> 16)
@@ -56,6 +59,8 @@ public struct SPIRVModule: Sendable, Hashable {
       }
       let operands = words[(index + 1)..<(index + wordCount)]
       switch opcode {
+      case 17:  // OpCapability
+        if let capability = operands.first { capabilities.insert(capability) }
       case 15:  // OpEntryPoint: model, id, name...
         if operands.count >= 3 {
           let model = operands[operands.startIndex]
@@ -81,6 +86,7 @@ public struct SPIRVModule: Sendable, Hashable {
     self.bindings = bindingOf.map { ResourceBinding(set: sets[$0.key] ?? 0, binding: $0.value) }
       .sorted { ($0.set, $0.binding) < ($1.set, $1.binding) }
     self.usesPushConstants = pushConstants
+    self.capabilities = capabilities
   }
 
   private static func literalString(_ words: [UInt32]) -> String {

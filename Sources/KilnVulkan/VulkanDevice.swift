@@ -39,6 +39,10 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     f10.shaderInt64 = physical.supported10.shaderInt64
     f10.shaderInt16 = physical.supported10.shaderInt16
     f10.shaderFloat64 = physical.supported10.shaderFloat64
+    // Kernels come from bundles, which come from strangers: with robust buffer access an
+    // out-of-bounds load reads zero (or another in-bounds value) and a store is discarded, instead
+    // of touching memory outside the bound range.
+    f10.robustBufferAccess = physical.supported10.robustBufferAccess
     var f11 = VkPhysicalDeviceVulkan11Features()
     f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES
     f11.storageBuffer16BitAccess = physical.supported11.storageBuffer16BitAccess

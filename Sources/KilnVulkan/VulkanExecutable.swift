@@ -32,6 +32,7 @@ public final class VulkanExecutable: Executable, @unchecked Sendable {
     } catch let error as SPIRVError {
       throw HALError(.compilationFailed, error.message)
     }
+    try Self.checkCapabilities(module, device: device.info, entryPoints: spec.entryPoints.map(\.name))
     let limits = device.info.limits
     for entry in spec.entryPoints {
       guard module.entryPoints.contains(where: { $0.name == entry.name && $0.isCompute }) else {
