@@ -16,6 +16,8 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
   private let lock = NSLock()
   private var current = AllocatorStatistics(reservedBytes: 0, liveBytes: 0, liveBuffers: 0, blocks: 0)
   private let maxAllocationSize: Int
+  private let faults: FaultInjector
+  private let health: CPUDeviceHealth
   /// Blocks of each size class (64 bytes << index).
   private var classes: [[Block]] = Array(repeating: [], count: CPUAllocator.sizeClassCount)
 
@@ -26,8 +28,10 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
   private static let minimumSlot = 64
   private static let sizeClassCount = 11  // 64 B ... 64 KiB
 
-  init(limits: DeviceLimits) {
+  init(limits: DeviceLimits, faults: FaultInjector, health: CPUDeviceHealth) {
     maxAllocationSize = limits.maxMemoryAllocationSize
+    self.faults = faults
+    self.health = health
   }
 
   deinit {
@@ -44,24 +48,36 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
   }
 
   /// `allocate` with the concrete result type. A 0-byte buffer is allowed and has a valid address.
+  ///
+  /// Fault `alloc`: the N-th buffer's host memory is refused as a failing `malloc`/`mmap` would
+  /// (a pooled buffer then needs a fresh block, which is refused).
   public func allocateBuffer(byteCount: Int, access: MemoryAccess = .deviceLocal) throws -> CPUBuffer {
+    try health.ensureUsable("allocate")
     guard byteCount >= 0 else {
       throw HALError(.invalidArgument, "allocate: negative byte count \(byteCount)")
     }
     guard byteCount <= maxAllocationSize else {
       throw HALError(
         .limitExceeded,
-        "allocate: \(byteCount) bytes exceed the CPU device's maxMemoryAllocationSize of \(maxAllocationSize)")
+        "\(health.label): allocating \(byteCount) bytes exceeds the CPU device's maxMemoryAllocationSize of \(maxAllocationSize) bytes"
+      )
     }
+    let injected = faults.fires(.alloc)
+    let note = injected ? faults.note(.alloc) : ""
     if byteCount <= Self.maxPooledSize {
-      let (block, slot) = try lock.withLock { try takeSlot(byteCount: byteCount) }
+      let (block, slot) = try lock.withLock {
+        try takeSlot(byteCount: byteCount, access: access, injectFailure: injected, note: note)
+      }
       return CPUBuffer(
         allocator: self, address: block.base + slot * block.slotSize, byteCount: byteCount, access: access,
         placement: .pooled(block, slot: slot))
     }
     var reserved = 0
-    guard let address = kiln_cpu_memory_allocate(byteCount, &reserved) else {
-      throw HALError(.outOfMemory, "allocate: the host refused \(byteCount) bytes of memory")
+    guard let address = injected ? nil : kiln_cpu_memory_allocate(byteCount, &reserved) else {
+      throw HALError(
+        .outOfMemory,
+        "\(health.label): allocating a \(byteCount)-byte \(access.rawValue) buffer: the host refused \(byteCount) bytes of memory\(note)"
+      )
     }
     lock.withLock {
       current.reservedBytes += reserved
@@ -96,7 +112,9 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
 
   /// A free slot for `byteCount` bytes, from a block of its size class (a new one if all are full).
   /// Call with `lock` held.
-  private func takeSlot(byteCount: Int) throws -> (Block, Int) {
+  private func takeSlot(byteCount: Int, access: MemoryAccess, injectFailure: Bool, note: String) throws
+    -> (Block, Int)
+  {
     var slotSize = Self.minimumSlot
     var sizeClass = 0
     while slotSize < byteCount {
@@ -104,12 +122,14 @@ public final class CPUAllocator: Allocator, @unchecked Sendable {
       sizeClass += 1
     }
     let block: Block
-    if let open = classes[sizeClass].last(where: { !$0.freeSlots.isEmpty }) {
+    if !injectFailure, let open = classes[sizeClass].last(where: { !$0.freeSlots.isEmpty }) {
       block = open
     } else {
       var reserved = 0
-      guard let base = kiln_cpu_memory_allocate(Self.blockSize, &reserved) else {
-        throw HALError(.outOfMemory, "allocate: the host refused a \(Self.blockSize)-byte block")
+      guard let base = injectFailure ? nil : kiln_cpu_memory_allocate(Self.blockSize, &reserved) else {
+        throw HALError(
+          .outOfMemory,
+          "\(health.label): allocating a \(byteCount)-byte \(access.rawValue) buffer: the host refused a \(Self.blockSize)-byte block\(note)")
       }
       block = Block(base: base, reserved: reserved, slotSize: slotSize, sizeClass: sizeClass)
       classes[sizeClass].append(block)

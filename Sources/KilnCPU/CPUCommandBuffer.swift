@@ -29,6 +29,11 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
     self.device = device
     self.limits = device.info.limits
     self.allocator = device.cpuAllocator
+    device.resources.add(.commandBuffer)
+  }
+
+  deinit {
+    device.resources.remove(.commandBuffer)
   }
 
   /// The largest inline update, as on Vulkan (`vkCmdUpdateBuffer`).

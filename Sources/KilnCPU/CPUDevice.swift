@@ -1,12 +1,20 @@
 import CKilnCPU
 import Foundation
 import KilnHAL
+import Synchronization
 
 /// The CPU device: host memory, native kernels, and one submission queue served by its own thread.
 ///
 /// Thread-safety: every method may be called from any thread (the queue serialises submissions).
+///
+/// The CPU cannot be lost, but injected faults (`DeviceOptions.faults`) lose it as a GPU would:
+/// from then on every call throws `.deviceLost`.
 public final class CPUDevice: Device {
   public let info: DeviceInfo
+  public let options: DeviceOptions
+  let faults: FaultInjector
+  let resources = ResourceCounter()
+  let health: CPUDeviceHealth
   public let allocator: any Allocator
   /// The allocator with its concrete type.
   public let cpuAllocator: CPUAllocator
@@ -14,9 +22,14 @@ public final class CPUDevice: Device {
   public let threadCount: Int
   private let queue: CPUQueue
 
-  init(info: DeviceInfo, threadCount: Int, submissionWaitTimeout: Duration) throws {
+  init(info: DeviceInfo, threadCount: Int, submissionWaitTimeout: Duration, options: DeviceOptions) throws {
     self.info = info
-    self.cpuAllocator = CPUAllocator(limits: info.limits)
+    self.options = options
+    let faults = FaultInjector(options.faults)
+    let health = CPUDeviceHealth(label: "\(info.shortURI) (\(info.name))")
+    self.faults = faults
+    self.health = health
+    self.cpuAllocator = CPUAllocator(limits: info.limits, faults: faults, health: health)
     self.allocator = cpuAllocator
     self.threadCount = threadCount
     self.queue = try CPUQueue(threadCount: threadCount, waitTimeout: submissionWaitTimeout)
@@ -29,15 +42,27 @@ public final class CPUDevice: Device {
 
   /// Loads a shared object (`spec.format == .sharedObject`); see `CPUExecutable.init` for errors.
   public func makeExecutable(_ spec: ExecutableSpec) throws -> any Executable {
-    try CPUExecutable(spec, limits: info.limits)
+    try health.ensureUsable("makeExecutable")
+    let injected = faults.fires(.pipeline)
+    do {
+      return try CPUExecutable(spec, limits: info.limits, resources: resources, injectFailure: injected)
+    } catch let error as HALError {
+      throw HALError(error.code, "\(health.label): \(error.message)" + (injected ? faults.note(.pipeline) : ""))
+    }
   }
 
   public func makeCommandBuffer() throws -> any CommandBuffer {
-    CPUCommandBuffer(device: self)
+    try health.ensureUsable("makeCommandBuffer")
+    return CPUCommandBuffer(device: self)
   }
 
   public func makeSemaphore(initialValue: UInt64) throws -> any KilnHAL.Semaphore {
-    try CPUSemaphore(initialValue: initialValue)
+    try health.ensureUsable("makeSemaphore")
+    return try CPUSemaphore(initialValue: initialValue, health: health, resources: resources)
+  }
+
+  public var liveResources: LiveResources {
+    resources.snapshot(buffers: cpuAllocator.statistics.liveBuffers)
   }
 
   /// Queues the command buffers; the queue thread waits for `waits` (at most the driver's
@@ -48,7 +73,11 @@ public final class CPUDevice: Device {
   ///
   /// - Throws: the recorded error of an earlier submission; `.invalidArgument` for a command buffer
   ///   still recording or from another device, or a semaphore from another driver.
+  ///
+  /// Faults: `submit` fails the call with `.deviceLost` and queues nothing; `device-lost` loses the
+  /// device instead of running it (the wait reports it); `hang` runs it but signals nothing.
   public func submit(_ commandBuffers: [any CommandBuffer], waits: [SemaphoreValue], signals: [SemaphoreValue]) throws {
+    try health.ensureUsable("submit")
     var commands: [[Command]] = []
     var owners: [CPUCommandBuffer] = []
     for (index, commandBuffer) in commandBuffers.enumerated() {
@@ -64,12 +93,20 @@ public final class CPUDevice: Device {
       }
       return (semaphore, wait.value)
     }
-    let signalList = try signals.enumerated().map { index, signal in
+    var signalList = try signals.enumerated().map { index, signal in
       guard let semaphore = signal.semaphore as? CPUSemaphore else {
         throw HALError(.invalidArgument, "submit: signal semaphore \(index) was not made by the CPU driver")
       }
       return (semaphore, signal.value)
     }
+    if faults.fires(.submit) {
+      throw health.markLost("submit failed: the device was lost\(faults.note(.submit))")
+    }
+    if faults.fires(.deviceLost) {
+      health.markLost("the device was lost while running a submission\(faults.note(.deviceLost))")
+      return
+    }
+    if faults.fires(.hang) { signalList = [] }
     try queue.enqueue(
       CPUQueue.Submission(commands: commands, owners: owners, waits: waitList, signals: signalList))
   }
@@ -77,6 +114,7 @@ public final class CPUDevice: Device {
   /// Copies `bytes` (exactly `range.length` of them) into the buffer right away; it is not
   /// ordered with queued work, so wait for submissions that use the range first.
   public func write(_ bytes: UnsafeRawBufferPointer, to range: BufferRange) throws {
+    try health.ensureUsable("write")
     let (_, address) = try range.cpuAddress("write", on: cpuAllocator)
     guard bytes.count == range.length else {
       throw HALError(.invalidArgument, "write: \(bytes.count) bytes given for a range of \(range.length)")
@@ -87,6 +125,7 @@ public final class CPUDevice: Device {
   /// Copies `range` into `bytes` (exactly `range.length` of them) right away; it is not ordered
   /// with queued work, so wait for submissions that write the range first.
   public func read(_ range: BufferRange, into bytes: UnsafeMutableRawBufferPointer) throws {
+    try health.ensureUsable("read")
     let (_, address) = try range.cpuAddress("read", on: cpuAllocator)
     guard bytes.count == range.length else {
       throw HALError(.invalidArgument, "read: \(bytes.count) bytes of room for a range of \(range.length)")
@@ -97,6 +136,36 @@ public final class CPUDevice: Device {
   /// - Throws: `.timeout` when queued work is still running after `timeout`; otherwise the error
   ///   an earlier submission recorded, if any.
   public func waitIdle(timeout: Duration) throws {
+    try health.ensureUsable("waitIdle")
     try queue.waitIdle(timeout: timeout)
+  }
+}
+
+/// Whether a CPU device is lost (only ever by an injected fault), shared by its allocator and
+/// semaphores.
+///
+/// Thread-safety: every method may be called from any thread (the reason is behind a Mutex).
+final class CPUDeviceHealth: Sendable {
+  /// `cpu (model name)`, the prefix of device errors.
+  let label: String
+  private let lostReason = Mutex<String?>(nil)
+
+  init(label: String) {
+    self.label = label
+  }
+
+  /// Throws `.deviceLost` once the device is lost; `what` names the refused call.
+  func ensureUsable(_ what: @autoclosure () -> String) throws {
+    if let reason = lostReason.withLock({ $0 }) {
+      throw HALError(
+        .deviceLost, "\(what()): device \(label) was lost (\(reason)) and refuses further work; open it again")
+    }
+  }
+
+  /// Records the loss (the first reason wins) and returns the error to throw.
+  @discardableResult
+  func markLost(_ reason: String) -> HALError {
+    lostReason.withLock { if $0 == nil { $0 = reason } }
+    return HALError(.deviceLost, "\(label): \(reason); the device is lost and refuses further work (open it again)")
   }
 }

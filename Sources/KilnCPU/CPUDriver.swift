@@ -49,22 +49,24 @@ public struct CPUDriver: Driver {
       maxWorkgroupSize: [1024, 1024, 64], maxWorkgroupInvocations: 1024,
       maxWorkgroupCount: [Int(Int32.max), 65535, 65535], maxSharedMemoryBytes: 65536, maxPushConstantBytes: 128,
       maxStorageBufferRange: memory, maxMemoryAllocationSize: memory, minStorageBufferOffsetAlignment: 16,
-      maxStorageBuffersPerDispatch: 1024)
+      maxStorageBuffersPerDispatch: 1024, deviceMemoryBytes: memory)
   }
 
   public func enumerate() throws -> [DeviceInfo] { [deviceInfo] }
 
   /// Opens the CPU device; `info` must be the one `enumerate()` returns (matched by URI).
-  public func open(_ info: DeviceInfo) throws -> any Device {
+  public func open(_ info: DeviceInfo, options: DeviceOptions) throws -> any Device {
     guard info.driver == name, info.uri == deviceInfo.uri else {
       throw HALError(.unavailable, "the CPU driver has no device '\(info.uri)' (driver '\(info.driver)')")
     }
-    return try openDevice()
+    return try openDevice(options: options)
   }
 
-  /// Opens the CPU device with this driver's configuration.
-  public func openDevice() throws -> CPUDevice {
-    try CPUDevice(info: deviceInfo, threadCount: threadCount, submissionWaitTimeout: submissionWaitTimeout)
+  /// Opens the CPU device with this driver's configuration; `options` nil reads `KILN_FAULTS`.
+  public func openDevice(options: DeviceOptions? = nil) throws -> CPUDevice {
+    try CPUDevice(
+      info: deviceInfo, threadCount: threadCount, submissionWaitTimeout: submissionWaitTimeout,
+      options: options ?? .fromEnvironment())
   }
 }
 

@@ -11,6 +11,7 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
   /// One resolved kernel per entry point, in the same order.
   let kernels: [kiln_cpu_kernel]
   private let library: OpaquePointer
+  private let resources: ResourceCounter
 
   /// Loads `spec.code` and resolves `kiln_cpu_abi_version` and every entry point.
   ///
@@ -18,7 +19,9 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
   ///   `.limitExceeded` for an entry point the device cannot run; `.compilationFailed` when the
   ///   bytes are not a loadable shared object, lack the ABI version symbol or another ABI version,
   ///   or do not define an entry point.
-  init(_ spec: ExecutableSpec, limits: DeviceLimits) throws {
+  ///
+  /// `injectFailure` (fault `pipeline`) makes the load fail as an unloadable object would.
+  init(_ spec: ExecutableSpec, limits: DeviceLimits, resources: ResourceCounter, injectFailure: Bool = false) throws {
     guard spec.format == .sharedObject else {
       throw HALError(
         .unsupported, "makeExecutable: the CPU driver loads shared objects, not '\(spec.format.rawValue)' code")
@@ -28,8 +31,9 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
     }
 
     var message = [CChar](repeating: 0, count: 1024)
-    let loaded = spec.code.withUnsafeBytes { bytes in
-      kiln_cpu_library_load(bytes.baseAddress, bytes.count, &message, message.count)
+    let loaded = spec.code.withUnsafeBytes { bytes -> OpaquePointer? in
+      if injectFailure { return nil }
+      return kiln_cpu_library_load(bytes.baseAddress, bytes.count, &message, message.count)
     }
     guard let library = loaded else {
       let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -65,10 +69,13 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
     self.library = library
     self.kernels = kernels
     self.entryPoints = spec.entryPoints
+    self.resources = resources
+    resources.add(.executable)
   }
 
   deinit {
     kiln_cpu_library_unload(library)
+    resources.remove(.executable)
   }
 
   private static func check(_ entryPoint: EntryPoint, limits: DeviceLimits) throws {

@@ -2,6 +2,10 @@
 ///
 /// Thread-safety: all methods may be called from any thread; drivers serialise queue access
 /// internally.
+///
+/// Failure: every call throws `HALError` rather than crashing or hanging. Once the device is lost
+/// (`.deviceLost`, real or injected through `DeviceOptions.faults`) every later call that would
+/// touch it throws `.deviceLost` naming the device; objects made from it can still be released.
 public protocol Device: AnyObject, Sendable {
   var info: DeviceInfo { get }
   var allocator: any Allocator { get }
@@ -19,6 +23,9 @@ public protocol Device: AnyObject, Sendable {
   func read(_ range: BufferRange, into bytes: UnsafeMutableRawBufferPointer) throws
   /// Waits until every submitted command buffer has finished.
   func waitIdle(timeout: Duration) throws
+
+  /// Live buffers, executables, command buffers and semaphores made on this device (leak checks).
+  var liveResources: LiveResources { get }
 }
 
 extension Device {

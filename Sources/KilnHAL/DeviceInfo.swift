@@ -73,11 +73,14 @@ public struct DeviceLimits: Sendable, Hashable, Codable {
   public var minStorageBufferOffsetAlignment: Int
   /// Storage buffers one dispatch may bind.
   public var maxStorageBuffersPerDispatch: Int
+  /// Bytes in the largest device-local memory heap (physical memory on the CPU device); 0 when
+  /// unknown. A session whose buffers need more cannot load.
+  public var deviceMemoryBytes: Int
 
   public init(
     maxWorkgroupSize: [Int], maxWorkgroupInvocations: Int, maxWorkgroupCount: [Int], maxSharedMemoryBytes: Int,
     maxPushConstantBytes: Int, maxStorageBufferRange: Int, maxMemoryAllocationSize: Int,
-    minStorageBufferOffsetAlignment: Int, maxStorageBuffersPerDispatch: Int
+    minStorageBufferOffsetAlignment: Int, maxStorageBuffersPerDispatch: Int, deviceMemoryBytes: Int = 0
   ) {
     self.maxWorkgroupSize = maxWorkgroupSize
     self.maxWorkgroupInvocations = maxWorkgroupInvocations
@@ -88,6 +91,7 @@ public struct DeviceLimits: Sendable, Hashable, Codable {
     self.maxMemoryAllocationSize = maxMemoryAllocationSize
     self.minStorageBufferOffsetAlignment = minStorageBufferOffsetAlignment
     self.maxStorageBuffersPerDispatch = maxStorageBuffersPerDispatch
+    self.deviceMemoryBytes = deviceMemoryBytes
   }
 }
 

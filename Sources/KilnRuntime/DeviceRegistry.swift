@@ -70,21 +70,22 @@ public final class DeviceRegistry: @unchecked Sendable {
     try resolve(DeviceURI(parsing: text))
   }
 
-  /// Opens the device a URI names.
-  public func open(_ uri: DeviceURI) throws -> any Device {
-    try open(resolve(uri))
+  /// Opens the device a URI names; `options` nil means the defaults with `KILN_FAULTS`.
+  public func open(_ uri: DeviceURI, options: DeviceOptions? = nil) throws -> any Device {
+    try open(resolve(uri), options: options)
   }
 
-  public func open(_ text: String) throws -> any Device {
-    try open(DeviceURI(parsing: text))
+  public func open(_ text: String, options: DeviceOptions? = nil) throws -> any Device {
+    try open(DeviceURI(parsing: text), options: options)
   }
 
-  public func open(_ info: DeviceInfo) throws -> any Device {
+  public func open(_ info: DeviceInfo, options: DeviceOptions? = nil) throws -> any Device {
+    let options = try options ?? .fromEnvironment()
     if info.driver == "vulkan" {
       guard let vulkan else { throw noVulkan(info.uri) }
-      return try vulkan.open(info)
+      return try vulkan.open(info, options: options)
     }
-    return try cpu.open(info)
+    return try cpu.open(info, options: options)
   }
 
   private func noVulkan(_ uri: String) -> HALError {

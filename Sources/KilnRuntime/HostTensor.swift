@@ -45,6 +45,10 @@ public struct RuntimeError: Error, CustomStringConvertible, Sendable {
     case noProgram
     case unsupported
     case failed
+    /// A buffer or binding exceeds a device limit, or the session needs more than the device has.
+    case limitExceeded
+    /// The session needs more memory than its budget allows.
+    case overBudget
   }
 
   public var code: Code

@@ -28,8 +28,21 @@ public final class Session: @unchecked Sendable {
   public var timeout: Duration = .seconds(600)
   /// The executable variant chosen for the CPU device (nil on Vulkan).
   public let cpuVariant: String?
+  /// The device memory the session's buffers take.
+  public let memory: MemoryRequirement
 
-  public init(bundle: BundleReader, device: any Device, function name: String = "main") throws {
+  /// Loads `function` of `bundle` on `device`.
+  ///
+  /// Before any device work, every buffer is checked against the device's
+  /// `maxMemoryAllocationSize`, every binding against `maxStorageBufferRange`, and the total against
+  /// the device's memory and `memoryBudget`. A failure part-way (an allocation, an executable)
+  /// releases everything made so far.
+  ///
+  /// - Parameter memoryBudget: the most bytes the session's buffers (arena, weights, inputs and
+  ///   outputs) may take; nil for no budget beyond the device's memory.
+  /// - Throws: `RuntimeError(.overBudget)` or `(.limitExceeded)` naming the sizes; `HALError` from the device.
+  public init(bundle: BundleReader, device: any Device, function name: String = "main", memoryBudget: Int? = nil) throws
+  {
     guard let function = bundle.manifest.function(named: name) else {
       throw RuntimeError(.noProgram, "the bundle has no function '\(name)'")
     }
@@ -42,6 +55,7 @@ public final class Session: @unchecked Sendable {
     self.device = device
     self.function = function
     self.program = program
+    memory = try Session.checkLimits(program, function: function, device: device.info, memoryBudget: memoryBudget)
 
     // Executables: pick variants, derive each entry point's interface from its dispatches.
     let manifest = bundle.manifest
@@ -201,4 +215,99 @@ public enum CPUFeatures {
       return false
     #endif
   }()
+}
+
+/// The device memory a session's buffers take, by role.
+public struct MemoryRequirement: Sendable, Hashable, CustomStringConvertible {
+  /// Scratch memory (the arena, transient buffers).
+  public var arena: Int
+  public var weights: Int
+  public var inputs: Int
+  public var outputs: Int
+
+  public init(arena: Int = 0, weights: Int = 0, inputs: Int = 0, outputs: Int = 0) {
+    self.arena = arena
+    self.weights = weights
+    self.inputs = inputs
+    self.outputs = outputs
+  }
+
+  /// The sum, saturating at `Int.max` (sizes come from the bundle).
+  public var total: Int {
+    [arena, weights, inputs, outputs].reduce(0) { sum, part in
+      let (value, overflow) = sum.addingReportingOverflow(part)
+      return overflow ? Int.max : value
+    }
+  }
+
+  public var description: String {
+    "\(total) bytes (arena \(arena), weights \(weights), inputs \(inputs), outputs \(outputs))"
+  }
+
+  /// What `program`'s buffers take (each at least 4 bytes, as the session allocates them).
+  public init(_ program: Manifest.Program) {
+    self.init()
+    for declaration in program.buffers {
+      let size = max(declaration.size, 4)
+      func add(_ part: inout Int) {
+        let (value, overflow) = part.addingReportingOverflow(size)
+        part = overflow ? Int.max : value
+      }
+      switch declaration.role {
+      case .transient: add(&arena)
+      case .constant: add(&weights)
+      case .input: add(&inputs)
+      case .output: add(&outputs)
+      }
+    }
+  }
+}
+
+extension Session {
+  /// Refuses a program the device cannot hold before anything is allocated, naming the sizes.
+  static func checkLimits(
+    _ program: Manifest.Program, function: Manifest.Function, device: DeviceInfo, memoryBudget: Int?
+  ) throws -> MemoryRequirement {
+    let limits = device.limits
+    let label = "\(device.shortURI) (\(device.name))"
+    func describe(_ declaration: Manifest.BufferDecl) -> String {
+      switch declaration.role {
+      case .transient: return "buffer \(declaration.id) (arena)"
+      case .constant(let weight): return "buffer \(declaration.id) (weight \(weight))"
+      case .input(let index):
+        let name = function.inputs.indices.contains(index) ? " '\(function.inputs[index].name)'" : ""
+        return "buffer \(declaration.id) (input \(index)\(name))"
+      case .output(let index):
+        let name = function.outputs.indices.contains(index) ? " '\(function.outputs[index].name)'" : ""
+        return "buffer \(declaration.id) (output \(index)\(name))"
+      }
+    }
+    for declaration in program.buffers where declaration.size > limits.maxMemoryAllocationSize {
+      throw RuntimeError(
+        .limitExceeded,
+        "\(describe(declaration)) needs \(declaration.size) bytes; device \(label) allows at most \(limits.maxMemoryAllocationSize) bytes in one allocation (maxMemoryAllocationSize)"
+      )
+    }
+    for (index, command) in program.commands.enumerated() {
+      guard case .dispatch(let dispatch) = command else { continue }
+      for (slot, binding) in dispatch.bindings.enumerated() where binding.length > limits.maxStorageBufferRange {
+        throw RuntimeError(
+          .limitExceeded,
+          "command \(index) (dispatch '\(dispatch.entryPoint)') binding \(slot) covers \(binding.length) bytes of buffer \(binding.buffer); device \(label) binds at most \(limits.maxStorageBufferRange) bytes (maxStorageBufferRange); recompile the bundle with smaller tensors"
+        )
+      }
+    }
+    let requirement = MemoryRequirement(program)
+    if let memoryBudget, requirement.total > memoryBudget {
+      throw RuntimeError(
+        .overBudget,
+        "the bundle needs \(requirement) on \(label), more than the memory budget of \(memoryBudget) bytes")
+    }
+    if limits.deviceMemoryBytes > 0, requirement.total > limits.deviceMemoryBytes {
+      throw RuntimeError(
+        .limitExceeded,
+        "the bundle needs \(requirement), more than the \(limits.deviceMemoryBytes) bytes of memory device \(label) has")
+    }
+    return requirement
+  }
 }

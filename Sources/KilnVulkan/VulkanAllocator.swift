@@ -51,13 +51,28 @@ final class VulkanAllocator: Allocator, @unchecked Sendable {
     }
   }
 
+  /// Fault `alloc`: the device memory behind the N-th buffer fails as `VK_ERROR_OUT_OF_DEVICE_MEMORY`
+  /// (after `vkCreateBuffer`, so the buffer is destroyed by the real error path).
   func allocate(byteCount: Int, access: MemoryAccess) throws -> any Buffer {
+    try device.ensureUsable("allocate")
     guard byteCount >= 0 else { throw HALError(.invalidArgument, "allocate: negative size \(byteCount)") }
     guard byteCount <= maxAllocation else {
       throw HALError(
         .limitExceeded,
-        "allocate: \(byteCount) bytes exceeds the device's maxMemoryAllocationSize of \(maxAllocation) bytes")
+        "\(device.label): allocating \(byteCount) bytes exceeds the device's maxMemoryAllocationSize of \(maxAllocation) bytes")
     }
+    let injected = device.faults.fires(.alloc)
+    do {
+      return try allocate(byteCount: byteCount, access: access, injectFailure: injected)
+    } catch let error as HALError {
+      throw HALError(
+        error.code,
+        "\(device.label): allocating a \(byteCount)-byte \(access.rawValue) buffer: \(error.message)"
+          + (injected ? device.faults.note(.alloc) : ""))
+    }
+  }
+
+  private func allocate(byteCount: Int, access: MemoryAccess, injectFailure: Bool) throws -> any Buffer {
     let size = max(byteCount, 16)
     var info = VkBufferCreateInfo()
     info.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO
@@ -77,7 +92,7 @@ final class VulkanAllocator: Allocator, @unchecked Sendable {
       let hostVisible = flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT.rawValue != 0
       let placement = try place(
         size: Int(requirements.size), alignment: Int(requirements.alignment), typeIndex: typeIndex,
-        hostVisible: hostVisible)
+        hostVisible: hostVisible, injectFailure: injectFailure)
       let bound = vkBindBufferMemory(deviceHandle, buffer, placement.memory, VkDeviceSize(placement.offset))
       if bound != VK_SUCCESS {
         release(placement)
@@ -147,9 +162,11 @@ final class VulkanAllocator: Allocator, @unchecked Sendable {
     let block: MemoryBlock?
   }
 
-  private func place(size: Int, alignment: Int, typeIndex: UInt32, hostVisible: Bool) throws -> Placement {
+  private func place(size: Int, alignment: Int, typeIndex: UInt32, hostVisible: Bool, injectFailure: Bool) throws
+    -> Placement
+  {
     if size > blockSize / 4 {
-      let memory = try allocateMemory(size: size, typeIndex: typeIndex)
+      let memory = try allocateMemory(size: size, typeIndex: typeIndex, injectFailure: injectFailure)
       let mapped = hostVisible ? try map(memory, size: size) : nil
       state.withLock {
         $0.dedicatedBytes += size
@@ -158,13 +175,13 @@ final class VulkanAllocator: Allocator, @unchecked Sendable {
       return Placement(memory: memory, offset: 0, size: size, mapped: mapped, block: nil)
     }
     return try state.withLock { state -> Placement in
-      for block in state.blocks where block.typeIndex == typeIndex {
+      for block in state.blocks where block.typeIndex == typeIndex && !injectFailure {
         if let offset = block.reserve(size: size, alignment: alignment) {
           return Placement(
             memory: block.memory, offset: offset, size: size, mapped: block.mapped.map { $0 + offset }, block: block)
         }
       }
-      let memory = try allocateMemory(size: blockSize, typeIndex: typeIndex)
+      let memory = try allocateMemory(size: blockSize, typeIndex: typeIndex, injectFailure: injectFailure)
       let mapped: UnsafeMutableRawPointer?
       do {
         mapped = hostVisible ? try map(memory, size: blockSize) : nil
@@ -194,13 +211,14 @@ final class VulkanAllocator: Allocator, @unchecked Sendable {
     }
   }
 
-  private func allocateMemory(size: Int, typeIndex: UInt32) throws -> VkDeviceMemory {
+  private func allocateMemory(size: Int, typeIndex: UInt32, injectFailure: Bool) throws -> VkDeviceMemory {
     var info = VkMemoryAllocateInfo()
     info.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO
     info.allocationSize = VkDeviceSize(size)
     info.memoryTypeIndex = typeIndex
     var memory: VkDeviceMemory?
-    try check(vkAllocateMemory(deviceHandle, &info, nil, &memory), "vkAllocateMemory(\(size) bytes)")
+    let result = injectFailure ? VK_ERROR_OUT_OF_DEVICE_MEMORY : vkAllocateMemory(deviceHandle, &info, nil, &memory)
+    try check(result, "vkAllocateMemory(\(size) bytes)")
     guard let memory else { throw HALError(.outOfMemory, "vkAllocateMemory returned no memory") }
     return memory
   }

@@ -48,18 +48,22 @@ public final class VulkanCommandBuffer: CommandBuffer, @unchecked Sendable {
     }
     self.pool = pool
     self.handle = buffer
+    // Fully initialised from here: a throw runs `deinit`, which destroys the pool.
+    device.resources.add(.commandBuffer)
     var beginInfo = VkCommandBufferBeginInfo()
     beginInfo.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
-    let begin = vkBeginCommandBuffer(buffer, &beginInfo)
-    if begin != VK_SUCCESS {
-      vkDestroyCommandPool(device.handle, pool, nil)
-      try check(begin, "vkBeginCommandBuffer")
-    }
+    try check(vkBeginCommandBuffer(buffer, &beginInfo), "vkBeginCommandBuffer")
   }
 
   deinit {
-    // A pending submission may still execute this buffer.
-    try? device.waitForSubmission(lastSubmission, timeout: .seconds(120))
+    device.resources.remove(.commandBuffer)
+    // A pending submission may still execute this buffer; one still running after the time-out
+    // (a hung device) keeps its pool, which is leaked rather than destroyed under the device.
+    do {
+      try device.waitForSubmission(lastSubmission, timeout: device.options.waitTimeout)
+    } catch let error as HALError where error.code != .deviceLost {
+      return
+    } catch {}
     for descriptorPool in descriptorPools { vkDestroyDescriptorPool(device.handle, descriptorPool, nil) }
     if let queryPool { vkDestroyQueryPool(device.handle, queryPool, nil) }
     vkDestroyCommandPool(device.handle, pool, nil)
@@ -332,7 +336,7 @@ public final class VulkanCommandBuffer: CommandBuffer, @unchecked Sendable {
       throw HALError(.invalidArgument, "timestampNanoseconds: the command buffer has not been submitted")
     }
     guard timestampCount > 0 else { return [] }
-    try device.waitForSubmission(lastSubmission, timeout: .seconds(120))
+    try device.noticingLoss { try device.waitForSubmission(lastSubmission, timeout: device.options.waitTimeout) }
     var raw = [UInt64](repeating: 0, count: timestampCount)
     let result = raw.withUnsafeMutableBytes { bytes in
       vkGetQueryPoolResults(

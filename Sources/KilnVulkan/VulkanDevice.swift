@@ -7,10 +7,18 @@ import Synchronization
 ///
 /// Owns the queue (guarded by `queueLock`), the pipeline cache, and an internal timeline
 /// semaphore that every submission signals so that command buffers know when a replay may start.
+///
+/// Once lost (a `VK_ERROR_DEVICE_LOST` from a submission or a wait, or an injected fault) the
+/// device refuses every further call with `.deviceLost`; releasing its objects stays safe.
 public final class VulkanDevice: Device, @unchecked Sendable {
   // @unchecked: handles are immutable after init; the queue is used only under `queueLock`;
-  // `submissionCounter` and `deferredError` are Mutex-protected.
+  // `submissionCounter` and `lostReason` are Mutex-protected.
   public let info: DeviceInfo
+  public let options: DeviceOptions
+  let faults: FaultInjector
+  let resources = ResourceCounter()
+  /// Why the device was lost; nil while it is healthy.
+  private let lostReason = Mutex<String?>(nil)
   let instance: VulkanInstance
   let physical: VulkanPhysicalDevice
   let handle: VkDevice
@@ -25,13 +33,15 @@ public final class VulkanDevice: Device, @unchecked Sendable {
 
   public var allocator: any Allocator { vulkanAllocator }
 
-  init(instance: VulkanInstance, physical: VulkanPhysicalDevice, info: DeviceInfo) throws {
+  init(instance: VulkanInstance, physical: VulkanPhysicalDevice, info: DeviceInfo, options: DeviceOptions) throws {
     guard let family = physical.computeQueueFamily else {
       throw HALError(.unsupported, "\(physical.name) has no compute queue")
     }
     self.instance = instance
     self.physical = physical
     self.info = info
+    self.options = options
+    self.faults = FaultInjector(options.faults)
     self.queueFamily = family
 
     // Enable what Kiln's kernels may use, where supported.
@@ -118,7 +128,14 @@ public final class VulkanDevice: Device, @unchecked Sendable {
   }
 
   deinit {
-    // Let every submission finish before anything is destroyed.
+    // Let every submission finish before anything is destroyed. A device still busy after the
+    // time-out (hung) is left to the process: destroying objects under running work is undefined.
+    do {
+      try drain(timeout: options.waitTimeout)
+    } catch let error as HALError where error.code != .deviceLost {
+      _ = Unmanaged.passRetained(vulkanAllocator!)
+      return
+    } catch {}
     _ = vkDeviceWaitIdle(handle)
     vulkanAllocator = nil
     pipelineCache.persistAndDestroy()
@@ -143,21 +160,63 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     return semaphore
   }
 
+  // MARK: Failure
+
+  /// `vulkan:N (name)`, the prefix of device errors.
+  var label: String { "\(info.shortURI) (\(info.name))" }
+
+  public var liveResources: LiveResources {
+    resources.snapshot(buffers: vulkanAllocator.statistics.liveBuffers)
+  }
+
+  /// Throws `.deviceLost` once the device is lost; `what` names the refused call.
+  func ensureUsable(_ what: @autoclosure () -> String) throws {
+    if let reason = lostReason.withLock({ $0 }) {
+      throw HALError(
+        .deviceLost, "\(what()): device \(label) was lost (\(reason)) and refuses further work; open it again")
+    }
+  }
+
+  /// Records the loss (the first reason wins) and returns the error to throw.
+  @discardableResult
+  func markLost(_ reason: String) -> HALError {
+    lostReason.withLock { if $0 == nil { $0 = reason } }
+    return HALError(.deviceLost, "\(label): \(reason); the device is lost and refuses further work (open it again)")
+  }
+
+  /// Runs a wait, prefixing time-outs with the device and recording a device loss.
+  func noticingLoss<T>(_ body: () throws -> T) throws -> T {
+    do {
+      return try body()
+    } catch let error as HALError where error.code == .deviceLost {
+      throw markLost(error.message)
+    } catch let error as HALError where error.code == .timeout {
+      throw HALError(.timeout, "\(label): \(error.message)")
+    }
+  }
+
   // MARK: Device
 
   public func makeExecutable(_ spec: ExecutableSpec) throws -> any Executable {
-    try VulkanExecutable(device: self, spec: spec)
+    try ensureUsable("makeExecutable")
+    return try VulkanExecutable(device: self, spec: spec)
   }
 
   public func makeCommandBuffer() throws -> any CommandBuffer {
-    try VulkanCommandBuffer(device: self)
+    try ensureUsable("makeCommandBuffer")
+    return try VulkanCommandBuffer(device: self)
   }
 
   public func makeSemaphore(initialValue: UInt64) throws -> any KilnHAL.Semaphore {
-    try VulkanSemaphore(device: self, initialValue: initialValue)
+    try ensureUsable("makeSemaphore")
+    return try VulkanSemaphore(device: self, initialValue: initialValue)
   }
 
+  /// Queues the command buffers. Faults: `submit` fails the call as `VK_ERROR_DEVICE_LOST` before
+  /// anything is queued; `device-lost` queues it, then loses the device (the wait reports it);
+  /// `hang` queues it without signalling `signals` (waits on them time out).
   public func submit(_ commandBuffers: [any CommandBuffer], waits: [SemaphoreValue], signals: [SemaphoreValue]) throws {
+    try ensureUsable("submit")
     let buffers = try commandBuffers.map { buffer -> VulkanCommandBuffer in
       guard let vulkanBuffer = buffer as? VulkanCommandBuffer, vulkanBuffer.device === self else {
         throw HALError(.invalidArgument, "submit: command buffer was not recorded on \(info.shortURI)")
@@ -170,16 +229,25 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     let waitSemaphores = try waits.map { try vulkanSemaphore($0.semaphore).handle as VkSemaphore? }
     let signalSemaphores = try signals.map { try vulkanSemaphore($0.semaphore).handle as VkSemaphore? }
     // A replayed command buffer must not still be pending from its previous submission.
-    for buffer in buffers { try waitForSubmission(buffer.lastSubmission, timeout: .seconds(120)) }
+    for buffer in buffers {
+      try noticingLoss { try waitForSubmission(buffer.lastSubmission, timeout: options.waitTimeout) }
+    }
+    let failSubmit = faults.fires(.submit)
+    let loseWhileRunning = faults.fires(.deviceLost)
+    let hang = faults.fires(.hang)
 
     try queueLock.withLock { _ in
+      if failSubmit {
+        throw markLost("vkQueueSubmit failed: VK_ERROR_DEVICE_LOST\(faults.note(.submit))")
+      }
       let submission = submissionCounter.withLock { counter -> UInt64 in
         counter += 1
         return counter
       }
       let waitValues = waits.map(\.value)
-      let signalValues = signals.map(\.value) + [submission]
-      let allSignals = signalSemaphores + [timeline]
+      // A hung submission still signals the internal timeline, so replays and teardown go on.
+      let signalValues = (hang ? [] : signals.map(\.value)) + [submission]
+      let allSignals = (hang ? [] : signalSemaphores) + [timeline]
       let waitStages = [VkPipelineStageFlags](
         repeating: VK_PIPELINE_STAGE_ALL_COMMANDS_BIT.rawValue, count: waits.count)
       let handles = buffers.map { $0.handle as VkCommandBuffer? }
@@ -214,8 +282,12 @@ public final class VulkanDevice: Device, @unchecked Sendable {
           }
         }
       }
+      if result == VK_ERROR_DEVICE_LOST { throw markLost("vkQueueSubmit failed: VK_ERROR_DEVICE_LOST") }
       try check(result, "vkQueueSubmit")
       for buffer in buffers { buffer.lastSubmission = submission }
+      if loseWhileRunning {
+        markLost("VK_ERROR_DEVICE_LOST while running submission \(submission)\(faults.note(.deviceLost))")
+      }
     }
   }
 
@@ -233,6 +305,12 @@ public final class VulkanDevice: Device, @unchecked Sendable {
   }
 
   public func waitIdle(timeout: Duration) throws {
+    try ensureUsable("waitIdle")
+    try noticingLoss { try drain(timeout: timeout) }
+  }
+
+  /// Waits for every submission without checking for an earlier loss (teardown).
+  func drain(timeout: Duration) throws {
     let last = submissionCounter.withLock { $0 }
     try waitForSubmission(last, timeout: timeout)
   }
@@ -240,6 +318,7 @@ public final class VulkanDevice: Device, @unchecked Sendable {
   // MARK: Host transfers
 
   public func write(_ bytes: UnsafeRawBufferPointer, to range: BufferRange) throws {
+    try ensureUsable("write")
     try range.validate("write")
     guard bytes.count == range.length else {
       throw HALError(.invalidArgument, "write: \(bytes.count) bytes given for a range of \(range.length)")
@@ -256,10 +335,11 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     let commands = try VulkanCommandBuffer(device: self)
     try commands.copy(from: BufferRange(staging, offset: 0, length: range.length), to: range)
     try commands.end()
-    try submitAndWait(commands)
+    try submitAndWait(commands, timeout: options.waitTimeout)
   }
 
   public func read(_ range: BufferRange, into bytes: UnsafeMutableRawBufferPointer) throws {
+    try ensureUsable("read")
     try range.validate("read")
     guard bytes.count == range.length else {
       throw HALError(.invalidArgument, "read: \(bytes.count) bytes of room for a range of \(range.length)")
@@ -275,7 +355,7 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     let commands = try VulkanCommandBuffer(device: self)
     try commands.copy(from: range, to: BufferRange(staging, offset: 0, length: range.length))
     try commands.end()
-    try submitAndWait(commands)
+    try submitAndWait(commands, timeout: options.waitTimeout)
     if let base = bytes.baseAddress { base.copyMemory(from: stagingAddress, byteCount: bytes.count) }
   }
 }

@@ -38,15 +38,17 @@ public final class VulkanDriver: Driver, @unchecked Sendable {
     physicalDevices.enumerated().map { $0.element.info(index: $0.offset) }
   }
 
-  public func open(_ info: DeviceInfo) throws -> any Device {
-    try openVulkan(info)
+  public func open(_ info: DeviceInfo, options: DeviceOptions) throws -> any Device {
+    try openVulkan(info, options: options)
   }
 
-  public func openVulkan(_ info: DeviceInfo) throws -> VulkanDevice {
+  /// Opens the device `info` names; `options` nil reads `KILN_FAULTS`.
+  public func openVulkan(_ info: DeviceInfo, options: DeviceOptions? = nil) throws -> VulkanDevice {
     guard let index = physicalDevices.firstIndex(where: { $0.uuid == info.uuid }) else {
       throw HALError(.unavailable, "no Vulkan device with UUID \(info.uuid)")
     }
     return try VulkanDevice(
-      instance: instance, physical: physicalDevices[index], info: physicalDevices[index].info(index: index))
+      instance: instance, physical: physicalDevices[index], info: physicalDevices[index].info(index: index),
+      options: options ?? .fromEnvironment())
   }
 }

@@ -73,24 +73,35 @@ public final class VulkanExecutable: Executable, @unchecked Sendable {
     guard let shader else { throw HALError(.internal, "vkCreateShaderModule returned no module") }
     self.shaderModule = shader
 
+    // Fault `pipeline`: the last entry point's pipeline fails as a shader compile failure would,
+    // so the pipelines and the module made before it are released by the real error path.
+    let injected = device.faults.fires(.pipeline)
     var built: [Pipeline] = []
     do {
-      for entry in spec.entryPoints {
+      for (index, entry) in spec.entryPoints.enumerated() {
         built.append(
           try VulkanExecutable.makePipeline(
-            device: device, shader: shader, entry: entry, specialization: spec.specializationConstants))
+            device: device, shader: shader, entry: entry, specialization: spec.specializationConstants,
+            injectFailure: injected && index == spec.entryPoints.count - 1))
       }
     } catch {
       for pipeline in built { VulkanExecutable.destroy(pipeline, device: device.handle) }
       vkDestroyShaderModule(device.handle, shader, nil)
-      throw error
+      guard let halError = error as? HALError else { throw error }
+      let names = spec.entryPoints.map { "'\($0.name)'" }.joined(separator: ", ")
+      throw HALError(
+        halError.code,
+        "\(device.label): creating the executable for \(names) (\(spec.code.count) bytes of SPIR-V): \(halError.message)"
+          + (injected ? device.faults.note(.pipeline) : ""))
     }
     self.pipelines = built
+    device.resources.add(.executable)
   }
 
   deinit {
     for pipeline in pipelines { VulkanExecutable.destroy(pipeline, device: device.handle) }
     vkDestroyShaderModule(device.handle, shaderModule, nil)
+    device.resources.remove(.executable)
   }
 
   private static func destroy(_ pipeline: Pipeline, device: VkDevice) {
@@ -100,7 +111,7 @@ public final class VulkanExecutable: Executable, @unchecked Sendable {
   }
 
   private static func makePipeline(
-    device: VulkanDevice, shader: VkShaderModule, entry: EntryPoint, specialization: [UInt32]
+    device: VulkanDevice, shader: VkShaderModule, entry: EntryPoint, specialization: [UInt32], injectFailure: Bool
   ) throws -> Pipeline {
     let usePush = device.pushDescriptor != nil && entry.bindingCount <= device.physical.maxPushDescriptors
     var layoutBindings = (0..<entry.bindingCount).map { index -> VkDescriptorSetLayoutBinding in
@@ -173,6 +184,7 @@ public final class VulkanExecutable: Executable, @unchecked Sendable {
             info.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO
             info.stage = stage
             info.layout = layout
+            if injectFailure { return VK_ERROR_INVALID_SHADER_NV }
             return vkCreateComputePipelines(device.handle, device.pipelineCache.handle, 1, &info, nil, &pipeline)
           }
         }

@@ -128,6 +128,13 @@ struct VulkanPhysicalDevice: @unchecked Sendable {
     timestampPeriodNanoseconds = base.limits.timestampPeriod
 
     let l = base.limits
+    var memory = VkPhysicalDeviceMemoryProperties()
+    vkGetPhysicalDeviceMemoryProperties(handle, &memory)
+    let heaps = withUnsafeBytes(of: memory.memoryHeaps) { raw in
+      Array(raw.bindMemory(to: VkMemoryHeap.self).prefix(Int(memory.memoryHeapCount)))
+    }
+    let localHeaps = heaps.filter { $0.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.rawValue != 0 }
+    let largestHeap = (localHeaps.isEmpty ? heaps : localHeaps).map { Int(clamping: $0.size) }.max() ?? 0
     let subgroupArithmetic =
       is12 && (props11.subgroupSupportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue) != 0
       && (props11.subgroupSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT.rawValue) != 0
@@ -140,7 +147,7 @@ struct VulkanPhysicalDevice: @unchecked Sendable {
       maxStorageBufferRange: Int(l.maxStorageBufferRange),
       maxMemoryAllocationSize: is12 ? Int(clamping: props11.maxMemoryAllocationSize) : 1 << 30,
       minStorageBufferOffsetAlignment: Int(l.minStorageBufferOffsetAlignment),
-      maxStorageBuffersPerDispatch: Int(l.maxPerStageDescriptorStorageBuffers))
+      maxStorageBuffersPerDispatch: Int(l.maxPerStageDescriptorStorageBuffers), deviceMemoryBytes: largestHeap)
     features = DeviceFeatures(
       float16: f12.shaderFloat16 != 0,
       float64: features2.features.shaderFloat64 != 0,

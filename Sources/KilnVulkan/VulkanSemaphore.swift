@@ -10,21 +10,25 @@ public final class VulkanSemaphore: KilnHAL.Semaphore, @unchecked Sendable {
   init(device: VulkanDevice, initialValue: UInt64) throws {
     self.device = device
     self.handle = try VulkanDevice.makeTimelineSemaphore(device.handle, initialValue: initialValue)
+    device.resources.add(.semaphore)
   }
 
   deinit {
     // The semaphore may still be referenced by a pending submission: wait for the queue first.
-    try? device.waitIdle(timeout: .seconds(60))
+    try? device.drain(timeout: device.options.waitTimeout)
     vkDestroySemaphore(device.handle, handle, nil)
+    device.resources.remove(.semaphore)
   }
 
   public func currentValue() throws -> UInt64 {
+    try device.ensureUsable("semaphore value")
     var value: UInt64 = 0
     try check(vkGetSemaphoreCounterValue(device.handle, handle, &value), "vkGetSemaphoreCounterValue")
     return value
   }
 
   public func signal(_ value: UInt64) throws {
+    try device.ensureUsable("semaphore signal")
     var info = VkSemaphoreSignalInfo()
     info.sType = VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO
     info.semaphore = handle
@@ -33,7 +37,10 @@ public final class VulkanSemaphore: KilnHAL.Semaphore, @unchecked Sendable {
   }
 
   public func wait(for value: UInt64, timeout: Duration) throws {
-    try VulkanSemaphore.wait(device: device.handle, semaphore: handle, value: value, timeout: timeout)
+    try device.ensureUsable("semaphore wait")
+    try device.noticingLoss {
+      try VulkanSemaphore.wait(device: device.handle, semaphore: handle, value: value, timeout: timeout)
+    }
   }
 
   static func wait(device: VkDevice, semaphore: VkSemaphore, value: UInt64, timeout: Duration) throws {

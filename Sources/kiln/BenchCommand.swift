@@ -51,6 +51,12 @@ struct BenchCommand: ParsableCommand {
   @Option(help: ArgumentHelp("Timestamped runs for the per-dispatch breakdown (0: none).", valueName: "N"))
   var profileRuns = 5
 
+  @Option(
+    name: .customLong("memory-budget"),
+    help: ArgumentHelp(
+      "Refuse to load when the bundle's buffers (arena, weights, inputs, outputs) need more bytes.", valueName: "BYTES"))
+  var memoryBudget: Int?
+
   @Option(help: "Seed of the random inputs.")
   var seed: UInt64 = 0
 
@@ -61,6 +67,7 @@ struct BenchCommand: ParsableCommand {
   var chart: String?
 
   func validate() throws {
+    if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
     for value in inputs { _ = try FileArgument(parsing: value, option: "input") }
     guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
     if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
@@ -172,7 +179,7 @@ struct BenchCommand: ParsableCommand {
     progress.say("loading")
     let loadStart = clock.now
     let device = try registry.open(info)
-    let session = try Session(bundle: reader, device: device)
+    let session = try Session(bundle: reader, device: device, memoryBudget: memoryBudget)
     let load = clock.now - loadStart
     progress.say("first run")
     let firstStart = clock.now

@@ -12,7 +12,8 @@ struct RunCommand: ParsableCommand {
     discussion: """
       Tensor files are NumPy .npy or ONNX TensorProto .pb, chosen by extension. Inputs and outputs \
       are given in the model's order (@FILE) or by name (NAME=@FILE). Without --output, a summary \
-      of each output is printed.
+      of each output is printed. KILN_FAULTS=SITE:N,... injects device failures for reproduction \
+      (sites: alloc, pipeline, submit, device-lost, hang; see docs/security.md).
       """)
 
   @Argument(help: "The .kiln bundle.")
@@ -49,7 +50,19 @@ struct RunCommand: ParsableCommand {
     help: ArgumentHelp("Run N more times after the first and print timing to standard error.", valueName: "N"))
   var repeatCount = 0
 
+  @Option(
+    name: .customLong("memory-budget"),
+    help: ArgumentHelp(
+      "Refuse to load when the bundle's buffers (arena, weights, inputs, outputs) need more bytes.", valueName: "BYTES"))
+  var memoryBudget: Int?
+
+  @Option(
+    help: ArgumentHelp("Give up on a run the device has not finished after this long (default 600).", valueName: "SECONDS"))
+  var timeout: Double?
+
   func validate() throws {
+    if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
+    if let timeout, !(timeout > 0 && timeout <= 1e9) { throw ValidationError("--timeout must be positive") }
     for (option, values) in [("input", inputs), ("output", outputs), ("expect", expectations)] {
       for value in values { _ = try FileArgument(parsing: value, option: option) }
     }
@@ -131,7 +144,8 @@ struct RunCommand: ParsableCommand {
     let registry = DeviceRegistry()
     let loadStart = clock.now
     let opened = try registry.open(device)
-    let session = try Session(bundle: reader, device: opened)
+    let session = try Session(bundle: reader, device: opened, memoryBudget: memoryBudget)
+    if let timeout { session.timeout = .milliseconds(Int64(timeout * 1000)) }
     let loadTime = clock.now - loadStart
     let firstStart = clock.now
     let results = try session.run(tensors)

@@ -199,6 +199,28 @@ struct CLITests {
     #expect(floats.count == 10 && floats.contains { $0.isNaN }, "\(floats)")
   }
 
+  /// A failing device (reproduced with KILN_FAULTS) and a memory budget are user errors: exit 1,
+  /// one `error:` line that names the device and what failed, and no hang.
+  @Test func failingDevicesAndMemoryBudgetAreOneLineErrors() throws {
+    let folder = try workspace()
+    let dir = folder.url
+    try #require(try kiln("compile", "model.onnx", "-o", "tiny.kiln", "--target", "cpu", in: dir).status == 0)
+    let run = ["run", "tiny.kiln", "--device", "cpu", "--input", "@input.npy"]
+    for (faults, mentioning) in [
+      ("alloc:1", "injected fault alloc:1"), ("pipeline:1", "injected fault pipeline:1"),
+      ("submit:1", "injected fault submit:1"), ("device-lost:1", "injected fault device-lost:1"),
+      ("nonsense", "KILN_FAULTS=nonsense"),
+    ] {
+      let result = try KilnBinary.run(run, in: dir, environment: ["KILN_FAULTS": faults])
+      expectUserError(result, mentioning: mentioning)
+      #expect(faults == "nonsense" || result.stderr.contains("cpu"), "\(faults): \(result.stderr)")
+    }
+    let hung = try KilnBinary.run(run + ["--timeout", "0.2"], in: dir, environment: ["KILN_FAULTS": "hang:1"])
+    expectUserError(hung, mentioning: "timed out")
+    expectUserError(try kiln(run + ["--memory-budget", "1000"], in: dir), mentioning: "memory budget of 1000 bytes")
+    #expect(try kiln(run + ["--memory-budget", "100000000"], in: dir).status == 0)
+  }
+
   /// Usage errors exit with ArgumentParser's usage code, never 0 or 1 (1 is for user errors).
   @Test func usageErrorsAreNotUserErrors() throws {
     let folder = try workspace()
@@ -220,7 +242,7 @@ enum KilnBinary {
   }
 
   /// Runs `kiln` in `folder`; standard output and error go to files (no pipe can fill up).
-  static func run(_ arguments: [String], in folder: URL) throws -> Result {
+  static func run(_ arguments: [String], in folder: URL, environment: [String: String] = [:]) throws -> Result {
     let logs = try TemporaryFolder()
     let outURL = logs.url.appendingPathComponent("stdout")
     let errURL = logs.url.appendingPathComponent("stderr")
@@ -231,6 +253,9 @@ enum KilnBinary {
     process.executableURL = binary
     process.arguments = arguments
     process.currentDirectoryURL = folder
+    if !environment.isEmpty {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     process.standardOutput = try FileHandle(forWritingTo: outURL)
     process.standardError = try FileHandle(forWritingTo: errURL)
     try process.run()

@@ -52,6 +52,13 @@ public enum TestDevices {
     }
   }
 
+  /// A new device for `uri`, not shared: for tests that inject faults or count live resources.
+  public static func openPrivate(_ uri: String, faults: FaultInjection = .none, waitTimeout: Duration = .seconds(60))
+    throws -> any Device
+  {
+    try registry.open(uri, options: DeviceOptions(faults: faults, waitTimeout: waitTimeout))
+  }
+
   /// Validation messages produced since the last call; a test that made any must fail.
   public static func drainValidationMessages() -> [String] {
     VulkanValidation.drainMessages()
