@@ -91,6 +91,8 @@ struct ImportSession {
   var sequences: [String: [String]] = [:]
   /// ONNX optional values that hold no element.
   var emptyOptionals: Set<String> = []
+  /// The classical-ML operator domain.
+  static let mlDomain = "ai.onnx.ml"
   /// Counter for names of values the importer synthesises.
   var synthesized = 0
 
@@ -187,8 +189,18 @@ struct ImportSession {
       }
       opsets[domain] = version
     }
+    if let version = opsets[Self.mlDomain] {
+      guard version >= 1, version <= OpRegistry.maxMLOpset else {
+        throw ONNXImportError(
+          .unsupportedOpset, "ai.onnx.ml opset \(version) is not supported (1...\(OpRegistry.maxMLOpset))")
+      }
+    }
     guard let version = opsets[""] else {
-      throw ONNXImportError(.unsupportedOpset, "the model imports no ai.onnx opset")
+      // A classical-ML model may import only ai.onnx.ml.
+      guard opsets[Self.mlDomain] != nil else {
+        throw ONNXImportError(.unsupportedOpset, "the model imports no ai.onnx opset")
+      }
+      return
     }
     guard version >= 1, version <= ONNXImporter.maxOpset else {
       throw ONNXImportError(
@@ -374,14 +386,14 @@ struct ImportSession {
       guard let version else {
         throw ONNXImportError(.unsupportedOpset, "domain '\(domain)' is not imported by the model")
       }
-      guard domain.isEmpty else {
+      guard domain.isEmpty || domain == Self.mlDomain else {
         throw ONNXImportError(.unsupportedOp, "unsupported op (domain '\(domain)' opset \(version) is not supported)")
       }
-      if Self.listOps.contains(proto.opType) {
+      if domain.isEmpty, Self.listOps.contains(proto.opType) {
         try importListNode(proto, version: version, used: used)
         return
       }
-      guard let spec = OpRegistry.specs[proto.opType] else {
+      guard let spec = (domain.isEmpty ? OpRegistry.specs : OpRegistry.mlSpecs)[proto.opType] else {
         throw ONNXImportError(.unsupportedOp, "unsupported op")
       }
       if let name = proto.input.first(where: { sequences[$0] != nil || emptyOptionals.contains($0) }) {

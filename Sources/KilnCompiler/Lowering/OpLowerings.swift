@@ -10,6 +10,7 @@ public enum OpLowerings {
   /// Throws when the op is supported but this use of it is not (for example a training-mode
   /// output, or an op that the `Decompose` pass rewrites and that reached lowering anyway).
   public static func lowering(for node: Node) throws -> OpLowering? {
+    if node.domain == mlDomain { return try mlLowering(node) }
     guard node.domain == Node.defaultDomain || node.domain == "ai.onnx" else { return nil }
     if decomposedOps.contains(node.op) {
       throw LoweringError(
