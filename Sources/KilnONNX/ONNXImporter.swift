@@ -117,7 +117,7 @@ struct ImportSession {
       guard used.insert(name).inserted else { continue }
       if case .node(let index)? = definitions[name], !live[index] {
         live[index] = true
-        pending += proto.node[index].input.filter { !$0.isEmpty }
+        pending += Self.readNames(proto.node[index]).filter { !$0.isEmpty }
       }
     }
 
@@ -226,6 +226,11 @@ struct ImportSession {
           .invalidModel, "input '\(name)' is not defined by any graph input, initializer or node",
           nodeName: node.name, op: node.opType)
       }
+      for name in Self.readNames(node).dropFirst(node.input.count) where definitions[name] == nil {
+        throw ONNXImportError(
+          .invalidModel, "a subgraph reads '\(name)', which no subgraph, graph input, initializer or node defines",
+          nodeName: node.name, op: node.opType)
+      }
     }
     guard !proto.output.isEmpty else { throw ONNXImportError.model("the graph has no outputs") }
     for info in proto.output where definitions[info.name] == nil {
@@ -242,7 +247,7 @@ struct ImportSession {
     var sorted = true
     for (index, node) in nodes.enumerated() {
       var list: [Int] = []
-      for name in node.input {
+      for name in Self.readNames(node) {
         if case .node(let producer)? = definitions[name] {
           list.append(producer)
           if producer >= index { sorted = false }
@@ -376,6 +381,10 @@ struct ImportSession {
       }
       guard domain.isEmpty else {
         throw ONNXImportError(.unsupportedOp, "unsupported op (domain '\(domain)' opset \(version) is not supported)")
+      }
+      if Self.controlFlowOps.contains(proto.opType) {
+        try importControlFlowNode(proto, version: version, used: used)
+        return
       }
       if Self.listOps.contains(proto.opType) {
         try importListNode(proto, version: version, used: used)
