@@ -11,8 +11,8 @@ extension ImportSession {
   static let controlFlowOps: Set<String> = ["If", "Loop", "Scan"]
   /// The most iterations a Loop or Scan may unroll to.
   static let maxUnrolledIterations = 4096
-  /// The most body nodes all unrolled iterations of one Loop or Scan may import together.
-  static let maxUnrolledNodes = 1 << 18
+  /// The most subgraph nodes one import may inline, counting every unrolled iteration and nesting.
+  static let maxInlinedNodes = 1 << 18
 
   mutating func importControlFlowNode(_ proto: Onnx_NodeProto, version: Int, used: Set<String>) throws {
     switch proto.opType {
@@ -93,6 +93,8 @@ extension ImportSession {
     if let sparse = body.sparseInitializer.first {
       throw ONNXImportError(.unsupportedType, "sparse initializer '\(sparse.values.name)' of \(what) is not supported")
     }
+    try checkInlineBudget(body.node.count, what: what)
+    inlinedNodes += body.node.count
     var renames: [String: String] = [:]
     var definitions: [String: Definition] = [:]
     func define(_ name: String, _ definition: Definition, as outer: String) throws {
@@ -253,15 +255,20 @@ extension ImportSession {
     values[output] = graph.addConstant(try TensorData(type: TensorType(dtype, shape), bytes: []), name: output)
   }
 
-  /// Checks that unrolling one more iteration of a body of `bodySize` nodes stays in bounds.
-  func checkUnrollBudget(iteration: Int, bodySize: Int, what: String) throws {
+  /// Checks that inlining `count` more subgraph nodes stays within `maxInlinedNodes`.
+  func checkInlineBudget(_ count: Int, what: String) throws {
+    guard count <= Self.maxInlinedNodes - inlinedNodes else {
+      throw ONNXImportError.budget(
+        "inlining \(what) exceeds \(Self.maxInlinedNodes) subgraph nodes in all; Kiln unrolls control flow at "
+          + "compile time")
+    }
+  }
+
+  /// Checks that unrolling one more iteration stays within `maxUnrolledIterations`.
+  func checkUnrollBudget(iteration: Int, what: String) throws {
     guard iteration < Self.maxUnrolledIterations else {
       throw ONNXImportError.budget(
         "\(what) runs more than \(Self.maxUnrolledIterations) iterations; Kiln unrolls loops at compile time")
-    }
-    guard (iteration + 1) * max(bodySize, 1) <= Self.maxUnrolledNodes else {
-      throw ONNXImportError.budget(
-        "\(what) unrolls to more than \(Self.maxUnrolledNodes) nodes (\(bodySize) per iteration)")
     }
   }
 
@@ -375,11 +382,14 @@ extension ImportSession {
     }
 
     let what = "Loop '\(Self.displayName(proto))'"
+    if !conditioned && tripCount <= Self.maxUnrolledIterations {
+      try checkInlineBudget(tripCount * body.node.count, what: what)
+    }
     var carried = initial
     var scans = [[String]](repeating: [], count: scanCount)
     var iteration = 0
     while running && iteration < tripCount {
-      try checkUnrollBudget(iteration: iteration, bodySize: body.node.count, what: what)
+      try checkUnrollBudget(iteration: iteration, what: what)
       let arguments = [
         scalarConstant(TensorData([Int64(iteration)], shape: []), base: "\(Self.displayName(proto))/iteration"),
         scalarConstant(TensorData([true], shape: []), base: "\(Self.displayName(proto))/condition"),
@@ -496,10 +506,13 @@ extension ImportSession {
       }
       length = shape[axes[slot]]
     }
+    if let length, length <= Self.maxUnrolledIterations {
+      try checkInlineBudget(length * plan.body.node.count, what: plan.what)
+    }
     var states = plan.states
     var scans = [[String]](repeating: [], count: plan.outputAxes.count)
     for step in 0..<(length ?? 0) {
-      try checkUnrollBudget(iteration: step, bodySize: plan.body.node.count, what: plan.what)
+      try checkUnrollBudget(iteration: step, what: plan.what)
       var arguments = states
       for (slot, name) in plan.scanInputs.enumerated() {
         let index = plan.inputReverse[slot] ? length! - 1 - step : step

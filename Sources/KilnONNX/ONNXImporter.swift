@@ -93,6 +93,8 @@ struct ImportSession {
   var emptyOptionals: Set<String> = []
   /// Counter for names of values the importer synthesises.
   var synthesized = 0
+  /// Subgraph nodes inlined so far (unrolled loops count every iteration), against a budget.
+  var inlinedNodes = 0
 
   init(options: ImportOptions, baseDirectory: URL?) {
     self.options = options

@@ -72,6 +72,34 @@ extension ModelBuilder {
     #expect(error?.description.contains("branches give different shapes") == true, "\(String(describing: error))")
   }
 
+  @Test func runtimeConditionSelectsSequencesPerElement() throws {
+    func sequenceBranch(_ inputs: [String], output: String) -> ModelBuilder {
+      var body = ModelBuilder(name: output)
+      body.node("SequenceConstruct", inputs, [output])
+      return body
+    }
+    func model(elseInputs: [String]) -> ModelBuilder {
+      var builder = ModelBuilder(opset: 17)
+      builder.input("c", .bool, [1])
+      builder.input("a", .float32, [2])
+      builder.input("b", .float32, [2])
+      var then = sequenceBranch(["a", "b"], output: "s")
+      then.graph.output.append(Onnx_ValueInfoProto.with { $0.name = "s" })
+      var otherwise = sequenceBranch(elseInputs, output: "t")
+      otherwise.graph.output.append(Onnx_ValueInfoProto.with { $0.name = "t" })
+      builder.node("If", ["c"], ["seq"], graphs: ["then_branch": then, "else_branch": otherwise])
+      builder.node("ConcatFromSequence", ["seq"], ["y"], ["axis": .int(0)])
+      builder.output("y")
+      return builder
+    }
+    let graph = try model(elseInputs: ["b", "a"]).importGraph()
+    #expect(ops(graph).filter { $0 == "Where" }.count == 2)
+    #expect(outputType(graph).shape == [4])
+    let error = importError(model(elseInputs: ["b"]))
+    #expect(error?.code == .shapeMismatch)
+    #expect(error?.description.contains("a sequence of 2 vs a sequence of 1") == true, "\(String(describing: error))")
+  }
+
   /// A Loop body `y_out = y_in + x + float(i)` with scan output `y_out`; condition `cond_out`.
   func loopBody(condition: (inout ModelBuilder) -> Void) -> ModelBuilder {
     var body = ModelBuilder(name: "body")
@@ -154,6 +182,50 @@ extension ModelBuilder {
     let huge = importError(loopModel(tripCount: TensorData([Int64(100_000)], shape: []), body: identity))
     #expect(huge?.code == .budgetExceeded)
     #expect(huge?.description.contains("more than 4096 iterations") == true, "\(String(describing: huge))")
+
+    // Nested loops count every inlined node against one budget.
+    var inner = ModelBuilder(name: "inner")
+    inner.input("j", .int64, [])
+    inner.input("c", .bool, [])
+    inner.input("v", .float32, [2])
+    for step in 0..<100 { inner.node("Identity", [step == 0 ? "v" : "v\(step - 1)"], ["v\(step)"]) }
+    inner.output("c", .bool)
+    inner.output("v99")
+    var outer = ModelBuilder(name: "outer")
+    outer.input("i", .int64, [])
+    outer.input("c", .bool, [])
+    outer.input("y_in", .float32, [2])
+    outer.node("Loop", ["M", "", "y_in"], ["y_out"], graphs: ["body": inner])
+    outer.output("c", .bool)
+    outer.output("y_out")
+    var nested = ModelBuilder(opset: 17)
+    nested.input("y0", .float32, [2])
+    nested.initializer("M", TensorData([Int64(4000)], shape: []))
+    nested.node("Loop", ["M", "", "y0"], ["y"], graphs: ["body": outer])
+    nested.output("y")
+    let tooMany = importError(nested)
+    #expect(tooMany?.code == .budgetExceeded)
+    #expect(tooMany?.description.contains("subgraph nodes in all") == true, "\(String(describing: tooMany))")
+
+    // A condition the body computes from runtime values names them.
+    var bodyCondition = ModelBuilder(name: "body")
+    bodyCondition.input("i", .int64, [])
+    bodyCondition.input("c", .bool, [])
+    bodyCondition.input("y_in", .float32, [2])
+    bodyCondition.node("ReduceSum", ["y_in"], ["total"], ["keepdims": .int(0)])
+    bodyCondition.node("Less", ["total", "limit"], ["more"])
+    bodyCondition.output("more", .bool)
+    bodyCondition.output("total")
+    var whileLoop = ModelBuilder(opset: 17)
+    whileLoop.input("y0", .float32, [2])
+    whileLoop.initializer("limit", TensorData([Float(10)], shape: []))
+    whileLoop.initializer("true", scalarTrue)
+    whileLoop.node("Loop", ["", "true", "y0"], ["y"], graphs: ["body": bodyCondition])
+    whileLoop.output("y")
+    let condition = importError(whileLoop)
+    #expect(condition?.code == .dynamicShape)
+    #expect(condition?.requiredInputs == ["y0"])
+    #expect(condition?.description.contains("Loop condition computed by the body") == true, "\(String(describing: condition))")
 
     var ghost = identity
     ghost.node("Add", ["y_out", "ghost"], ["unused"])
