@@ -219,11 +219,7 @@ extension ImportSession {
   /// A dynamic-shape error about `value`, naming the runtime inputs it is computed from.
   func runtimeValueError(_ message: String, value: ValueID) -> ONNXImportError {
     var error = ONNXImportError.dynamic(message)
-    error.requiredInputs = runtimeInputs(feeding: value)
-    if !error.requiredInputs.isEmpty {
-      error.message += " (bind graph input\(error.requiredInputs.count == 1 ? "" : "s") "
-        + error.requiredInputs.map { "'\($0)'" }.joined(separator: ", ") + " to a value with --bind)"
-    }
+    error.require(runtimeInputs(feeding: value))
     return error
   }
 
@@ -234,7 +230,8 @@ extension ImportSession {
   ) throws {
     guard !output.isEmpty else { return }
     if !elements.isEmpty {
-      try concatFromSequence(elements, output: output, axis: axis, newAxis: true, version: 0, used: used.union([output]))
+      try concatFromSequence(
+        elements, output: output, axis: axis, newAxis: true, version: 0, used: used.union([output]))
       return
     }
     guard case .tensorType(let tensor)? = declared.type.value, let dtype = DType(onnxCode: tensor.elemType),
@@ -343,9 +340,11 @@ extension ImportSession {
     let types = (graph.type(of: first), graph.type(of: second))
     guard types.0 == types.1 else {
       throw ONNXImportError.shape(
-        "\(differ) shapes or types (then \(types.0), else \(types.1)) and the condition is computed at run time\(runtime)")
+        "\(differ) shapes or types (then \(types.0), else \(types.1)) and the condition is computed at run time\(runtime)"
+      )
     }
-    try importSynthetic("Where", name: output, inputs: [condition, a, b], outputs: [output], used: used.union([output]))
+    try importSynthetic(
+      "Where", name: output, inputs: [condition, a, b], outputs: [output], used: used.union([output]))
   }
 
   // MARK: Loop
@@ -353,7 +352,9 @@ extension ImportSession {
   mutating func importLoop(_ proto: Onnx_NodeProto, used: Set<String>) throws {
     _ = try plainAttributes(proto, allowed: [], graphs: ["body"])
     let body = try graphAttribute(proto, "body")
-    guard proto.input.count >= 2 else { throw ONNXImportError.model("takes 2 or more inputs, got \(proto.input.count)") }
+    guard proto.input.count >= 2 else {
+      throw ONNXImportError.model("takes 2 or more inputs, got \(proto.input.count)")
+    }
     let initial = Array(proto.input.dropFirst(2))
     if let index = initial.firstIndex(where: \.isEmpty) {
       throw ONNXImportError.model("loop-carried input \(index + 2) has no value")
@@ -458,7 +459,8 @@ extension ImportSession {
       inputAxes: [], inputReverse: [], outputAxes: [], outputReverse: [], what: "Scan '\(Self.displayName(proto))'")
     if legacy {
       if proto.input.first?.isEmpty == false {
-        throw ONNXImportError.unsupported("input 0 (sequence_lens) is not supported; every sequence must be full length")
+        throw ONNXImportError.unsupported(
+          "input 0 (sequence_lens) is not supported; every sequence must be full length")
       }
       plan.inputReverse = try intsAttribute(attributes, "directions", count: scanInputCount, default: 0).map { $0 != 0 }
       plan.inputAxes = Array(repeating: 0, count: scanInputCount)
@@ -571,5 +573,16 @@ extension ImportSession {
     for (slot, output) in outputs.enumerated() where !output.isEmpty {
       try stack(perBatch[slot], axis: 0, output: output, declared: Onnx_ValueInfoProto(), what: plan.what, used: used)
     }
+  }
+}
+
+extension ONNXImportError {
+  /// Names the runtime graph inputs that binding (`--bind`) would make the operand constant.
+  mutating func require(_ inputs: [String]) {
+    requiredInputs = inputs
+    guard !inputs.isEmpty else { return }
+    message +=
+      " (bind graph input\(inputs.count == 1 ? "" : "s") " + inputs.map { "'\($0)'" }.joined(separator: ", ")
+      + " to a value with --bind)"
   }
 }

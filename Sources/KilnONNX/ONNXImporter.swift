@@ -487,11 +487,7 @@ struct ImportSession {
         error.opset = version
       }
       if let slot = error.operandSlot, slot < proto.input.count, let operand = values[proto.input[slot]] {
-        error.requiredInputs = runtimeInputs(feeding: operand)
-        if !error.requiredInputs.isEmpty {
-          error.message += " (bind graph input\(error.requiredInputs.count == 1 ? "" : "s") "
-            + error.requiredInputs.map { "'\($0)'" }.joined(separator: ", ") + " to a value with --bind)"
-        }
+        error.require(runtimeInputs(feeding: operand))
         error.operandSlot = nil
       }
       throw error

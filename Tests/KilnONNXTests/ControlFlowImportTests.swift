@@ -225,7 +225,9 @@ extension ModelBuilder {
     let condition = importError(whileLoop)
     #expect(condition?.code == .dynamicShape)
     #expect(condition?.requiredInputs == ["y0"])
-    #expect(condition?.description.contains("Loop condition computed by the body") == true, "\(String(describing: condition))")
+    #expect(
+      condition?.description.contains("Loop condition computed by the body") == true, "\(String(describing: condition))"
+    )
 
     var ghost = identity
     ghost.node("Add", ["y_out", "ghost"], ["unused"])
