@@ -95,6 +95,8 @@ struct ImportSession {
   static let mlDomain = "ai.onnx.ml"
   /// Counter for names of values the importer synthesises.
   var synthesized = 0
+  /// Subgraph nodes inlined so far (unrolled loops count every iteration), against a budget.
+  var inlinedNodes = 0
 
   init(options: ImportOptions, baseDirectory: URL?) {
     self.options = options
@@ -119,7 +121,7 @@ struct ImportSession {
       guard used.insert(name).inserted else { continue }
       if case .node(let index)? = definitions[name], !live[index] {
         live[index] = true
-        pending += proto.node[index].input.filter { !$0.isEmpty }
+        pending += Self.readNames(proto.node[index]).filter { !$0.isEmpty }
       }
     }
 
@@ -238,6 +240,11 @@ struct ImportSession {
           .invalidModel, "input '\(name)' is not defined by any graph input, initializer or node",
           nodeName: node.name, op: node.opType)
       }
+      for name in Self.readNames(node).dropFirst(node.input.count) where definitions[name] == nil {
+        throw ONNXImportError(
+          .invalidModel, "a subgraph reads '\(name)', which no subgraph, graph input, initializer or node defines",
+          nodeName: node.name, op: node.opType)
+      }
     }
     guard !proto.output.isEmpty else { throw ONNXImportError.model("the graph has no outputs") }
     for info in proto.output where definitions[info.name] == nil {
@@ -254,7 +261,7 @@ struct ImportSession {
     var sorted = true
     for (index, node) in nodes.enumerated() {
       var list: [Int] = []
-      for name in node.input {
+      for name in Self.readNames(node) {
         if case .node(let producer)? = definitions[name] {
           list.append(producer)
           if producer >= index { sorted = false }
@@ -389,6 +396,10 @@ struct ImportSession {
       guard domain.isEmpty || domain == Self.mlDomain else {
         throw ONNXImportError(.unsupportedOp, "unsupported op (domain '\(domain)' opset \(version) is not supported)")
       }
+      if domain.isEmpty, Self.controlFlowOps.contains(proto.opType) {
+        try importControlFlowNode(proto, version: version, used: used)
+        return
+      }
       if domain.isEmpty, Self.listOps.contains(proto.opType) {
         try importListNode(proto, version: version, used: used)
         return
@@ -488,11 +499,7 @@ struct ImportSession {
         error.opset = version
       }
       if let slot = error.operandSlot, slot < proto.input.count, let operand = values[proto.input[slot]] {
-        error.requiredInputs = runtimeInputs(feeding: operand)
-        if !error.requiredInputs.isEmpty {
-          error.message += " (bind graph input\(error.requiredInputs.count == 1 ? "" : "s") "
-            + error.requiredInputs.map { "'\($0)'" }.joined(separator: ", ") + " to a value with --bind)"
-        }
+        error.require(runtimeInputs(feeding: operand))
         error.operandSlot = nil
       }
       throw error

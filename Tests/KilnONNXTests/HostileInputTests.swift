@@ -190,15 +190,16 @@ func expectOnlyImportErrors(_ data: Data, _ what: String) {
       "node 'n' (Conv, opset 17): attribute 'group' is float, expected int")
   }
 
-  @Test func subgraphAttributesAreRejected() throws {
+  @Test func misplacedSubgraphAttributesAreRejected() throws {
     var builder = singleNodeModel("Relu", [f32([2])])
     var attribute = Onnx_AttributeProto()
     attribute.name = "body"
     attribute.type = .graph
     attribute.g = Onnx_GraphProto()
     builder.graph.node[0].attribute.append(attribute)
+    expectError(builder, .unsupportedAttribute, "unsupported attribute 'body'")
     builder.graph.node[0].opType = "If"
-    expectError(builder, .unsupportedOp, "unsupported op")
+    expectError(builder, .unsupportedAttribute, "node 'n' (If, opset 17): unsupported attribute 'body'")
   }
 
   @Test func negativeAndAbsurdDimensions() {
