@@ -128,8 +128,8 @@ enum LowPrecisionCode {
       """
   }
 
-  /// float8e8m0: the store rounds up and saturates (ONNX Cast's defaults; lowerings pre-round
-  /// for the other modes, giving powers of two that encode exactly).
+  /// float8e8m0: the store keeps the float32 exponent field, which is exact for every e8m0 value
+  /// (2^-127 included); lowerings round first (`OpLowerings.castResult`).
   private static func e8m0Helpers(_ name: String, _ s: Syntax) -> String {
     let u = s.uint
     return """
@@ -139,10 +139,7 @@ enum LowPrecisionCode {
       }
       \(s.prefix)\(u) \(name)_store(float value) {
         \(u) w = \(s.floatBits)(value);
-        \(u) e = (w >> 23) & 0xffu;
-        if (e == 0xffu) return 0xffu;
-        if ((w & 0x7fffffu) != 0u && e != 0xfeu) e += 1u;
-        return e;
+        return (w >> 23) & 0xffu;
       }
 
       """

@@ -91,8 +91,7 @@ struct ExprEvaluator {
     case .bfloat16:
       return Double(FloatConversion.float(fromBFloat16Bits: FloatConversion.bfloat16Bits(from: Float(value.double))))
     case .bool: return value.truth ? 1 : 0
-    case let mini where mini.isMiniFloat:
-      return Double(FloatConversion.float(fromMiniFloatBits: FloatConversion.miniFloatBits(from: Float(value.double), as: mini), as: mini))
+    case let mini where mini.isMiniFloat: return Self.value(bits: Self.bits(value, stored: mini), as: mini).double
     default: return Double(wrap(value.integer, dtype))
     }
   }
@@ -287,6 +286,9 @@ struct ExprEvaluator {
     case .float16: return UInt64(FloatConversion.float16Bits(from: Float(value.double)))
     case .bfloat16: return UInt64(FloatConversion.bfloat16Bits(from: Float(value.double)))
     case .bool: return value.truth ? 1 : 0
+    case .float8e8m0:
+      // As the kernels' store: the exponent field (lowerings round first).
+      return UInt64(FloatConversion.float8e8m0Bits(from: Float(value.double), roundMode: .down))
     case let mini where mini.isMiniFloat: return UInt64(FloatConversion.miniFloatBits(from: Float(value.double), as: mini))
     case .int4, .uint4, .int2, .uint2: return dtype.wrappedStorageBits(value.integer)
     default:

@@ -33,8 +33,8 @@ import Testing
     #expect(e4m3fnuz.bits(of: 1e6) == 0x80 && e5m2fnuz.bits(of: .infinity) == 0x80)
     #expect(e5m2.bits(of: 1e6) == 0x7c && e5m2.bits(of: -.infinity) == 0xfc && e5m2.bits(of: .nan) == 0x7e)
     #expect(e2m1.bits(of: .infinity) == 0x7 && e2m1.bits(of: -100) == 0xf)
-    // Rounding just past the largest value: 464 is the midpoint of 448 and (NaN) 480.
-    #expect(e4m3fn.bits(of: 463.9) == 0x7e && e4m3fn.bits(of: 464) == 0x7f)
+    // Past the largest value: 464 is the midpoint of 448 and (NaN) 480, and ties to even (448).
+    #expect(e4m3fn.bits(of: 464) == 0x7e && e4m3fn.bits(of: 464.1) == 0x7f)
     // FNUZ has no negative zero.
     #expect(e4m3fnuz.bits(of: -0.0) == 0 && e4m3fn.bits(of: -0.0) == 0x80)
     #expect(e4m3fnuz.bits(of: -1e-30) == 0)
