@@ -51,7 +51,7 @@ let package = Package(
     .target(name: "KilnVulkan", dependencies: ["KilnHAL", "KilnSPIRV", "CVulkan"]),
     .target(name: "CKilnCPU"),
     .target(name: "KilnCPU", dependencies: ["KilnHAL", "CKilnCPU"]),
-    .target(name: "KilnRuntime", dependencies: ["KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
+    .target(name: "KilnRuntime", dependencies: ["KilnIR", "KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
 
     /// The ONNX backend-test conformance runner, shared by `kiln conformance` and the test suite.
     .target(name: "KilnConformance", dependencies: ["KilnIR", "KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle"]),

@@ -305,6 +305,9 @@ public struct Manifest: Codable, Sendable, Hashable {
   public static func elementSize(of dtype: String) -> Int? {
     switch dtype {
     case "bool", "int8", "uint8": 1
+    // Low-precision types, one element per byte (4-bit and 2-bit ones unpacked).
+    case "float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz", "float8e8m0", "float4e2m1": 1
+    case "int4", "uint4", "int2", "uint2": 1
     case "float16", "bfloat16", "int16", "uint16": 2
     case "float32", "int32", "uint32": 4
     case "float64", "int64", "uint64": 8

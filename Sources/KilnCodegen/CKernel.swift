@@ -33,6 +33,7 @@ public enum CKernel {
       static inline double kiln_f64_value(uint64_t w) { double f; memcpy(&f, &w, 8); return f; }
 
       """
+    out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
     for kernel in kernels { out += "\n" + function(for: kernel) }
     return out
   }
@@ -86,12 +87,16 @@ struct CDialect: KernelDialect {
       case .uint32: return "uint32_t"
       case .uint64: return "uint64_t"
       case .bool: return "bool"
+      case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1, .int4, .uint4,
+        .int2, .uint2:
+        return typeName(ValueType.compute(dtype))
       }
     }
   }
 
   func storageType(_ dtype: DType) -> String {
-    switch dtype {
+    if LowPrecisionCode.isLowPrecision(dtype) { return "uint8_t" }
+    return switch dtype {
     case .float16: "_Float16"
     case .bfloat16: "uint16_t"
     case .bool: "uint8_t"
@@ -127,6 +132,7 @@ struct CDialect: KernelDialect {
 
   func load(input: Int, dtype: DType, index: String) -> String {
     let element = "b\(input)[\(index)]"
+    if LowPrecisionCode.isLowPrecision(dtype) { return LowPrecisionCode.load(element, dtype: dtype, .c) }
     switch dtype {
     case .float16: return "(float)\(element)"
     case .bfloat16: return "kiln_bf16_load(\(element))"
@@ -136,7 +142,8 @@ struct CDialect: KernelDialect {
   }
 
   func store(_ value: String, dtype: DType) -> String {
-    switch dtype {
+    if LowPrecisionCode.isLowPrecision(dtype) { return LowPrecisionCode.store(value, dtype: dtype, .c) }
+    return switch dtype {
     case .float16: "(_Float16)(\(value))"
     case .bfloat16: "kiln_bf16_store(\(value))"
     case .bool: "(uint8_t)((\(value)) ? 1 : 0)"
@@ -236,6 +243,12 @@ struct CDialect: KernelDialect {
 
   /// Through an unsigned integer of the width; floats with memcpy (no aliasing rules broken).
   func bitcast(_ value: String, from: DType, to: DType) -> String {
+    if LowPrecisionCode.isLowPrecision(from) {
+      return bitcast(LowPrecisionCode.store(value, dtype: from, .c), from: .uint8, to: to)
+    }
+    if LowPrecisionCode.isLowPrecision(to) {
+      return LowPrecisionCode.load(bitcast(value, from: from, to: .uint8), dtype: to, .c)
+    }
     let bits: String
     switch from {
     case .float32: bits = "kiln_f32_bits(\(value))"
@@ -271,6 +284,7 @@ struct CDialect: KernelDialect {
       case .uint32: return "UINT32_MAX"
       case .uint64: return "UINT64_MAX"
       case .bool: return "true"
+      default: return maximumValue(.compute(dtype))  // the low-precision types
       }
     }
   }
@@ -288,6 +302,7 @@ struct CDialect: KernelDialect {
       case .int64: return "INT64_MIN"
       case .uint8, .uint16, .uint32, .uint64: return "0"
       case .bool: return "false"
+      default: return minimumValue(.compute(dtype))  // the low-precision types
       }
     }
   }

@@ -23,6 +23,7 @@ public enum GLSLKernel {
     }
     out += "layout(std430, set = 0, binding = \(kernel.inputs.count)) writeonly buffer Out { \(dialect.storageType(kernel.output.dtype)) result[]; };\n"
     out += GLSLDialect.helpers
+    out += LowPrecisionCode.helpers(for: kernel.inputs.map(\.dtype) + [kernel.output.dtype], .glsl)
     let index = dialect.typeName(.index)
     out += """
       void main() {
@@ -99,12 +100,16 @@ struct GLSLDialect: KernelDialect {
       case .uint32: return "uint"
       case .uint64: return "uint64_t"
       case .bool: return "bool"
+      case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1, .int4, .uint4,
+        .int2, .uint2:
+        return typeName(ValueType.compute(dtype))
       }
     }
   }
 
   func storageType(_ dtype: DType) -> String {
-    switch dtype {
+    if LowPrecisionCode.isLowPrecision(dtype) { return "uint8_t" }
+    return switch dtype {
     case .float16: "float16_t"
     case .bfloat16: "uint16_t"
     case .bool: "uint8_t"
@@ -139,6 +144,7 @@ struct GLSLDialect: KernelDialect {
 
   func load(input: Int, dtype: DType, index: String) -> String {
     let element = "b\(input)[uint(\(index))]"
+    if LowPrecisionCode.isLowPrecision(dtype) { return LowPrecisionCode.load(element, dtype: dtype, .glsl) }
     switch dtype {
     case .float16: return "float(\(element))"
     case .bfloat16: return "uintBitsToFloat(uint(\(element)) << 16)"
@@ -148,7 +154,8 @@ struct GLSLDialect: KernelDialect {
   }
 
   func store(_ value: String, dtype: DType) -> String {
-    switch dtype {
+    if LowPrecisionCode.isLowPrecision(dtype) { return LowPrecisionCode.store(value, dtype: dtype, .glsl) }
+    return switch dtype {
     case .float16: "float16_t(\(value))"
     case .bfloat16: "uint16_t(kiln_bf16_bits(\(value)))"
     case .bool: "uint8_t(\(value) ? 1 : 0)"
@@ -250,6 +257,12 @@ struct GLSLDialect: KernelDialect {
   /// Through an unsigned integer of the width: float16 with the core pack/unpack functions
   /// (no float16 arithmetic needed), bfloat16 as the upper half of a float32.
   func bitcast(_ value: String, from: DType, to: DType) -> String {
+    if LowPrecisionCode.isLowPrecision(from) {
+      return bitcast(LowPrecisionCode.store(value, dtype: from, .glsl), from: .uint8, to: to)
+    }
+    if LowPrecisionCode.isLowPrecision(to) {
+      return LowPrecisionCode.load(bitcast(value, from: from, to: .uint8), dtype: to, .glsl)
+    }
     let bits: String
     switch from {
     case .float32: bits = "floatBitsToUint(\(value))"
@@ -295,6 +308,7 @@ struct GLSLDialect: KernelDialect {
       case .uint32: return "4294967295u"
       case .uint64: return "18446744073709551615ul"
       case .bool: return "true"
+      default: return maximumValue(.compute(dtype))  // the low-precision types
       }
     }
   }
@@ -315,6 +329,7 @@ struct GLSLDialect: KernelDialect {
       case .uint32: return "0u"
       case .uint64: return "0ul"
       case .bool: return "false"
+      default: return minimumValue(.compute(dtype))  // the low-precision types
       }
     }
   }

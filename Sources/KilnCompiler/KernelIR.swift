@@ -32,7 +32,8 @@ public indirect enum Expr: Hashable, Sendable {
   case reduce(ReduceOp, variable: Int, extent: Int, body: Expr)
 }
 
-/// Types kernels compute in. Float16/bfloat16 tensors are loaded as `.float32` and rounded on store.
+/// Types kernels compute in. Float16/bfloat16 tensors are loaded as `.float32` and rounded on store
+/// (see `compute(_:)` for the low-precision types).
 public enum ValueType: Hashable, Sendable, CustomStringConvertible {
   /// A signed integer wide enough for every element index of the kernel.
   case index
@@ -43,10 +44,14 @@ public enum ValueType: Hashable, Sendable, CustomStringConvertible {
   public static let int64 = ValueType.scalar(.int64)
 
   /// The type a tensor of `dtype` computes in.
+  /// The 8-bit and 4-bit floats compute as float32 and 4-bit/2-bit integers as int8/uint8: loads
+  /// decode and stores encode (rounding, or keeping the low bits of an integer).
   public static func compute(_ dtype: DType) -> ValueType {
     switch dtype {
     case .float16, .bfloat16: .float32
-    default: .scalar(dtype)
+    case .int4, .int2: .scalar(.int8)
+    case .uint4, .uint2: .scalar(.uint8)
+    default: dtype.isMiniFloat ? .float32 : .scalar(dtype)
     }
   }
 

@@ -190,6 +190,8 @@ extension TensorData {
       }
     case .bool:
       bytes.append(value != 0 ? 1 : 0)
+    case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1:
+      bytes.append(FloatConversion.miniFloatBits(from: Float(value), as: dtype))
     case .uint64:
       let unsigned: UInt64 =
         value.isNaN || value <= 0 ? 0 : value >= 18_446_744_073_709_551_615.0 ? .max : UInt64(value)
@@ -200,7 +202,7 @@ extension TensorData {
   }
 
   private static func append(integer value: Int64, as dtype: DType, to bytes: inout [UInt8]) {
-    let bits = UInt64(bitPattern: value)
+    let bits = dtype.wrappedStorageBits(value)
     switch dtype {
     case .bool:
       bytes.append(value != 0 ? 1 : 0)
@@ -237,6 +239,9 @@ extension TensorData {
     case .uint32: load(UInt32.self).map { Double($0) }
     case .uint64: load(UInt64.self).map { Double($0) }
     case .bool: bytes.map { $0 != 0 ? 1 : 0 }
+    case .int4, .uint4, .int2, .uint2: bytes.map { Double(type.dtype.integerValue(ofStorageBits: UInt64($0))) }
+    case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1:
+      bytes.map { Double(FloatConversion.float(fromMiniFloatBits: $0, as: type.dtype)) }
     }
   }
 
@@ -263,6 +268,7 @@ extension TensorData {
     case .uint32: load(UInt32.self).map { Int64($0) }
     case .uint64: load(UInt64.self).map { Int64(bitPattern: $0) }
     case .bool: bytes.map { $0 != 0 ? 1 : 0 }
+    case .int4, .uint4, .int2, .uint2: bytes.map { type.dtype.integerValue(ofStorageBits: UInt64($0)) }
     default: doubles().map(Self.saturatingInt64)
     }
   }
@@ -272,6 +278,7 @@ extension TensorData {
     switch type.dtype {
     case .bool, .uint8, .int8: bytes.map { $0 != 0 }
     case .float16, .bfloat16, .float32, .float64: doubles().map { $0 != 0 }
+    case let dtype where dtype.isMiniFloat: doubles().map { $0 != 0 }
     default: int64s().map { $0 != 0 }
     }
   }
@@ -297,6 +304,21 @@ extension TensorData {
       return TensorData(type: target, doubles: doubles())
     }
     return TensorData(type: target, int64s: int64s())
+  }
+
+  /// ONNX Cast to `dtype`: `converted(to:)`, except that the 8-bit float targets other than e8m0
+  /// first clamp to their largest finite value when `saturate`, and e8m0 rounds by `roundMode`.
+  public func cast(to dtype: DType, saturate: Bool, roundMode: E8M0RoundMode) -> TensorData {
+    if dtype == type.dtype { return self }
+    let target = TensorType(dtype, type.shape)
+    if dtype == .float8e8m0 {
+      let bits = floats().map { FloatConversion.float8e8m0Bits(from: $0, saturate: saturate, roundMode: roundMode) }
+      return TensorData(uncheckedType: target, bytes: bits)
+    }
+    if saturate, dtype.bitWidth == 8, let format = MiniFloat(dtype) {
+      return TensorData(uncheckedType: target, bytes: floats().map { UInt8(format.bits(of: format.saturated($0))) })
+    }
+    return converted(to: dtype)
   }
 
   /// A short, stable content hash (FNV-1a 64 over dtype, shape and bytes), as 16 hex digits.

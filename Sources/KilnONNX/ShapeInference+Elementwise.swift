@@ -238,23 +238,19 @@ extension OpRegistry {
           throw ONNXImportError(
             .unsupportedType, "cast to \(TensorDecoder.typeName(Int32(clamping: code))) is not supported")
         }
+        try castRoundMode(ctx.node)
         return [x.with(dtype: dtype)]
       },
-      fold: { ctx in
-        guard let x = ctx.data(0), let out = ctx.outputTypes.first else { return nil }
-        return [x.converted(to: out.dtype)]
-      })
+      fold: Fold.cast)
 
     specs["CastLike"] = OpSpec(
       attributes: ["saturate", "round_mode"], inputs: 2...2, outputs: 1...1,
       infer: { ctx in
         let x = try ctx.type(0)
+        try castRoundMode(ctx.node)
         return [x.with(dtype: try ctx.type(1).dtype)]
       },
-      fold: { ctx in
-        guard let x = ctx.data(0), let out = ctx.outputTypes.first else { return nil }
-        return [x.converted(to: out.dtype)]
-      })
+      fold: Fold.cast)
 
     specs["QuantizeLinear"] = OpSpec(
       attributes: ["axis", "block_size", "output_dtype", "saturate", "precision"], inputs: 2...3, outputs: 1...1,
@@ -271,7 +267,7 @@ extension OpRegistry {
           }
           dtype = declared
         }
-        guard dtype.isInteger else {
+        guard dtype.isInteger || (dtype.isMiniFloat && dtype != .float8e8m0) else {
           throw ONNXImportError(.unsupportedType, "quantizing to \(dtype.rawValue) is not supported")
         }
         return [x.with(dtype: dtype)]
@@ -282,7 +278,7 @@ extension OpRegistry {
         let x = try ctx.type(0)
         let scale = try ctx.type(1)
         try Shapes.requireFloat(scale, "scale")
-        guard x.dtype.isInteger else {
+        guard x.dtype.isInteger || x.dtype.isMiniFloat else {
           throw ONNXImportError(.unsupportedType, "dequantizing \(x.dtype.rawValue) is not supported")
         }
         var dtype = scale.dtype

@@ -77,7 +77,7 @@ extension OpRegistry {
           throw ONNXImportError(
             .unsupportedType, "bitcast to \(TensorDecoder.typeName(Int32(clamping: code))) is not supported")
         }
-        guard dtype.byteSize == x.dtype.byteSize else {
+        guard dtype.bitWidth == x.dtype.bitWidth else {
           throw ONNXImportError.shape(
             "bitcast from \(x.dtype.rawValue) to \(dtype.rawValue) changes the bit width")
         }

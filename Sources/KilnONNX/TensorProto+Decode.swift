@@ -44,6 +44,8 @@ struct TensorDecoder {
       throw ONNXImportError(.unsupportedType, "\(what) is a segment of a larger tensor, which Kiln does not support")
     }
     try charge(byteCount, for: what)
+    // 4-bit and 2-bit elements are packed in serialized tensors, unpacked in TensorData.
+    let serializedCount = SubBytePacking.packedCount(count, bits: dtype.bitWidth) ?? byteCount
 
     if proto.dataLocation == .external {
       var location: String?
@@ -69,16 +71,18 @@ struct TensorDecoder {
         throw ONNXImportError(.externalData, "\(what) is stored externally but has no 'location'")
       }
       let bytes = try externalData.read(
-        location: location, offset: offset, length: length, expectedCount: byteCount, tensor: proto.name)
-      return try TensorData(type: type, bytes: bytes)
+        location: location, offset: offset, length: length, expectedCount: serializedCount, tensor: proto.name)
+      return try TensorData(type: type, bytes: SubBytePacking.unpack(bytes, count: count, bits: dtype.bitWidth))
     }
 
     if proto.hasRawData {
-      guard proto.rawData.count == byteCount else {
+      guard proto.rawData.count == serializedCount else {
         throw ONNXImportError(
-          .invalidTensor, "\(what) of type \(type) needs \(byteCount) bytes of raw_data, has \(proto.rawData.count)")
+          .invalidTensor,
+          "\(what) of type \(type) needs \(serializedCount) bytes of raw_data, has \(proto.rawData.count)")
       }
-      return try TensorData(type: type, bytes: [UInt8](proto.rawData))
+      return try TensorData(
+        type: type, bytes: SubBytePacking.unpack([UInt8](proto.rawData), count: count, bits: dtype.bitWidth))
     }
 
     func checkCount(_ actual: Int, _ field: String) throws {
@@ -99,7 +103,17 @@ struct TensorDecoder {
     case .uint32, .uint64:
       try checkCount(proto.uint64Data.count, "uint64_data")
       return TensorData(type: type, int64s: proto.uint64Data.map { Int64(bitPattern: $0) })
-    case .int32, .int16, .int8, .uint16, .uint8, .bool, .float16, .bfloat16:
+    case .int4, .uint4, .int2, .uint2, .float4e2m1:
+      // One packed byte per int32_data entry.
+      guard proto.int32Data.count == serializedCount else {
+        throw ONNXImportError(
+          .invalidTensor,
+          "\(what) of type \(type) needs \(serializedCount) packed bytes, int32_data has \(proto.int32Data.count)")
+      }
+      let packed = proto.int32Data.map { UInt8(truncatingIfNeeded: $0) }
+      return try TensorData(type: type, bytes: SubBytePacking.unpack(packed, count: count, bits: dtype.bitWidth))
+    case .int32, .int16, .int8, .uint16, .uint8, .bool, .float16, .bfloat16, .float8e4m3fn, .float8e4m3fnuz,
+      .float8e5m2, .float8e5m2fnuz, .float8e8m0:
       try checkCount(proto.int32Data.count, "int32_data")
       // float16/bfloat16 store their bit patterns; narrower integers their values.
       var bytes = [UInt8]()

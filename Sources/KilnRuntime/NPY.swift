@@ -1,6 +1,7 @@
 // NumPy `.npy` files <-> HostTensor: a strict reader and a numpy-compatible writer.
 
 import Foundation
+import KilnIR
 
 /// Reads and writes NumPy `.npy` files (format versions 1.0, 2.0 and 3.0) as `HostTensor`s.
 ///
@@ -125,6 +126,13 @@ public enum NPY {
 
   // MARK: Writing
 
+  /// A low-precision tensor as float32 (8-bit and 4-bit floats, exact) or int8/uint8.
+  private static func widened(_ tensor: HostTensor, _ dtype: DType) throws -> HostTensor {
+    let data = try TensorData(type: TensorType(dtype, tensor.shape), bytes: tensor.bytes)
+    let wide = data.converted(to: dtype.isMiniFloat ? .float32 : dtype.isSigned ? .int8 : .uint8)
+    return HostTensor(dtype: wide.dtype.rawValue, shape: tensor.shape, bytes: wide.bytes)
+  }
+
   /// The `.npy` bytes for `tensor`: little-endian, C order, header version 1.0 (2.0 if needed).
   public static func encode(_ tensor: HostTensor) throws -> [UInt8] {
     let descr: String
@@ -144,7 +152,11 @@ public enum NPY {
     case "bool": descr = "|b1"
     case "bfloat16": descr = "<f4"
     default:
-      throw RuntimeError(.unsupported, "cannot write dtype '\(tensor.dtype)' to .npy")
+      // .npy has no low-precision types: floats widen to float32, 4-bit/2-bit integers to 8 bits.
+      guard let dtype = DType(rawValue: tensor.dtype), dtype.byteSize == 1, dtype.isMiniFloat || dtype.isInteger else {
+        throw RuntimeError(.unsupported, "cannot write dtype '\(tensor.dtype)' to .npy")
+      }
+      return try encode(widened(tensor, dtype))
     }
     guard let size = HostTensor.elementSize(tensor.dtype) else {
       throw RuntimeError(.unsupported, "cannot write dtype '\(tensor.dtype)' to .npy")

@@ -1,6 +1,7 @@
 // ONNX TensorProto files (`input_0.pb`, `output_0.pb` of the ONNX test data) <-> HostTensor.
 
 import Foundation
+import KilnIR
 
 /// Reads and writes single serialized ONNX `TensorProto` messages, the `.pb` files of ONNX test
 /// data sets, as `HostTensor`s.
@@ -110,8 +111,11 @@ public enum ONNXTensorFile {
       guard !overflow else { throw invalid("dims \(dims) have too many elements") }
       count = product
     }
-    let (byteCount, overflow) = count.multipliedReportingOverflow(by: size)
+    var (byteCount, overflow) = count.multipliedReportingOverflow(by: size)
     guard !overflow else { throw invalid("dims \(dims) of \(dtype) are too large") }
+    // 4-bit and 2-bit elements are packed (in raw_data, and one byte per int32_data entry).
+    let bits = DType(rawValue: dtype)?.bitWidth ?? 8
+    if let packed = SubBytePacking.packedCount(count, bits: bits) { byteCount = packed }
 
     let typedFields = [
       ("float_data", floats.count), ("int32_data", int32s.count), ("int64_data", int64s.count),
@@ -126,7 +130,8 @@ public enum ONNXTensorFile {
       guard raw.count == byteCount else {
         throw invalid("\(tensorName): \(dtype) of shape \(dims) needs \(byteCount) bytes of raw_data, has \(raw.count)")
       }
-      var values = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[raw]))
+      var values = SubBytePacking.unpack(
+        [UInt8](UnsafeRawBufferPointer(rebasing: bytes[raw])), count: count, bits: bits)
       if dtype == "bool" { for index in values.indices where values[index] > 1 { values[index] = 1 } }
       return (name, HostTensor(dtype: dtype, shape: dims, bytes: values))
     }
@@ -144,8 +149,9 @@ public enum ONNXTensorFile {
     if let wrong = typedFields.first(where: { $0.0 != field }) {
       throw invalid("\(tensorName): a \(dtype) tensor stores its values in \(field), not \(wrong.0)")
     }
-    guard words.count == count else {
-      throw invalid("\(tensorName): \(dtype) of shape \(dims) needs \(count) values, \(field) has \(words.count)")
+    let wordCount = bits < 8 ? byteCount : count
+    guard words.count == wordCount else {
+      throw invalid("\(tensorName): \(dtype) of shape \(dims) needs \(wordCount) values, \(field) has \(words.count)")
     }
     var values = [UInt8]()
     values.reserveCapacity(byteCount)
@@ -156,6 +162,7 @@ public enum ONNXTensorFile {
         for byte in 0..<size { values.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(byte)))) }
       }
     }
+    values = SubBytePacking.unpack(values, count: count, bits: bits)
     return (name, HostTensor(dtype: dtype, shape: dims, bytes: values))
   }
 
@@ -185,9 +192,10 @@ public enum ONNXTensorFile {
       appendVarint(UInt64(name.utf8.count), to: &output)
       output += name.utf8
     }
+    let raw = SubBytePacking.pack(tensor.bytes, bits: DType(rawValue: tensor.dtype)?.bitWidth ?? 8)
     output.append(0x4A)  // field 9, length-delimited
-    appendVarint(UInt64(tensor.bytes.count), to: &output)
-    output += tensor.bytes
+    appendVarint(UInt64(raw.count), to: &output)
+    output += raw
     return output
   }
 
@@ -208,12 +216,14 @@ public enum ONNXTensorFile {
     case 12: ("uint32", 4)
     case 13: ("uint64", 8)
     case 16: ("bfloat16", 2)
-    default: nil
+    default:
+      // The low-precision types, one byte per element once read (see `DType`).
+      DType(onnxCode: Int32(clamping: code)).flatMap { $0.byteSize == 1 && code >= 17 ? ($0.rawValue, 1) : nil }
     }
   }
 
   static func dataTypeCode(_ dtype: String) -> UInt64? {
-    (1...16).first { elementType(UInt64($0))?.0 == dtype }.map(UInt64.init)
+    (1...26).first { elementType(UInt64($0))?.0 == dtype }.map(UInt64.init)
   }
 
   private static func typeHint(_ code: UInt64) -> String {
@@ -221,8 +231,7 @@ public enum ONNXTensorFile {
     case 0: " (UNDEFINED)"
     case 8: " (STRING)"
     case 14, 15: " (complex)"
-    case 17...20, 23: " (float8)"
-    case 21, 22, 24, 25, 26: " (4-bit or 2-bit)"
+    case 27, 28: " (float6)"
     default: ""
     }
   }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnIR
 
 /// Kiln's one comparison of outputs with references (tests, `kiln run --expect`, conformance):
 /// floats match when |got - expected| <= atol + rtol * |expected|, with
@@ -15,7 +16,10 @@ public struct Tolerance: Sendable {
     self.absoluteScale = absoluteScale
   }
 
-  static let floatTypes: Set<String> = ["float32", "float64", "float16", "bfloat16"]
+  static let floatTypes: Set<String> = Set(["float32", "float64", "float16", "bfloat16"] + miniFloatTypes.keys)
+  /// The 8-bit and 4-bit floats by name; they compare by value like the other floats.
+  static let miniFloatTypes: [String: DType] = Dictionary(
+    uniqueKeysWithValues: DType.allCases.filter(\.isMiniFloat).map { ($0.rawValue, $0) })
 
   /// nil when `got` matches `expected`, else what differs: shape, dtype, or how many elements and
   /// the worst one.
@@ -85,7 +89,9 @@ public struct Tolerance: Sendable {
         return (0..<raw.count / 2).map {
           Double(Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) << 16))
         }
-      default: return []
+      default:
+        guard let dtype = miniFloatTypes[tensor.dtype] else { return [] }
+        return raw.map { Double(FloatConversion.float(fromMiniFloatBits: $0, as: dtype)) }
       }
     }
   }

@@ -321,7 +321,9 @@ enum RandomTensor {
       case "float16": append(Float16(unit()).bitPattern)
       case "bfloat16": append(UInt16(truncatingIfNeeded: Float(unit()).bitPattern >> 16))
       case "bool": append(UInt8(next() & 1))
-      case "int8", "uint8": append(UInt8(small))
+      case "int8", "uint8", "int4", "uint4", "int2", "uint2", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2",
+        "float8e5m2fnuz", "float8e8m0", "float4e2m1":
+        append(UInt8(small))
       case "int16", "uint16": append(UInt16(small))
       case "int32", "uint32": append(UInt32(small))
       case "int64", "uint64": append(UInt64(small))

@@ -91,6 +91,7 @@ struct ExprEvaluator {
     case .bfloat16:
       return Double(FloatConversion.float(fromBFloat16Bits: FloatConversion.bfloat16Bits(from: Float(value.double))))
     case .bool: return value.truth ? 1 : 0
+    case let mini where mini.isMiniFloat: return Self.value(bits: Self.bits(value, stored: mini), as: mini).double
     default: return Double(wrap(value.integer, dtype))
     }
   }
@@ -103,6 +104,7 @@ struct ExprEvaluator {
     case .uint8: Int64(UInt8(truncatingIfNeeded: value))
     case .uint16: Int64(UInt16(truncatingIfNeeded: value))
     case .uint32: Int64(UInt32(truncatingIfNeeded: value))
+    case .int4, .uint4, .int2, .uint2: dtype.integerValue(ofStorageBits: dtype.wrappedStorageBits(value))
     default: value
     }
   }
@@ -284,6 +286,11 @@ struct ExprEvaluator {
     case .float16: return UInt64(FloatConversion.float16Bits(from: Float(value.double)))
     case .bfloat16: return UInt64(FloatConversion.bfloat16Bits(from: Float(value.double)))
     case .bool: return value.truth ? 1 : 0
+    case .float8e8m0:
+      // As the kernels' store: the exponent field (lowerings round first).
+      return UInt64(FloatConversion.float8e8m0Bits(from: Float(value.double), roundMode: .down))
+    case let mini where mini.isMiniFloat: return UInt64(FloatConversion.miniFloatBits(from: Float(value.double), as: mini))
+    case .int4, .uint4, .int2, .uint2: return dtype.wrappedStorageBits(value.integer)
     default:
       let bits = UInt64(bitPattern: value.integer)
       return dtype.byteSize == 8 ? bits : bits & ((1 << UInt64(dtype.byteSize * 8)) - 1)
@@ -298,6 +305,8 @@ struct ExprEvaluator {
     case .float16: return .float(Double(FloatConversion.float(fromFloat16Bits: UInt16(truncatingIfNeeded: bits))))
     case .bfloat16: return .float(Double(FloatConversion.float(fromBFloat16Bits: UInt16(truncatingIfNeeded: bits))))
     case .bool: return .bool(bits != 0)
+    case let mini where mini.isMiniFloat:
+      return .float(Double(FloatConversion.float(fromMiniFloatBits: UInt8(truncatingIfNeeded: bits), as: mini)))
     default: return .int(wrap(Int64(bitPattern: bits), dtype))
     }
   }

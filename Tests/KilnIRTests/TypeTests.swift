@@ -13,7 +13,8 @@ import Testing
     #expect(DType(onnxCode: 10) == .float16)
     #expect(DType(onnxCode: 16) == .bfloat16)
     #expect(DType(onnxCode: 8) == nil)  // string
-    #expect(DType(onnxCode: 17) == nil)  // float8
+    #expect(DType(onnxCode: 17) == .float8e4m3fn)
+    #expect(DType(onnxCode: 27) == nil)  // float6e2m3
     #expect(DType(onnxCode: 0) == nil)
     #expect(DType(onnxCode: -3) == nil)
   }

@@ -246,6 +246,7 @@ enum TypeBounds {
     case .int32: return .literal(.integer(Int64(Int32.min), type))
     case .int64: return .literal(.integer(Int64.min, type))
     case .bool: return .falseValue
+    case .int4, .int2: return .literal(.integer(dtype.integerRange?.lowerBound ?? 0, type))
     default: return .literal(.integer(0, type))
     }
   }
@@ -262,6 +263,7 @@ enum TypeBounds {
     case .uint32: return .literal(.integer(Int64(UInt32.max), type))
     case .uint64: return .literal(.unsigned(UInt64.max, type))
     case .bool: return .trueValue
+    case .int4, .uint4, .int2, .uint2: return .literal(.integer(dtype.integerRange?.upperBound ?? 0, type))
     default: return .constant(.infinity, type)
     }
   }

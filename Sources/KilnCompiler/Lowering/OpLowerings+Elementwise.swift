@@ -306,9 +306,11 @@ extension OpLowerings {
   }
 
   /// Cast and CastLike: C conversion semantics (float to integer truncates, anything to bool is
-  /// `!= 0`); float16/bfloat16 results are rounded on store.
+  /// `!= 0`); float16/bfloat16 results are rounded on store; low-precision results follow
+  /// `castResult` (saturate, round_mode).
   static let cast = OpLowering(.elementwise) { ctx, _, coordinates in
-    try ctx.broadcastElement(0, at: coordinates, as: ctx.outputComputeType())
+    let value = try ctx.broadcastElement(0, at: coordinates, as: ctx.outputComputeType())
+    return try castResult(ctx, value, to: ctx.outputType().dtype)
   }
 
   static let identity = OpLowering(.elementwise) { ctx, _, coordinates in
@@ -401,16 +403,22 @@ extension OpLowerings {
     return try ctx.element(i, at: [coordinates[axis]], as: type)
   }
 
-  /// QuantizeLinear: saturate(round_half_even(x / scale) + zero_point) in the output type.
+  /// QuantizeLinear: saturate(round_half_even(x / scale) + zero_point) in an integer output type;
+  /// for a float output (8-bit or 4-bit), x / scale + zero_point converted as Cast does (the
+  /// 8-bit formats clamp when `saturate`; E2M1 always does).
   static let quantize = OpLowering(.elementwise) { ctx, _, coordinates in
     let type = try ctx.computeType(1)
     let outputType = ctx.outputComputeType()
+    let dtype = ctx.outputType().dtype
     let x = try ctx.element(0, at: coordinates, as: type)
     let scale = try quantizationParameter(ctx, 1, coordinates, as: type)
-    var value = Expr.unary(.round, .binary(.divide, x, scale))
+    var value = Expr.binary(.divide, x, scale)
+    if !dtype.isFloat { value = .unary(.round, value) }
     if ctx.hasInput(2) { value = .binary(.add, value, try quantizationParameter(ctx, 2, coordinates, as: type)) }
-    guard !outputType.isFloat else { return .cast(value, outputType) }
-    let dtype = ctx.outputType().dtype
+    guard !outputType.isFloat else {
+      guard dtype != .float8e8m0 else { throw ctx.error("quantizing to float8e8m0 is not supported") }
+      return try castResult(ctx, .cast(value, outputType), to: dtype)
+    }
     let low = Expr.cast(TypeBounds.lowest(outputType, storage: dtype), type)
     let high = Expr.cast(TypeBounds.highest(outputType, storage: dtype), type)
     return .cast(.binary(.minimum, .binary(.maximum, value, low), high), outputType)

@@ -157,7 +157,7 @@ extension OpLowerings {
   static let bitCast = OpLowering(.elementwise) { ctx, _, coordinates in
     let from = try ctx.dtype(0)
     let to = ctx.outputType().dtype
-    guard from.byteSize == to.byteSize else {
+    guard from.bitWidth == to.bitWidth else {
       throw ctx.error("bitcast from \(from.rawValue) to \(to.rawValue) changes the bit width")
     }
     let x = try ctx.element(0, at: coordinates)
