@@ -120,7 +120,18 @@ enum MiniONNX {
       return values
     }
     if let raw = f.first(where: { $0.number == 9 }) {
-      return (name, try TensorData(type: type, bytes: Array(raw.bytes)))
+      let bytes = Array(raw.bytes)
+      return (
+        name,
+        try TensorData(
+          type: type, bytes: dtype.isSubByte ? SubBytePacking.unpack(bytes, count: count, bits: dtype.bitWidth) : bytes)
+      )
+    }
+    if dtype.isSubByte || dtype.isMiniFloat {
+      // Bit patterns in int32_data, one (packed, for sub-byte types) byte per entry.
+      let bytes = try varints(f, 5).map { UInt8(truncatingIfNeeded: $0) }
+      let unpacked = dtype.isSubByte ? SubBytePacking.unpack(bytes, count: count, bits: dtype.bitWidth) : bytes
+      return (name, try TensorData(type: type, bytes: try checked(unpacked)))
     }
     switch dtype {
     case .float32:
