@@ -88,3 +88,157 @@ struct MatMulTemplateTests {
     #expect(TestDevices.drainValidationMessages().isEmpty)
   }
 }
+
+/// Convolutions as implicit GEMMs, and other operand layouts, run through the template.
+@Suite(.serialized)
+struct MatMulTemplateConvTests {
+  struct Conv: CustomStringConvertible {
+    var batch = 1, channels = 3, height = 9, width = 7, filters = 5, kernelH = 3, kernelW = 3
+    var stride = 1, pad = 0, dilation = 1, groups = 1
+    var outH: Int { (height + 2 * pad - dilation * (kernelH - 1) - 1) / stride + 1 }
+    var outW: Int { (width + 2 * pad - dilation * (kernelW - 1) - 1) / stride + 1 }
+    var description: String { "conv \(kernelH)x\(kernelW) s\(stride) p\(pad) d\(dilation) g\(groups)" }
+
+    /// relu(bias[f] + sum_{c, kh, kw} select(inside, X[n, g*Cg + c, ih, iw] * W[f, c, kh, kw], 0)),
+    /// written the way the Conv lowering writes it (clamped positions, masked taps).
+    var kernel: Kernel {
+      let perGroup = channels / groups
+      let (n, f, oh, ow) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.coordinate(3))
+      let (c, kh, kw) = (Expr.variable(0), Expr.variable(1), Expr.variable(2))
+      let ih = oh * stride + kh * dilation - pad
+      let iw = ow * stride + kw * dilation - pad
+      func clamp(_ e: Expr, _ upper: Int) -> Expr { .binary(.minimum, .binary(.maximum, e, .index(0)), .index(upper)) }
+      let inside = Expr.binary(
+        .logicalAnd, .binary(.logicalAnd, .binary(.greaterEqual, ih, .index(0)), .binary(.less, ih, .index(height))),
+        .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(width))))
+      let group = groups == 1 ? Expr.index(0) : f.floorDivided(by: filters / groups)
+      let x = Expr.load(input: 0, index: ((n * channels + group * perGroup + c) * height + clamp(ih, height - 1)) * width + clamp(iw, width - 1))
+      let w = Expr.load(input: 1, index: ((f * perGroup + c) * kernelH + kh) * kernelW + kw)
+      let zero = Expr.literal(.of(0, .float32))
+      let sum = Expr.reduce(
+        .sum, variable: 0, extent: perGroup,
+        body: .reduce(.sum, variable: 1, extent: kernelH, body: .reduce(.sum, variable: 2, extent: kernelW, body: .select(inside, .binary(.multiply, x, w), zero))))
+      let biased = Expr.binary(.add, sum, .load(input: 2, index: f))
+      return Kernel(
+        name: "conv",
+        inputs: [
+          .init(dtype: .float32, elementCount: batch * channels * height * width),
+          .init(dtype: .float32, elementCount: filters * perGroup * kernelH * kernelW), .init(dtype: .float32, elementCount: filters),
+        ],
+        output: .init(dtype: .float32, elementCount: batch * filters * outH * outW), shape: [batch, filters, outH, outW],
+        body: .select(.binary(.greater, biased, zero), biased, zero), sourceOps: ["conv"])
+    }
+
+    func reference(_ x: [Float], _ w: [Float], _ bias: [Float]) -> [Float] {
+      let perGroup = channels / groups
+      var out: [Float] = []
+      for n in 0..<batch {
+        for f in 0..<filters {
+          let g = f / (filters / groups)
+          for oh in 0..<outH {
+            for ow in 0..<outW {
+              var sum: Float = 0
+              for c in 0..<perGroup {
+                for kh in 0..<kernelH {
+                  for kw in 0..<kernelW {
+                    let ih = oh * stride + kh * dilation - pad
+                    let iw = ow * stride + kw * dilation - pad
+                    guard ih >= 0, ih < height, iw >= 0, iw < width else { continue }
+                    sum += x[((n * channels + g * perGroup + c) * height + ih) * width + iw] * w[((f * perGroup + c) * kernelH + kh) * kernelW + kw]
+                  }
+                }
+              }
+              out.append(max(sum + bias[f], 0))
+            }
+          }
+        }
+      }
+      return out
+    }
+  }
+
+  static let convs: [Conv] = [
+    Conv(stride: 2, pad: 1),
+    Conv(channels: 4, filters: 6, dilation: 2, groups: 2),
+    Conv(batch: 2, channels: 6, height: 5, width: 3, filters: 9, kernelH: 1, kernelW: 1),
+    Conv(channels: 4, filters: 4, pad: 1, groups: 4),
+    Conv(height: 6, width: 8, filters: 7, kernelH: 2, kernelW: 3, stride: 3, pad: 2, dilation: 2),
+  ]
+
+  /// Runs `template` on `inputs` and returns its float output.
+  static func run(_ template: MatMulTemplate, inputs: [[Float]], outputCount: Int, uri: String) throws -> [Float] {
+    let device = try TestDevices.device(uri)
+    let code = try GLSLCompiler().compileToBytes(template.source(), name: "template")
+    let executable = try device.makeExecutable(
+      ExecutableSpec(format: .spirv, code: code, entryPoints: [EntryPoint(name: "main", bindingCount: inputs.count + 1)]))
+    var buffers: [BufferRange] = []
+    for values in inputs {
+      let buffer = try device.allocator.allocate(byteCount: values.count * 4, access: .deviceLocal)
+      try device.write(values.bytes, to: BufferRange(buffer))
+      buffers.append(BufferRange(buffer))
+    }
+    let output = try device.allocator.allocate(byteCount: outputCount * 4, access: .deviceLocal)
+    buffers.append(BufferRange(output))
+    let commands = try device.makeCommandBuffer()
+    let groups = template.workgroups
+    try commands.dispatch(executable, entryPoint: 0, bindings: buffers, pushConstants: [], workgroups: WorkgroupCount(groups[0], groups[1], groups[2]))
+    try commands.end()
+    try device.submitAndWait(commands)
+    #expect(TestDevices.drainValidationMessages().isEmpty)
+    return try device.read(BufferRange(output)).asFloats()
+  }
+
+  static func random(_ count: Int) -> [Float] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
+  }
+
+  @Test func convolutionsMatchAsImplicitGEMMs() throws {
+    for conv in Self.convs {
+      let template = try #require(MatMulTemplate.match(conv.kernel), "\(conv)")
+      #expect(template.k == conv.channels / conv.groups * conv.kernelH * conv.kernelW, "\(conv)")
+      #expect(template.n == conv.outH * conv.outW, "\(conv)")
+      // Grouped convs read the input by output channel, so only ungrouped ones block over M.
+      #expect(template.m == (conv.groups == 1 ? conv.filters : 1), "\(conv)")
+    }
+  }
+
+  @Test(arguments: TestDevices.vulkanURIs)
+  func convolutionResultsMatchAReference(uri: String) throws {
+    for conv in Self.convs {
+      let template = try #require(MatMulTemplate.match(conv.kernel))
+      let x = Self.random(conv.batch * conv.channels * conv.height * conv.width)
+      let w = Self.random(conv.filters * conv.channels / conv.groups * conv.kernelH * conv.kernelW)
+      let bias = Self.random(conv.filters)
+      let expected = conv.reference(x, w, bias)
+      let got = try Self.run(template, inputs: [x, w, bias], outputCount: expected.count, uri: uri)
+      let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+      #expect(worst < 1e-4, "\(conv): largest difference \(worst)")
+    }
+  }
+
+  /// C[m, n] = sum_k A^T[k, m] * B[k, n] with sizes that leave tails in both block directions.
+  @Test(arguments: TestDevices.vulkanURIs)
+  func transposedOperandWithTails(uri: String) throws {
+    let (m, n, k) = (10, 19, 7)
+    let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0))
+    let body = Expr.reduce(.sum, variable: 0, extent: k, body: .binary(.multiply, .load(input: 0, index: v * m + i), .load(input: 1, index: v * n + j)))
+    let kernel = Kernel(
+      name: "mmt", inputs: [.init(dtype: .float32, elementCount: k * m), .init(dtype: .float32, elementCount: k * n)],
+      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: body, sourceOps: ["mmt"])
+    let template = try #require(MatMulTemplate.match(kernel))
+    #expect(template.m == m && template.n == n && template.k == k && template.batchShape.isEmpty)
+    let a = Self.random(k * m)
+    let b = Self.random(k * n)
+    let got = try Self.run(template, inputs: [a, b], outputCount: m * n, uri: uri)
+    var worst: Float = 0
+    for r in 0..<m {
+      for c in 0..<n {
+        var sum: Float = 0
+        for x in 0..<k { sum += a[x * m + r] * b[x * n + c] }
+        worst = max(worst, abs(got[r * n + c] - sum))
+      }
+    }
+    #expect(worst < 1e-4, "largest difference \(worst)")
+  }
+}
