@@ -58,6 +58,18 @@ import Testing
     #expect(try ONNXTensorFile.decode(try ONNXTensorFile.encode(scalar, name: "")).tensor == scalar)
   }
 
+  /// Found by tools/fuzz (Tests/FuzzCorpus/pb/crash-zero-dim-after-huge-dims.pb): an empty
+  /// bfloat16 tensor whose other dimensions multiply past Int.max; `elementCount` trapped.
+  @Test func emptyTensorWithHugeDimensions() throws {
+    let dims = [Int](repeating: 16, count: 13) + [38, 37, 0]
+    var bytes: [UInt8] = [0x10, 0x10, 0x0A, UInt8(dims.count)] + dims.map { UInt8($0) }
+    let (_, tensor) = try ONNXTensorFile.decode(bytes)
+    #expect(tensor.shape == dims && tensor.bytes.isEmpty)
+    #expect(tensor.elementCount == 0)
+    bytes = try ONNXTensorFile.encode(tensor, name: "")
+    #expect(try ONNXTensorFile.decode(bytes).tensor == tensor)
+  }
+
   @Test func malformedMessagesAreRejected() {
     let cases: [([UInt8], String)] = [
       ([], "no 'data_type'"),
