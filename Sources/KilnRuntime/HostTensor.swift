@@ -11,9 +11,7 @@ public struct HostTensor: Sendable, Hashable {
     self.bytes = bytes
   }
 
-  /// The number of elements. A tensor with a zero dimension has none, however large its other
-  /// dimensions (a decoded `[2^52, 38, 37, 0]` is valid and empty, and must not trap here).
-  public var elementCount: Int { shape.contains(0) ? 0 : shape.reduce(1, *) }
+  public var elementCount: Int { shape.reduce(1, *) }
 
   /// The element count of `shape`, checked: throws on a negative dimension or overflow.
   /// `what` names the operation in the message (e.g. "cannot write shape").

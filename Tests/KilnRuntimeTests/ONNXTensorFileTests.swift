@@ -58,8 +58,9 @@ import Testing
     #expect(try ONNXTensorFile.decode(try ONNXTensorFile.encode(scalar, name: "")).tensor == scalar)
   }
 
-  /// Found by tools/fuzz (Tests/FuzzCorpus/pb/crash-zero-dim-after-huge-dims.pb): an empty
-  /// bfloat16 tensor whose other dimensions multiply past Int.max; `elementCount` trapped.
+  /// From tools/fuzz (Tests/FuzzCorpus/pb/crash-zero-dim-after-huge-dims.pb): an empty bfloat16
+  /// tensor whose other dimensions times the element size pass Int.max. It decodes, and element
+  /// count first, then bytes, stays in range (the fuzz harness trapped multiplying bytes first).
   @Test func emptyTensorWithHugeDimensions() throws {
     let dims = [Int](repeating: 16, count: 13) + [38, 37, 0]
     var bytes: [UInt8] = [0x10, 0x10, 0x0A, UInt8(dims.count)] + dims.map { UInt8($0) }
