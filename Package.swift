@@ -63,6 +63,15 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
+    // Fuzzing (tools/fuzz): the one-input function of each parser of untrusted bytes, and one
+    // executable per target that hands it to libFuzzer (built with -DKILN_FUZZ) or replays files.
+    .target(
+      name: "KilnFuzzTargets", dependencies: ["KilnONNX", "KilnIR", "KilnCompiler", "KilnBundle", "KilnRuntime"]),
+    .executableTarget(name: "fuzz-importer", dependencies: ["KilnFuzzTargets"]),
+    .executableTarget(name: "fuzz-bundle", dependencies: ["KilnFuzzTargets"]),
+    .executableTarget(name: "fuzz-npy", dependencies: ["KilnFuzzTargets"]),
+    .executableTarget(name: "fuzz-pb", dependencies: ["KilnFuzzTargets"]),
+
     // Tests.
     .target(
       name: "KilnTestSupport",
@@ -80,5 +89,7 @@ let package = Package(
       dependencies: ["KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle", "KilnSPIRV", "KilnTestSupport"]),
     .testTarget(name: "KilnConformanceTests", dependencies: ["KilnConformance", "KilnTestSupport"]),
     .testTarget(name: "KilnCPUTests", dependencies: ["KilnCPU", "KilnCodegen", "KilnHAL"]),
+    /// Replays every input under Tests/FuzzCorpus through its fuzz target.
+    .testTarget(name: "KilnFuzzTests", dependencies: ["KilnFuzzTargets"]),
   ]
 )

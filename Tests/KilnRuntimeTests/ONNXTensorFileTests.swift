@@ -58,6 +58,19 @@ import Testing
     #expect(try ONNXTensorFile.decode(try ONNXTensorFile.encode(scalar, name: "")).tensor == scalar)
   }
 
+  /// From tools/fuzz (Tests/FuzzCorpus/pb/crash-zero-dim-after-huge-dims.pb): an empty bfloat16
+  /// tensor whose other dimensions times the element size pass Int.max. It decodes, and element
+  /// count first, then bytes, stays in range (the fuzz harness trapped multiplying bytes first).
+  @Test func emptyTensorWithHugeDimensions() throws {
+    let dims = [Int](repeating: 16, count: 13) + [38, 37, 0]
+    var bytes: [UInt8] = [0x10, 0x10, 0x0A, UInt8(dims.count)] + dims.map { UInt8($0) }
+    let (_, tensor) = try ONNXTensorFile.decode(bytes)
+    #expect(tensor.shape == dims && tensor.bytes.isEmpty)
+    #expect(tensor.elementCount == 0)
+    bytes = try ONNXTensorFile.encode(tensor, name: "")
+    #expect(try ONNXTensorFile.decode(bytes).tensor == tensor)
+  }
+
   @Test func malformedMessagesAreRejected() {
     let cases: [([UInt8], String)] = [
       ([], "no 'data_type'"),
