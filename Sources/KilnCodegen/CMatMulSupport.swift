@@ -89,16 +89,16 @@ enum CMatMulSupport {
       }
     }
 
-    /* Runs the packed block [m0, m1) x [n0, n1) over kc: B micro-panels outer (each stays in L1),
-     * A micro-panels inner (the block stays in L2). */
+    /* Runs a packed rows x cols block over kc into c (row stride ldc): B micro-panels outer (each
+     * stays in L1), A micro-panels inner (the block stays in L2). */
     static void kiln_gemm_block(int64_t kc, const float *restrict packa, const float *restrict packb, float *restrict c,
-                                int64_t ldc, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int accumulate) {
-      for (int64_t j = n0; j < n1; j += 16) {
-        const float *bp = packb + ((j - n0) / 16) * kc * 16;
-        const int64_t cols = n1 - j < 16 ? n1 - j : 16;
-        for (int64_t i = m0; i < m1; i += 6) {
-          const float *ap = packa + ((i - m0) / 6) * kc * 6;
-          const int64_t rows = m1 - i < 6 ? m1 - i : 6;
+                                int64_t ldc, int64_t rows_total, int64_t cols_total, int accumulate) {
+      for (int64_t j = 0; j < cols_total; j += 16) {
+        const float *bp = packb + (j / 16) * kc * 16;
+        const int64_t cols = cols_total - j < 16 ? cols_total - j : 16;
+        for (int64_t i = 0; i < rows_total; i += 6) {
+          const float *ap = packa + (i / 6) * kc * 6;
+          const int64_t rows = rows_total - i < 6 ? rows_total - i : 6;
           kiln_gemm_micro(kc, ap, bp, c + i * ldc + j, ldc, rows, cols, accumulate);
         }
       }

@@ -18,11 +18,10 @@ import KilnIR
 /// `mc` x `nc` tile of one batch over the whole reduction.
 public struct CMatMulTemplate: Sendable {
   let kernel: Kernel
-  /// Reduction variables (id, extent), outermost first; the flattened K runs over them row-major.
-  let variables: [(id: Int, extent: Int)]
-  let aSide: Side
-  let bSide: Side
-  /// The kernel body with the contraction replaced by `MatMulTemplate.accumulator`.
+  /// The distinct contractions of the body (a residual block's shortcut convolution adds a second
+  /// one); all share the output tiling, each accumulates into its own tile.
+  let contractions: [Contraction]
+  /// The kernel body with contraction i replaced by `accumulator(i)`.
   let epilogue: Expr
   let batchAxes: [Int]
   let mAxes: [Int]
@@ -30,14 +29,33 @@ public struct CMatMulTemplate: Sendable {
   public let batch: Int
   public let m: Int
   public let n: Int
-  public let k: Int
+  /// The first contraction's reduction extent.
+  public var k: Int { contractions[0].k }
   let mc: Int
   let nc: Int
-  let kc: Int
 
   /// Microkernel tile: MR rows of A by NR columns of B (must match `CMatMulSupport`).
   static let mr = 6
   static let nr = 16
+
+  /// Most contractions one kernel may carry.
+  static let maximumContractions = 4
+
+  static func accumulator(_ index: Int) -> Expr {
+    .cast(.variable(MatMulTemplate.accumulatorVariable + index), .float32)
+  }
+
+  /// One `sum_k A(m, k) * B(k, n)`.
+  struct Contraction: Sendable {
+    /// Reduction variables (id, extent), outermost first; the flattened K runs over them row-major.
+    var variables: [(id: Int, extent: Int)]
+    var aSide = Side(factors: [], conditions: [])
+    var bSide = Side(factors: [], conditions: [])
+    /// Factors and masking conditions, before they are assigned to a side.
+    var items: [(expr: Expr, isCondition: Bool)] = []
+    var k: Int { variables.reduce(1) { $0 * $1.extent } }
+    var kc: Int { min(k, 256) }
+  }
 
   /// One operand of the product: `select(all(conditions), product(factors), 0)`.
   struct Side: Sendable {
@@ -58,13 +76,14 @@ public struct CMatMulTemplate: Sendable {
   /// The match for `kernel`, or nil when it is not a float32 sum of products this template runs.
   public static func match(_ kernel: Kernel) -> CMatMulTemplate? {
     guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
-    var nest: (variables: [(id: Int, extent: Int)], body: Expr)?
-    var reduction: Expr?
-    // Every reduction must be the same one (an epilogue such as Relu's select uses it twice).
+    var reductions: [Expr] = []
+    var contractions: [Contraction] = []
+    var bodies: [Expr] = []
     let replaced = kernel.body.replacingReductions { op, variable, extent, body in
       let this = Expr.reduce(op, variable: variable, extent: extent, body: body)
-      if let reduction { return reduction == this ? MatMulTemplate.accumulator : nil }
-      guard op == .sum else { return nil }
+      // A reduction used twice (an epilogue such as Relu's select) is one contraction.
+      if let index = reductions.firstIndex(of: this) { return accumulator(index) }
+      guard op == .sum, reductions.count < maximumContractions else { return nil }
       var variables = [(id: variable, extent: extent)]
       var inner = body
       while case .reduce(.sum, let v, let e, let b) = inner {
@@ -72,41 +91,48 @@ public struct CMatMulTemplate: Sendable {
         inner = b
       }
       guard !inner.containsReduction else { return nil }
-      reduction = this
-      nest = (variables, inner)
-      return MatMulTemplate.accumulator
+      reductions.append(this)
+      contractions.append(Contraction(variables: variables))
+      bodies.append(inner)
+      return accumulator(reductions.count - 1)
     }
-    guard let epilogue = replaced, let nest, kernel.type(of: nest.body) == .float32 else { return nil }
-    guard !epilogue.usesVariable(except: [MatMulTemplate.accumulatorVariable]) else { return nil }
-    let reductionIDs = Set(nest.variables.map(\.id))
-    // Split the body into factors and the conditions masking them to zero.
-    var factors: [Expr] = []
-    var conditions: [Expr] = []
-    func split(_ e: Expr) {
-      switch e {
-      case .binary(.multiply, let a, let b):
-        split(a)
-        split(b)
-      case .select(let c, let a, .literal(let zero)) where zero.type == .float32 && zero.float == 0 && zero.float.sign == .plus:
-        conjuncts(c)
-        split(a)
-      default: factors.append(e)
+    guard let epilogue = replaced, !contractions.isEmpty, bodies.allSatisfy({ kernel.type(of: $0) == .float32 }) else { return nil }
+    let accumulators = Set(contractions.indices.map { MatMulTemplate.accumulatorVariable + $0 })
+    guard !epilogue.usesVariable(except: accumulators) else { return nil }
+    for (index, body) in bodies.enumerated() {
+      let reductionIDs = Set(contractions[index].variables.map(\.id))
+      // Split the body into factors and the conditions masking them to zero.
+      var factors: [Expr] = []
+      var conditions: [Expr] = []
+      func split(_ e: Expr) {
+        switch e {
+        case .binary(.multiply, let a, let b):
+          split(a)
+          split(b)
+        case .select(let c, let a, .literal(let zero)) where zero.type == .float32 && zero.float == 0 && zero.float.sign == .plus:
+          conjuncts(c)
+          split(a)
+        default: factors.append(e)
+        }
       }
-    }
-    func conjuncts(_ c: Expr) {
-      if case .binary(.logicalAnd, let a, let b) = c {
-        conjuncts(a)
-        conjuncts(b)
-      } else {
-        conditions.append(c)
+      func conjuncts(_ c: Expr) {
+        if case .binary(.logicalAnd, let a, let b) = c {
+          conjuncts(a)
+          conjuncts(b)
+        } else {
+          conditions.append(c)
+        }
       }
+      split(body)
+      let items = factors.map { (expr: $0, isCondition: false) } + conditions.map { (expr: $0, isCondition: true) }
+      guard items.allSatisfy({ !$0.expr.usesVariable(except: reductionIDs) }) else { return nil }
+      contractions[index].items = items
     }
-    split(nest.body)
-    let items = factors.map { (expr: $0, isCondition: false) } + conditions.map { (expr: $0, isCondition: true) }
-    guard items.allSatisfy({ !$0.expr.usesVariable(except: reductionIDs) }) else { return nil }
 
     let shape = kernel.shape
     let nonUnit = shape.indices.filter { shape[$0] != 1 }
+    // Every contraction's items, flattened (the split below must suit them all).
+    let items = contractions.flatMap(\.items)
     let uses = items.map { $0.expr.coordinatesUsed.filter { shape[$0] != 1 } }
     // N: trailing axes; the items using any of them form the B side, the rest the A side; M: the
     // axes before N that no B item uses; batch: the rest. Pick the split that fills the most of
@@ -130,19 +156,22 @@ public struct CMatMulTemplate: Sendable {
     }
     guard let best else { return nil }
     let (nAxes, mAxes, batchAxes, isB) = (best.nAxes, best.mAxes, best.batchAxes, best.isB)
-    var a = Side(factors: [], conditions: [])
-    var b = Side(factors: [], conditions: [])
-    for (index, item) in items.enumerated() {
-      switch (isB[index], item.isCondition) {
-      case (true, false): b.factors.append(item.expr)
-      case (true, true): b.conditions.append(item.expr)
-      case (false, false): a.factors.append(item.expr)
-      case (false, true): a.conditions.append(item.expr)
+    var flat = 0
+    for index in contractions.indices {
+      for item in contractions[index].items {
+        switch (isB[flat], item.isCondition) {
+        case (true, false): contractions[index].bSide.factors.append(item.expr)
+        case (true, true): contractions[index].bSide.conditions.append(item.expr)
+        case (false, false): contractions[index].aSide.factors.append(item.expr)
+        case (false, true): contractions[index].aSide.conditions.append(item.expr)
+        }
+        flat += 1
       }
+      contractions[index].items = []
     }
     let extent = { (axes: [Int]) in axes.reduce(1) { $0 * shape[$1] } }
     let (batch, m, n) = (extent(batchAxes), extent(mAxes), extent(nAxes))
-    let k = nest.variables.reduce(1) { $0 * $1.extent }
+    let k = contractions.reduce(0) { $0 + $1.k }
     // Small contractions stay with the generic emitter (tiling overhead would dominate).
     guard m * n * k >= 512 else { return nil }
     let roundUp = { (value: Int, step: Int) in (value + step - 1) / step * step }
@@ -156,8 +185,8 @@ public struct CMatMulTemplate: Sendable {
       while groups() < wanted, mc > 24 { mc = roundUp(mc / 2, mr) }
     }
     return CMatMulTemplate(
-      kernel: kernel, variables: nest.variables, aSide: a, bSide: b, epilogue: epilogue, batchAxes: batchAxes, mAxes: mAxes,
-      nAxes: nAxes, batch: batch, m: m, n: n, k: k, mc: mc, nc: nc, kc: min(k, 256))
+      kernel: kernel, contractions: contractions, epilogue: epilogue, batchAxes: batchAxes, mAxes: mAxes, nAxes: nAxes,
+      batch: batch, m: m, n: n, mc: mc, nc: nc)
   }
 
   // MARK: Emission
@@ -184,7 +213,7 @@ public struct CMatMulTemplate: Sendable {
   }
 
   /// Statements setting every reduction variable from the flattened reduction index `k`.
-  private func variableLines(indent: String) -> [String] {
+  private func variableLines(_ variables: [(id: Int, extent: Int)], indent: String) -> [String] {
     var lines: [String] = []
     var step = 1
     for (id, extent) in variables.reversed() {
@@ -241,10 +270,13 @@ public struct CMatMulTemplate: Sendable {
 
   /// Packs rows [r0, r1) (A: m, B: n) and reductions [k0, k0 + kc) into panels of `width`
   /// interleaved rows: `dst[panel * kc * width + k * width + lane]`.
-  private func packLines(_ side: Side, axes: [Int], width: Int, name: String) -> [String] {
+  private func packLines(_ contraction: Contraction, a: Bool, index: Int) -> [String] {
+    let (side, axes, width) = a ? (contraction.aSide, mAxes, Self.mr) : (contraction.bSide, nAxes, Self.nr)
+    let name = (a ? "a" : "b") + "\(index)"
+    let variables = contraction.variables
     var out: [String] = []
     out.append("static void \(kernel.name)_pack_\(name)(\(bindingParameters), const int64_t *batchc, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float *restrict dst) {")
-    out += declarations(includeBatch: true)
+    out += declarations(variables)
     if let (input, map, stride) = affine(side, axes: axes), variables.count == 1 {
       let v = variables[0].id
       let kStride = map.coefficient(.variable(v))
@@ -274,7 +306,7 @@ public struct CMatMulTemplate: Sendable {
     for (slot, axis) in axes.enumerated() { out.append("      lanec[\(slot)][lane] = c\(axis);") }
     out.append("    }")
     out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
-    out += variableLines(indent: "      ")
+    out += variableLines(contraction.variables, indent: "      ")
     out.append("      for (int lane = 0; lane < \(width); ++lane) {")
     for (slot, axis) in axes.enumerated() { out.append("        c\(axis) = lanec[\(slot)][lane];") }
     out.append("        float value;")
@@ -303,16 +335,16 @@ public struct CMatMulTemplate: Sendable {
   }
 
   /// Declarations of every coordinate (batch ones from `batchc`) and reduction variable.
-  private func declarations(includeBatch: Bool) -> [String] {
+  private func declarations(_ variables: [(id: Int, extent: Int)]) -> [String] {
     var out: [String] = []
     out.append("  (void)result;")
     for index in kernel.inputs.indices { out.append("  (void)b\(index);") }
     for axis in kernel.shape.indices {
       let batchSlot = batchAxes.firstIndex(of: axis)
-      let value = includeBatch && batchSlot != nil ? "batchc[\(batchSlot ?? 0)]" : "0"
+      let value = batchSlot.map { "batchc[\($0)]" } ?? "0"
       out.append("  int64_t c\(axis) = \(value); (void)c\(axis);")
     }
-    if includeBatch && batchAxes.isEmpty { out.append("  (void)batchc;") }
+    if batchAxes.isEmpty { out.append("  (void)batchc;") }
     for (id, _) in variables { out.append("  int64_t v\(id) = 0; (void)v\(id);") }
     return out
   }
@@ -320,9 +352,12 @@ public struct CMatMulTemplate: Sendable {
   /// The kernel's C: its two packing functions and the entry point.
   public func source() -> String {
     let dialect = CDialect()
-    var out: [String] = ["// \(kernel.sourceOps.joined(separator: ", ")) (cpu gemm \(batch)x\(m)x\(n)x\(k), tiles \(mc)x\(nc)x\(kc))"]
-    out += packLines(aSide, axes: mAxes, width: Self.mr, name: "a")
-    out += packLines(bSide, axes: nAxes, width: Self.nr, name: "b")
+    let shapes = contractions.map { "\(batch)x\(m)x\(n)x\($0.k)" }.joined(separator: " + ")
+    var out: [String] = ["// \(kernel.sourceOps.joined(separator: ", ")) (cpu gemm \(shapes), tiles \(mc)x\(nc))"]
+    for (index, contraction) in contractions.enumerated() {
+      out += packLines(contraction, a: true, index: index)
+      out += packLines(contraction, a: false, index: index)
+    }
     out.append("KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {")
     for (index, input) in kernel.inputs.enumerated() {
       let t = dialect.storageType(input.dtype)
@@ -330,11 +365,18 @@ public struct CMatMulTemplate: Sendable {
     }
     let outType = dialect.storageType(kernel.output.dtype)
     out.append("  \(outType) *restrict result = (\(outType) *)d->bindings[\(kernel.inputs.count)];")
+    let kc = contractions.map(\.kc).max() ?? 1
     let panelA = (mc + Self.mr - 1) / Self.mr * Self.mr * kc
     let panelB = (nc + Self.nr - 1) / Self.nr * Self.nr * kc
     out.append("  float *packa = kiln_gemm_alloc(\(panelA));")
     out.append("  float *packb = kiln_gemm_alloc(\(panelB));")
-    out.append("  if (!packa || !packb) { kiln_gemm_free(packa); kiln_gemm_free(packb); return; }")
+    // Contractions after the first accumulate into private tiles.
+    for index in contractions.indices.dropFirst() { out.append("  float *tile\(index) = kiln_gemm_alloc(\(mc * nc));") }
+    let allocated = ["packa", "packb"] + contractions.indices.dropFirst().map { "tile\($0)" }
+    out.append("  if (\(allocated.map { "!\($0)" }.joined(separator: " || "))) {")
+    out.append("    \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
+    out.append("    return;")
+    out.append("  }")
     out.append("  for (int64_t wg = d->workgroup_begin; wg < (int64_t)d->workgroup_end; ++wg) {")
     out.append("    const int64_t tn = wg % \(tilesN), tm = (wg / \(tilesN)) % \(tilesM), batch = wg / \(tilesN * tilesM);")
     out.append("    int64_t batchc[\(max(batchAxes.count, 1))] = {0};")
@@ -344,18 +386,20 @@ public struct CMatMulTemplate: Sendable {
     out.append("    const int64_t m0 = tm * \(mc), m1 = m0 + \(mc) < \(m) ? m0 + \(mc) : \(m);")
     out.append("    const int64_t n0 = tn * \(nc), n1 = n0 + \(nc) < \(n) ? n0 + \(nc) : \(n);")
     out.append("    float *out = result + batch * INT64_C(\(m * n));")
-    out.append("    for (int64_t k0 = 0; k0 < \(k); k0 += \(kc)) {")
-    out.append("      const int64_t kc = \(k) - k0 < \(kc) ? \(k) - k0 : \(kc);")
-    out.append("      \(kernel.name)_pack_b(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
-    out.append("      \(kernel.name)_pack_a(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
-    out.append("      kiln_gemm_block(kc, packa, packb, out, \(n), m0, m1, n0, n1, k0 > 0);")
-    out.append("    }")
-    if epilogue != MatMulTemplate.accumulator {
+    for (index, contraction) in contractions.enumerated() {
+      let (tile, ldc) = index == 0 ? ("out + m0 * \(n) + n0", n) : ("tile\(index)", nc)
+      out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
+      out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
+      out.append("      \(kernel.name)_pack_b\(index)(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
+      out.append("      \(kernel.name)_pack_a\(index)(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
+      out.append("      kiln_gemm_block(kc, packa, packb, \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
+      out.append("    }")
+    }
+    if contractions.count > 1 || epilogue != Self.accumulator(0) {
       out += epilogueLines()
     }
     out.append("  }")
-    out.append("  kiln_gemm_free(packa);")
-    out.append("  kiln_gemm_free(packb);")
+    out.append("  \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
     out.append("}")
     return out.joined(separator: "\n") + "\n"
   }
@@ -376,6 +420,9 @@ public struct CMatMulTemplate: Sendable {
     out.append("      float *row = out + mi * \(n);")
     out.append("      for (int64_t ni = n0; ni < n1; ++ni) {")
     out.append("        float v\(MatMulTemplate.accumulatorVariable) = row[ni];")
+    for index in contractions.indices.dropFirst() {
+      out.append("        float v\(MatMulTemplate.accumulatorVariable + index) = tile\(index)[(mi - m0) * \(nc) + (ni - n0)];")
+    }
     out += emitValue(epilogue, into: "row[ni]", indent: 4)
     // Step the N coordinates (last fastest) with carries.
     var carry = "        "
