@@ -90,8 +90,9 @@ enum CMatMulSupport {
     }
 
     /* Runs a packed rows x cols block over kc into c (row stride ldc): B micro-panels outer (each
-     * stays in L1), A micro-panels inner (the block stays in L2). */
-    static void kiln_gemm_block(int64_t kc, const float *restrict packa, const float *restrict packb, float *restrict c,
+     * stays in L1), A micro-panels inner (the block stays in L2). Not inlined: one copy of the
+     * microkernel per translation unit keeps the C compiler fast on models with many kernels. */
+    __attribute__((noinline)) static void kiln_gemm_block(int64_t kc, const float *restrict packa, const float *restrict packb, float *restrict c,
                                 int64_t ldc, int64_t rows_total, int64_t cols_total, int accumulate) {
       for (int64_t j = 0; j < cols_total; j += 16) {
         const float *bp = packb + (j / 16) * kc * 16;

@@ -275,7 +275,7 @@ public struct CMatMulTemplate: Sendable {
     let name = (a ? "a" : "b") + "\(index)"
     let variables = contraction.variables
     var out: [String] = []
-    out.append("static void \(kernel.name)_pack_\(name)(\(bindingParameters), const int64_t *batchc, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float *restrict dst) {")
+    out.append("__attribute__((noinline)) static void \(kernel.name)_pack_\(name)(\(bindingParameters), const int64_t *batchc, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float *restrict dst) {")
     out += declarations(variables)
     if let (input, map, stride) = affine(side, axes: axes), variables.count == 1 {
       let v = variables[0].id
@@ -307,7 +307,8 @@ public struct CMatMulTemplate: Sendable {
     out.append("    }")
     out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
     out += variableLines(contraction.variables, indent: "      ")
-    out.append("      for (int lane = 0; lane < \(width); ++lane) {")
+    // Scalar on purpose: vectorising this data-dependent body costs compile time, not run time.
+    out.append("      _Pragma(\"clang loop vectorize(disable)\") for (int lane = 0; lane < \(width); ++lane) {")
     for (slot, axis) in axes.enumerated() { out.append("        c\(axis) = lanec[\(slot)][lane];") }
     out.append("        float value;")
     out += emitValue(side.value, into: "value", indent: 4)

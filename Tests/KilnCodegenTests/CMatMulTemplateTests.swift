@@ -129,12 +129,13 @@ struct CMatMulTemplateTests {
   }
 
   @Test func splitsMatMulAndConvolutionAxes() throws {
-    let mm = try #require(CMatMulTemplate.match(matmul(batch: 2, m: 5, n: 7, k: 9, transB: true)))
-    #expect(mm.batch == 2 && mm.m == 5 && mm.n == 7 && mm.k == 9)
-    // A shared across the batch: the batch folds into M.
-    let shared = try #require(CMatMulTemplate.match(matmul(batch: 3, m: 5, n: 7, k: 9, batchedA: false, batchedB: true)))
+    let mm = try #require(CMatMulTemplate.match(matmul(batch: 2, m: 5, n: 7, k: 20, batchedB: true, transB: true)))
+    #expect(mm.batch == 2 && mm.m == 5 && mm.n == 7 && mm.k == 20)
+    // B batched, A shared: one GEMM per batch.
+    let shared = try #require(CMatMulTemplate.match(matmul(batch: 3, m: 5, n: 7, k: 20, batchedA: false, batchedB: true)))
     #expect(shared.batch == 3 && shared.m == 5)
-    let folded = try #require(CMatMulTemplate.match(matmul(batch: 3, m: 5, n: 7, k: 9, batchedA: true, batchedB: false)))
+    // B shared across the batch: the batch folds into M.
+    let folded = try #require(CMatMulTemplate.match(matmul(batch: 3, m: 5, n: 7, k: 20, batchedA: true, batchedB: false)))
     #expect(folded.batch == 1 && folded.m == 15 && folded.n == 7)
     let c = try #require(CMatMulTemplate.match(conv(batch: 2, channels: 3, filters: 8, size: 9, kernelSize: 3, stride: 2, pad: 1)))
     #expect(c.batch == 2 && c.m == 8 && c.n == 25 && c.k == 27)
@@ -168,6 +169,20 @@ struct CMatMulTemplateTests {
     try expectAgreement(conv(batch: 2, channels: 3, filters: 8, size: 9, kernelSize: 3, stride: 2, pad: 1))
     try expectAgreement(conv(batch: 1, channels: 16, filters: 20, size: 13, kernelSize: 1, stride: 1, pad: 0))
     try expectAgreement(conv(batch: 1, channels: 7, filters: 7, size: 12, kernelSize: 3, stride: 1, pad: 1, depthwise: true))
+  }
+
+  /// relu(A1 B1 + A2 B2): a residual block's main and shortcut convolutions in one kernel.
+  @Test func twoContractionsShareTheTiling() throws {
+    let first = matmul(batch: 1, m: 21, n: 35, k: 13)
+    let (i, j, v) = (Expr.coordinate(1), Expr.coordinate(2), Expr.variable(8))
+    let second = Expr.reduce(
+      .sum, variable: 8, extent: 9, body: .binary(.multiply, .load(input: 2, index: i * 9 + v), .load(input: 3, index: v * 35 + j)))
+    let body = Expr.binary(.maximum, .binary(.add, first.body, second), .literal(.of(0, .float32)))
+    let kernel = Kernel(
+      name: "mm2", inputs: first.inputs + [.init(dtype: .float32, elementCount: 21 * 9), .init(dtype: .float32, elementCount: 9 * 35)],
+      output: first.output, shape: first.shape, body: body, sourceOps: ["mm2"])
+    #expect(CMatMulTemplate.match(kernel)?.contractions.count == 2)
+    try expectAgreement(kernel)
   }
 
   @Test func plainProductMatchesASwiftReference() throws {
