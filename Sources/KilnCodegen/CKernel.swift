@@ -8,7 +8,9 @@ public enum CKernel {
   public static let elementsPerWorkgroup = 1024
 
   /// One translation unit holding every kernel of a model.
-  public static func translationUnit(for kernels: [Kernel]) -> String {
+  /// - Parameter gemm: whether contractions `CMatMulTemplate` recognises use it (else every
+  ///   kernel gets the generic loop).
+  public static func translationUnit(for kernels: [Kernel], gemm: Bool = true) -> String {
     var out = NativeToolchain.kilnCPUABIHeader
     out += """
 
@@ -34,10 +36,13 @@ public enum CKernel {
 
       """
     out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
-    for kernel in kernels { out += "\n" + function(for: kernel) }
+    let templates = kernels.map { gemm ? CMatMulTemplate.match($0) : nil }
+    if templates.contains(where: { $0 != nil }) { out += CMatMulSupport.source }
+    for (kernel, template) in zip(kernels, templates) { out += "\n" + (template?.source() ?? function(for: kernel)) }
     return out
   }
 
+  /// The generic form: one loop iteration per output element.
   static func function(for kernel: Kernel) -> String {
     let dialect = CDialect()
     var out = "// \(kernel.sourceOps.joined(separator: ", "))\n"
@@ -64,7 +69,13 @@ public enum CKernel {
     return out
   }
 
-  /// Workgroups a kernel of `elementCount` outputs needs.
+  /// Workgroups `kernel` is dispatched with: its GEMM tiles when `CMatMulTemplate` runs it, else
+  /// one per `elementsPerWorkgroup` outputs.
+  public static func workgroups(for kernel: Kernel, gemm: Bool = true) -> Int {
+    (gemm ? CMatMulTemplate.match(kernel)?.workgroups : nil) ?? workgroups(for: kernel.output.elementCount)
+  }
+
+  /// Workgroups a generic kernel of `elementCount` outputs needs.
   public static func workgroups(for elementCount: Int) -> Int {
     (elementCount + elementsPerWorkgroup - 1) / elementsPerWorkgroup
   }

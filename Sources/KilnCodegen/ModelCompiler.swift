@@ -26,6 +26,9 @@ public struct CompileOptions: Sendable {
   public var cpuVariants: [String] = ["x86-64-v3", "baseline"]
   /// Extra flags for the C compiler (e.g. `-O1` to compile faster).
   public var cpuFlags: [String] = []
+  /// Whether CPU contractions use the blocked GEMM (`CMatMulTemplate`); `KILN_CPU_GEMM=0` in the
+  /// environment turns it off, to compare with the generic per-element loops.
+  public var cpuGEMM = ProcessInfo.processInfo.environment["KILN_CPU_GEMM"] != "0"
 
   public init(
     targets: [Target] = Target.allCases, printIRAfter: Set<String> = [], dumpDirectory: URL? = nil,
@@ -111,7 +114,7 @@ public struct ModelCompiler: Sendable {
         programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: plan, memory: memory, executableOf: { _ in index }, entryPoint: { plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: plan.kernels[$0].output.elementCount), 1, 1] }) }, describe: describeProgram))
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: plan, memory: memory, executableOf: { _ in index }, entryPoint: { plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: plan.kernels[$0], gemm: options.cpuGEMM), 1, 1] }) }, describe: describeProgram))
       }
     }
     if packer.count > 0 {
@@ -187,7 +190,7 @@ public struct ModelCompiler: Sendable {
   private func emitCPU(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> Int {
     // A model whose outputs are all copies (or constants) needs no code at all.
     if plan.kernels.isEmpty { return -1 }
-    let source = CKernel.translationUnit(for: plan.kernels)
+    let source = CKernel.translationUnit(for: plan.kernels, gemm: options.cpuGEMM)
     if let directory = options.dumpDirectory {
       try source.write(to: directory.appendingPathComponent("cpu-kernels.c"), atomically: true, encoding: .utf8)
     }

@@ -24,7 +24,7 @@ struct EmitterTests {
       let code = try NativeToolchain().compileSharedObject(
         source: CKernel.translationUnit(for: [kernel]), flags: ["-fwrapv"], name: kernel.name)
       spec = ExecutableSpec(format: .sharedObject, code: code, entryPoints: [EntryPoint(name: kernel.name, bindingCount: kernel.inputs.count + 1)])
-      groups = WorkgroupCount(CKernel.workgroups(for: count))
+      groups = WorkgroupCount(CKernel.workgroups(for: kernel))
     }
     let executable = try device.makeExecutable(spec)
     var bindings: [BufferRange] = []

@@ -1,0 +1,109 @@
+/// The C every CPU translation unit with a `CMatMulTemplate` kernel carries once: scratch
+/// allocation, the 6x16 microkernel (AVX2/FMA when the object is built for x86-64-v3, portable C
+/// otherwise) and the loop over a packed block's micro-panels.
+enum CMatMulSupport {
+  static let source = #"""
+
+    #include <stdlib.h>
+    #if defined(__AVX2__) && defined(__FMA__)
+    #include <immintrin.h>
+    #endif
+
+    /* Packed panels: A as MR-row panels (kc x 6, row-interleaved), B as NR-column panels (kc x 16). */
+    static float *kiln_gemm_alloc(int64_t floats) {
+      size_t bytes = ((size_t)floats * sizeof(float) + 63) & ~(size_t)63;
+      return (float *)aligned_alloc(64, bytes ? bytes : 64);
+    }
+
+    static void kiln_gemm_free(float *p) { free(p); }
+
+    /* c[rows x cols] (row stride ldc) = (accumulate ? c : 0) + a-panel x b-panel over kc. */
+    static inline void kiln_gemm_micro(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+                                       int64_t ldc, int64_t rows, int64_t cols, int accumulate) {
+    #if defined(__AVX2__) && defined(__FMA__)
+      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+      __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+      __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        __m256 x = _mm256_broadcast_ss(a);
+        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+        a += 6;
+        b += 16;
+      }
+      if (rows == 6 && cols == 16) {
+        float *r0 = c, *r1 = c + ldc, *r2 = c + 2 * ldc, *r3 = c + 3 * ldc, *r4 = c + 4 * ldc, *r5 = c + 5 * ldc;
+        if (accumulate) {
+          c00 = _mm256_add_ps(c00, _mm256_loadu_ps(r0)); c01 = _mm256_add_ps(c01, _mm256_loadu_ps(r0 + 8));
+          c10 = _mm256_add_ps(c10, _mm256_loadu_ps(r1)); c11 = _mm256_add_ps(c11, _mm256_loadu_ps(r1 + 8));
+          c20 = _mm256_add_ps(c20, _mm256_loadu_ps(r2)); c21 = _mm256_add_ps(c21, _mm256_loadu_ps(r2 + 8));
+          c30 = _mm256_add_ps(c30, _mm256_loadu_ps(r3)); c31 = _mm256_add_ps(c31, _mm256_loadu_ps(r3 + 8));
+          c40 = _mm256_add_ps(c40, _mm256_loadu_ps(r4)); c41 = _mm256_add_ps(c41, _mm256_loadu_ps(r4 + 8));
+          c50 = _mm256_add_ps(c50, _mm256_loadu_ps(r5)); c51 = _mm256_add_ps(c51, _mm256_loadu_ps(r5 + 8));
+        }
+        _mm256_storeu_ps(r0, c00); _mm256_storeu_ps(r0 + 8, c01);
+        _mm256_storeu_ps(r1, c10); _mm256_storeu_ps(r1 + 8, c11);
+        _mm256_storeu_ps(r2, c20); _mm256_storeu_ps(r2 + 8, c21);
+        _mm256_storeu_ps(r3, c30); _mm256_storeu_ps(r3 + 8, c31);
+        _mm256_storeu_ps(r4, c40); _mm256_storeu_ps(r4 + 8, c41);
+        _mm256_storeu_ps(r5, c50); _mm256_storeu_ps(r5 + 8, c51);
+        return;
+      }
+      float tile[6][16] __attribute__((aligned(32)));
+      _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
+      _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
+      _mm256_store_ps(tile[2], c20); _mm256_store_ps(tile[2] + 8, c21);
+      _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
+      _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
+      _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
+    #else
+      float tile[6][16];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 16; ++j) tile[i][j] = 0.0f;
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int i = 0; i < 6; ++i) {
+          const float x = a[i];
+          for (int j = 0; j < 16; ++j) tile[i][j] += x * b[j];
+        }
+        a += 6;
+        b += 16;
+      }
+    #endif
+      for (int64_t i = 0; i < rows; ++i) {
+        float *row = c + i * ldc;
+        if (accumulate) {
+          for (int64_t j = 0; j < cols; ++j) row[j] += tile[i][j];
+        } else {
+          for (int64_t j = 0; j < cols; ++j) row[j] = tile[i][j];
+        }
+      }
+    }
+
+    /* Runs a packed rows x cols block over kc into c (row stride ldc): B micro-panels outer (each
+     * stays in L1), A micro-panels inner (the block stays in L2). Not inlined: one copy of the
+     * microkernel per translation unit keeps the C compiler fast on models with many kernels. */
+    __attribute__((noinline)) static void kiln_gemm_block(int64_t kc, const float *restrict packa, const float *restrict packb, float *restrict c,
+                                int64_t ldc, int64_t rows_total, int64_t cols_total, int accumulate) {
+      for (int64_t j = 0; j < cols_total; j += 16) {
+        const float *bp = packb + (j / 16) * kc * 16;
+        const int64_t cols = cols_total - j < 16 ? cols_total - j : 16;
+        for (int64_t i = 0; i < rows_total; i += 6) {
+          const float *ap = packa + (i / 6) * kc * 6;
+          const int64_t rows = rows_total - i < 6 ? rows_total - i : 6;
+          kiln_gemm_micro(kc, ap, bp, c + i * ldc + j, ldc, rows, cols, accumulate);
+        }
+      }
+    }
+
+    """#
+}

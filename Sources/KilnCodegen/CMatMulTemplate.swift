@@ -1,0 +1,459 @@
+import KilnCompiler
+import KilnIR
+
+/// Recognises float32 contractions — `epilogue(sum_k A(m, k) * B(k, n))` — and emits them for the
+/// CPU device as a cache-blocked GEMM: packed A and B panels, a register-blocked 6x16 microkernel
+/// (AVX2/FMA in the x86-64-v3 object, portable C in the baseline one; `CMatMulSupport.source`) and
+/// the fused epilogue applied to each finished output tile.
+///
+/// Unlike the Vulkan `MatMulTemplate`, operands need not be plain affine loads: the product's
+/// factors are split into an A side (the factors that use no "N" output axis) and a B side (those
+/// that use no "M" axis), and each side is evaluated once per packed element by emitted code. A
+/// convolution is therefore an implicit GEMM: W[co, c*kh*kw] times the padded, strided input
+/// window (the padding `select` goes with the side whose coordinates it tests). Sides that are one
+/// affine load (MatMul, Gemm, 1x1 convolutions) pack with strided copies instead.
+///
+/// Output axes split into leading batch axes (a separate GEMM each), the M axes and the trailing
+/// N axes; the output for one batch is then a row-major M x N matrix. Each workgroup computes one
+/// `mc` x `nc` tile of one batch over the whole reduction.
+public struct CMatMulTemplate: Sendable {
+  let kernel: Kernel
+  /// The distinct contractions of the body (a residual block's shortcut convolution adds a second
+  /// one); all share the output tiling, each accumulates into its own tile.
+  let contractions: [Contraction]
+  /// The kernel body with contraction i replaced by `accumulator(i)`.
+  let epilogue: Expr
+  let batchAxes: [Int]
+  let mAxes: [Int]
+  let nAxes: [Int]
+  public let batch: Int
+  public let m: Int
+  public let n: Int
+  /// The first contraction's reduction extent.
+  public var k: Int { contractions[0].k }
+  let mc: Int
+  let nc: Int
+
+  /// Microkernel tile: MR rows of A by NR columns of B (must match `CMatMulSupport`).
+  static let mr = 6
+  static let nr = 16
+
+  /// Most contractions one kernel may carry.
+  static let maximumContractions = 4
+
+  static func accumulator(_ index: Int) -> Expr {
+    .cast(.variable(MatMulTemplate.accumulatorVariable + index), .float32)
+  }
+
+  /// One `sum_k A(m, k) * B(k, n)`.
+  struct Contraction: Sendable {
+    /// Reduction variables (id, extent), outermost first; the flattened K runs over them row-major.
+    var variables: [(id: Int, extent: Int)]
+    var aSide = Side(factors: [], conditions: [])
+    var bSide = Side(factors: [], conditions: [])
+    /// Factors and masking conditions, before they are assigned to a side.
+    var items: [(expr: Expr, isCondition: Bool)] = []
+    var k: Int { variables.reduce(1) { $0 * $1.extent } }
+    var kc: Int { min(k, 256) }
+  }
+
+  /// One operand of the product: `select(all(conditions), product(factors), 0)`.
+  struct Side: Sendable {
+    var factors: [Expr]
+    var conditions: [Expr]
+    var value: Expr {
+      let product = factors.dropFirst().reduce(factors.first ?? .literal(.of(1, .float32))) { .binary(.multiply, $0, $1) }
+      guard let first = conditions.first else { return product }
+      let condition = conditions.dropFirst().reduce(first) { .binary(.logicalAnd, $0, $1) }
+      return .select(condition, product, .literal(.of(0, .float32)))
+    }
+  }
+
+  public var workgroups: Int { batch * tilesM * tilesN }
+  var tilesM: Int { (m + mc - 1) / mc }
+  var tilesN: Int { (n + nc - 1) / nc }
+
+  /// The match for `kernel`, or nil when it is not a float32 sum of products this template runs.
+  public static func match(_ kernel: Kernel) -> CMatMulTemplate? {
+    guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
+    var reductions: [Expr] = []
+    var contractions: [Contraction] = []
+    var bodies: [Expr] = []
+    let replaced = kernel.body.replacingReductions { op, variable, extent, body in
+      let this = Expr.reduce(op, variable: variable, extent: extent, body: body)
+      // A reduction used twice (an epilogue such as Relu's select) is one contraction.
+      if let index = reductions.firstIndex(of: this) { return accumulator(index) }
+      guard op == .sum, reductions.count < maximumContractions else { return nil }
+      var variables = [(id: variable, extent: extent)]
+      var inner = body
+      while case .reduce(.sum, let v, let e, let b) = inner {
+        variables.append((v, e))
+        inner = b
+      }
+      guard !inner.containsReduction else { return nil }
+      reductions.append(this)
+      contractions.append(Contraction(variables: variables))
+      bodies.append(inner)
+      return accumulator(reductions.count - 1)
+    }
+    guard let epilogue = replaced, !contractions.isEmpty, bodies.allSatisfy({ kernel.type(of: $0) == .float32 }) else { return nil }
+    let accumulators = Set(contractions.indices.map { MatMulTemplate.accumulatorVariable + $0 })
+    guard !epilogue.usesVariable(except: accumulators) else { return nil }
+    for (index, body) in bodies.enumerated() {
+      let reductionIDs = Set(contractions[index].variables.map(\.id))
+      // Split the body into factors and the conditions masking them to zero.
+      var factors: [Expr] = []
+      var conditions: [Expr] = []
+      func split(_ e: Expr) {
+        switch e {
+        case .binary(.multiply, let a, let b):
+          split(a)
+          split(b)
+        case .select(let c, let a, .literal(let zero)) where zero.type == .float32 && zero.float == 0 && zero.float.sign == .plus:
+          conjuncts(c)
+          split(a)
+        default: factors.append(e)
+        }
+      }
+      func conjuncts(_ c: Expr) {
+        if case .binary(.logicalAnd, let a, let b) = c {
+          conjuncts(a)
+          conjuncts(b)
+        } else {
+          conditions.append(c)
+        }
+      }
+      split(body)
+      let items = factors.map { (expr: $0, isCondition: false) } + conditions.map { (expr: $0, isCondition: true) }
+      guard items.allSatisfy({ !$0.expr.usesVariable(except: reductionIDs) }) else { return nil }
+      contractions[index].items = items
+    }
+
+    let shape = kernel.shape
+    let nonUnit = shape.indices.filter { shape[$0] != 1 }
+    // Every contraction's items, flattened (the split below must suit them all).
+    let items = contractions.flatMap(\.items)
+    let uses = items.map { $0.expr.coordinatesUsed.filter { shape[$0] != 1 } }
+    // N: trailing axes; the items using any of them form the B side, the rest the A side; M: the
+    // axes before N that no B item uses; batch: the rest. Pick the split that fills the most of
+    // the microkernel's tile, then the one with the most outputs per GEMM.
+    var best: (score: (Int, Int), nAxes: [Int], mAxes: [Int], batchAxes: [Int], isB: [Bool])?
+    for split in 0...nonUnit.count {
+      let nAxes = Array(nonUnit[split...])
+      let isB = uses.map { !$0.isDisjoint(with: nAxes) }
+      let bUses = uses.indices.filter { isB[$0] }.reduce(into: Set<Int>()) { $0.formUnion(uses[$1]) }
+      var position = split - 1
+      var mAxes: [Int] = []
+      while position >= 0, !bUses.contains(nonUnit[position]) {
+        mAxes.insert(nonUnit[position], at: 0)
+        position -= 1
+      }
+      let m = mAxes.reduce(1) { $0 * shape[$1] }
+      let n = nAxes.reduce(1) { $0 * shape[$1] }
+      let score = (min(m, mr) * min(n, nr), m * n)
+      if let best, best.score >= score { continue }
+      best = (score, nAxes, mAxes, position >= 0 ? Array(nonUnit[...position]) : [], isB)
+    }
+    guard let best else { return nil }
+    let (nAxes, mAxes, batchAxes, isB) = (best.nAxes, best.mAxes, best.batchAxes, best.isB)
+    var flat = 0
+    for index in contractions.indices {
+      for item in contractions[index].items {
+        switch (isB[flat], item.isCondition) {
+        case (true, false): contractions[index].bSide.factors.append(item.expr)
+        case (true, true): contractions[index].bSide.conditions.append(item.expr)
+        case (false, false): contractions[index].aSide.factors.append(item.expr)
+        case (false, true): contractions[index].aSide.conditions.append(item.expr)
+        }
+        flat += 1
+      }
+      contractions[index].items = []
+    }
+    let extent = { (axes: [Int]) in axes.reduce(1) { $0 * shape[$1] } }
+    let (batch, m, n) = (extent(batchAxes), extent(mAxes), extent(nAxes))
+    let k = contractions.reduce(0) { $0 + $1.k }
+    // Small contractions stay with the generic emitter (tiling overhead would dominate).
+    guard m * n * k >= 512 else { return nil }
+    let roundUp = { (value: Int, step: Int) in (value + step - 1) / step * step }
+    var mc = min(roundUp(m, mr), 120)
+    var nc = min(roundUp(n, nr), 384)
+    // Enough workgroups to keep the pool busy on big enough problems.
+    let wanted = 8
+    func groups() -> Int { batch * ((m + mc - 1) / mc) * ((n + nc - 1) / nc) }
+    if m * n * k >= 1 << 20 {
+      while groups() < wanted, nc > 64 { nc = roundUp(nc / 2, nr) }
+      while groups() < wanted, mc > 24 { mc = roundUp(mc / 2, mr) }
+    }
+    return CMatMulTemplate(
+      kernel: kernel, contractions: contractions, epilogue: epilogue, batchAxes: batchAxes, mAxes: mAxes, nAxes: nAxes,
+      batch: batch, m: m, n: n, mc: mc, nc: nc)
+  }
+
+  // MARK: Emission
+
+  /// Row-major steps of `axes` flattened (the last varies fastest).
+  private func steps(_ axes: [Int]) -> [Int: Int] {
+    var result: [Int: Int] = [:]
+    var step = 1
+    for axis in axes.reversed() {
+      result[axis] = step
+      step *= kernel.shape[axis]
+    }
+    return result
+  }
+
+  /// Statements setting the coordinates of `axes` from the flattened index `flat`.
+  private func coordinateLines(_ axes: [Int], from flat: String, indent: String) -> [String] {
+    let step = steps(axes)
+    return axes.map { axis in
+      let s = step[axis] ?? 1
+      let quotient = s == 1 ? flat : "(\(flat)) / \(s)"
+      return "\(indent)c\(axis) = (\(quotient)) % \(kernel.shape[axis]);"
+    }
+  }
+
+  /// Statements setting every reduction variable from the flattened reduction index `k`.
+  private func variableLines(_ variables: [(id: Int, extent: Int)], indent: String) -> [String] {
+    var lines: [String] = []
+    var step = 1
+    for (id, extent) in variables.reversed() {
+      let quotient = step == 1 ? "k" : "k / \(step)"
+      lines.insert("\(indent)v\(id) = (\(quotient)) % \(extent);", at: 0)
+      step *= extent
+    }
+    return lines
+  }
+
+  /// `side` as one affine load whose group axes flatten with a common stride: (input, index map,
+  /// stride per flattened row/column).
+  private func affine(_ side: Side, axes: [Int]) -> (input: Int, map: AffineIndex, stride: Int)? {
+    guard side.conditions.isEmpty, side.factors.count == 1, case .load(let input, let index) = side.factors[0],
+      kernel.inputs[input].dtype == .float32, let map = AffineIndex(index)
+    else { return nil }
+    let step = steps(axes)
+    var stride: Int?
+    for axis in axes {
+      let coefficient = map.coefficient(.coordinate(axis))
+      let s = step[axis] ?? 1
+      guard coefficient % s == 0 else { return nil }
+      if let stride, stride != coefficient / s { return nil }
+      stride = coefficient / s
+    }
+    return (input, map, stride ?? 0)
+  }
+
+  /// C for `map` restricted to the batch coordinates and reduction variables.
+  private func baseText(_ map: AffineIndex, groupAxes: [Int]) -> String {
+    var text = "INT64_C(\(map.constant))"
+    for (term, coefficient) in map.terms.sorted(by: { "\($0.key)" < "\($1.key)" }) {
+      switch term {
+      case .coordinate(let axis) where !groupAxes.contains(axis): text += " + c\(axis) * \(coefficient)"
+      case .variable(let id): text += " + v\(id) * \(coefficient)"
+      default: break
+      }
+    }
+    return text
+  }
+
+  private func emitValue(_ expr: Expr, into target: String, indent: Int) -> [String] {
+    var emitter = ExprEmitter(dialect: CDialect(), kernel: kernel)
+    var lines: [String] = []
+    emitter.withIndent(indent) { emitter in
+      let value = emitter.emit(expr)
+      emitter.line("\(target) = \(value);")
+    }
+    lines.append(String(repeating: "  ", count: indent) + "{")
+    lines += emitter.lines
+    lines.append(String(repeating: "  ", count: indent) + "}")
+    return lines
+  }
+
+  /// Packs rows [r0, r1) (A: m, B: n) and reductions [k0, k0 + kc) into panels of `width`
+  /// interleaved rows: `dst[panel * kc * width + k * width + lane]`.
+  private func packLines(_ contraction: Contraction, a: Bool, index: Int) -> [String] {
+    let (side, axes, width) = a ? (contraction.aSide, mAxes, Self.mr) : (contraction.bSide, nAxes, Self.nr)
+    let name = (a ? "a" : "b") + "\(index)"
+    let variables = contraction.variables
+    var out: [String] = []
+    out.append("__attribute__((noinline)) static void \(kernel.name)_pack_\(name)(\(bindingParameters), const int64_t *batchc, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float *restrict dst) {")
+    out += declarations(variables)
+    if let (input, map, stride) = affine(side, axes: axes), variables.count == 1 {
+      let v = variables[0].id
+      let kStride = map.coefficient(.variable(v))
+      out.append("  v\(v) = 0;")
+      out.append("  const int64_t base = \(baseText(map, groupAxes: axes));")
+      out.append("  for (int64_t r = r0; r < r1; r += \(width)) {")
+      out.append("    const int64_t rows = r1 - r < \(width) ? r1 - r : \(width);")
+      out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
+      out.append("      const float *src = b\(input) + base + r * \(stride) + k * \(kStride);")
+      out.append("      if (rows == \(width)) {")
+      out.append("        for (int lane = 0; lane < \(width); ++lane) dst[lane] = src[lane * \(stride)];")
+      out.append("      } else {")
+      out.append("        for (int lane = 0; lane < \(width); ++lane) dst[lane] = lane < rows ? src[lane * \(stride)] : 0.0f;")
+      out.append("      }")
+      out.append("      dst += \(width);")
+      out.append("    }")
+      out.append("  }")
+      out.append("}")
+      return out
+    }
+    // Generic: the coordinates of each lane once per panel, the variables once per k.
+    out.append("  int64_t lanec[\(max(axes.count, 1))][\(width)];")
+    out.append("  for (int64_t r = r0; r < r1; r += \(width)) {")
+    out.append("    for (int lane = 0; lane < \(width); ++lane) {")
+    out.append("      int64_t row = r + lane < r1 ? r + lane : r1 - 1;")
+    out += coordinateLines(axes, from: "row", indent: "      ")
+    for (slot, axis) in axes.enumerated() { out.append("      lanec[\(slot)][lane] = c\(axis);") }
+    out.append("    }")
+    out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
+    out += variableLines(contraction.variables, indent: "      ")
+    // Scalar on purpose: vectorising this data-dependent body costs compile time, not run time.
+    out.append("      _Pragma(\"clang loop vectorize(disable)\") for (int lane = 0; lane < \(width); ++lane) {")
+    for (slot, axis) in axes.enumerated() { out.append("        c\(axis) = lanec[\(slot)][lane];") }
+    out.append("        float value;")
+    out += emitValue(side.value, into: "value", indent: 4)
+    out.append("        dst[lane] = value;")
+    out.append("      }")
+    out.append("      dst += \(width);")
+    out.append("    }")
+    out.append("  }")
+    out.append("}")
+    return out
+  }
+
+  private var bindingParameters: String {
+    let dialect = CDialect()
+    var parameters = kernel.inputs.enumerated().map { index, input in
+      let t = dialect.storageType(input.dtype)
+      return "const \(t) *restrict b\(index)"
+    }
+    parameters.append("\(dialect.storageType(kernel.output.dtype)) *restrict result")
+    return parameters.joined(separator: ", ")
+  }
+
+  private var bindingArguments: String {
+    (kernel.inputs.indices.map { "b\($0)" } + ["result"]).joined(separator: ", ")
+  }
+
+  /// Declarations of every coordinate (batch ones from `batchc`) and reduction variable.
+  private func declarations(_ variables: [(id: Int, extent: Int)]) -> [String] {
+    var out: [String] = []
+    out.append("  (void)result;")
+    for index in kernel.inputs.indices { out.append("  (void)b\(index);") }
+    for axis in kernel.shape.indices {
+      let batchSlot = batchAxes.firstIndex(of: axis)
+      let value = batchSlot.map { "batchc[\($0)]" } ?? "0"
+      out.append("  int64_t c\(axis) = \(value); (void)c\(axis);")
+    }
+    if batchAxes.isEmpty { out.append("  (void)batchc;") }
+    for (id, _) in variables { out.append("  int64_t v\(id) = 0; (void)v\(id);") }
+    return out
+  }
+
+  /// The kernel's C: its two packing functions and the entry point.
+  public func source() -> String {
+    let dialect = CDialect()
+    let shapes = contractions.map { "\(batch)x\(m)x\(n)x\($0.k)" }.joined(separator: " + ")
+    var out: [String] = ["// \(kernel.sourceOps.joined(separator: ", ")) (cpu gemm \(shapes), tiles \(mc)x\(nc))"]
+    for (index, contraction) in contractions.enumerated() {
+      out += packLines(contraction, a: true, index: index)
+      out += packLines(contraction, a: false, index: index)
+    }
+    out.append("KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {")
+    for (index, input) in kernel.inputs.enumerated() {
+      let t = dialect.storageType(input.dtype)
+      out.append("  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];")
+    }
+    let outType = dialect.storageType(kernel.output.dtype)
+    out.append("  \(outType) *restrict result = (\(outType) *)d->bindings[\(kernel.inputs.count)];")
+    let kc = contractions.map(\.kc).max() ?? 1
+    let panelA = (mc + Self.mr - 1) / Self.mr * Self.mr * kc
+    let panelB = (nc + Self.nr - 1) / Self.nr * Self.nr * kc
+    out.append("  float *packa = kiln_gemm_alloc(\(panelA));")
+    out.append("  float *packb = kiln_gemm_alloc(\(panelB));")
+    // Contractions after the first accumulate into private tiles.
+    for index in contractions.indices.dropFirst() { out.append("  float *tile\(index) = kiln_gemm_alloc(\(mc * nc));") }
+    let allocated = ["packa", "packb"] + contractions.indices.dropFirst().map { "tile\($0)" }
+    out.append("  if (\(allocated.map { "!\($0)" }.joined(separator: " || "))) {")
+    out.append("    \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
+    out.append("    return;")
+    out.append("  }")
+    out.append("  for (int64_t wg = d->workgroup_begin; wg < (int64_t)d->workgroup_end; ++wg) {")
+    out.append("    const int64_t tn = wg % \(tilesN), tm = (wg / \(tilesN)) % \(tilesM), batch = wg / \(tilesN * tilesM);")
+    out.append("    int64_t batchc[\(max(batchAxes.count, 1))] = {0};")
+    out += coordinateLines(batchAxes, from: "batch", indent: "    ").enumerated().map { slot, line in
+      line.replacingOccurrences(of: "c\(batchAxes[slot]) = ", with: "batchc[\(slot)] = ")
+    }
+    out.append("    const int64_t m0 = tm * \(mc), m1 = m0 + \(mc) < \(m) ? m0 + \(mc) : \(m);")
+    out.append("    const int64_t n0 = tn * \(nc), n1 = n0 + \(nc) < \(n) ? n0 + \(nc) : \(n);")
+    out.append("    float *out = result + batch * INT64_C(\(m * n));")
+    for (index, contraction) in contractions.enumerated() {
+      let (tile, ldc) = index == 0 ? ("out + m0 * \(n) + n0", n) : ("tile\(index)", nc)
+      out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
+      out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
+      out.append("      \(kernel.name)_pack_b\(index)(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
+      out.append("      \(kernel.name)_pack_a\(index)(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
+      out.append("      kiln_gemm_block(kc, packa, packb, \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
+      out.append("    }")
+    }
+    if contractions.count > 1 || epilogue != Self.accumulator(0) {
+      out += epilogueLines()
+    }
+    out.append("  }")
+    out.append("  \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
+    out.append("}")
+    return out.joined(separator: "\n") + "\n"
+  }
+
+  /// Applies the epilogue to the tile [m0, m1) x [n0, n1) in place, stepping the N coordinates.
+  private func epilogueLines() -> [String] {
+    var out: [String] = []
+    for axis in kernel.shape.indices {
+      if let slot = batchAxes.firstIndex(of: axis) {
+        out.append("    int64_t c\(axis) = batchc[\(slot)]; (void)c\(axis);")
+      } else {
+        out.append("    int64_t c\(axis) = 0; (void)c\(axis);")
+      }
+    }
+    out.append("    for (int64_t mi = m0; mi < m1; ++mi) {")
+    out += coordinateLines(mAxes, from: "mi", indent: "      ")
+    out += coordinateLines(nAxes, from: "n0", indent: "      ")
+    out.append("      float *row = out + mi * \(n);")
+    out.append("      for (int64_t ni = n0; ni < n1; ++ni) {")
+    out.append("        float v\(MatMulTemplate.accumulatorVariable) = row[ni];")
+    for index in contractions.indices.dropFirst() {
+      out.append("        float v\(MatMulTemplate.accumulatorVariable + index) = tile\(index)[(mi - m0) * \(nc) + (ni - n0)];")
+    }
+    out += emitValue(epilogue, into: "row[ni]", indent: 4)
+    // Step the N coordinates (last fastest) with carries.
+    var carry = "        "
+    for axis in nAxes.reversed() {
+      out.append("\(carry)if (++c\(axis) == \(kernel.shape[axis])) {")
+      carry += "  "
+      out.append("\(carry)c\(axis) = 0;")
+    }
+    for _ in nAxes {
+      carry.removeLast(2)
+      out.append("\(carry)}")
+    }
+    out.append("      }")
+    out.append("    }")
+    return out
+  }
+}
+
+extension Expr {
+  /// Whether a variable other than `allowed` (or a reduction) appears.
+  func usesVariable(except allowed: Set<Int>) -> Bool {
+    switch self {
+    case .literal, .coordinate: false
+    case .variable(let id): !allowed.contains(id)
+    case .load(_, let index): index.usesVariable(except: allowed)
+    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.usesVariable(except: allowed)
+    case .binary(_, let a, let b): a.usesVariable(except: allowed) || b.usesVariable(except: allowed)
+    case .select(let c, let a, let b):
+      c.usesVariable(except: allowed) || a.usesVariable(except: allowed) || b.usesVariable(except: allowed)
+    case .reduce: true
+    }
+  }
+}

@@ -1,0 +1,204 @@
+import Foundation
+@testable import KilnCodegen
+import KilnCompiler
+import KilnHAL
+import KilnIR
+import KilnTestSupport
+import Testing
+
+/// The CPU GEMM path (`CMatMulTemplate`): recognition, and results on the CPU device against the
+/// generic per-element C loop of the same kernel (and a Swift reference for plain products).
+@Suite(.serialized)
+struct CMatMulTemplateTests {
+  enum Epilogue { case none, biasRelu, residual }
+
+  /// C[b, m, n] = epilogue(sum_k A[b?, m, k] * B[k, n]) with optional transposes of either operand
+  /// and A optionally shared across the batch (a broadcast).
+  func matmul(
+    batch: Int, m: Int, n: Int, k: Int, batchedA: Bool = true, batchedB: Bool = false, transA: Bool = false,
+    transB: Bool = false, epilogue: Epilogue = .none
+  ) -> Kernel {
+    let (b, i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.variable(7))
+    let aBase = batchedA ? b * (m * k) : .index(0)
+    let bBase = batchedB ? b * (k * n) : .index(0)
+    let a = Expr.load(input: 0, index: aBase + (transA ? v * m + i : i * k + v))
+    let bb = Expr.load(input: 1, index: bBase + (transB ? j * k + v : v * n + j))
+    let sum = Expr.reduce(.sum, variable: 7, extent: k, body: .binary(.multiply, a, bb))
+    var inputs: [Kernel.Operand] = [
+      .init(dtype: .float32, elementCount: (batchedA ? batch : 1) * m * k),
+      .init(dtype: .float32, elementCount: (batchedB ? batch : 1) * k * n),
+    ]
+    var body = sum
+    switch epilogue {
+    case .none: break
+    case .biasRelu:
+      let biased = Expr.binary(.add, sum, .load(input: 2, index: j))
+      body = .select(.binary(.greater, biased, .literal(.of(0, .float32))), biased, .literal(.of(0, .float32)))
+      inputs.append(.init(dtype: .float32, elementCount: n))
+    case .residual:
+      body = .binary(.add, .binary(.multiply, sum, .literal(.of(0.5, .float32))), .load(input: 2, index: b * (m * n) + i * n + j))
+      inputs.append(.init(dtype: .float32, elementCount: batch * m * n))
+    }
+    return Kernel(
+      name: "mm", inputs: inputs, output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body,
+      sourceOps: ["mm"])
+  }
+
+  /// NCHW 2-D convolution with padding `pad` and stride `stride`, bias and Relu; `depthwise` makes
+  /// one group per channel (then `filters` must equal `channels`).
+  func conv(
+    batch: Int, channels: Int, filters: Int, size: Int, kernelSize: Int, stride: Int, pad: Int, depthwise: Bool = false
+  ) -> Kernel {
+    let out = (size + 2 * pad - kernelSize) / stride + 1
+    let (nn, co, oh, ow) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.coordinate(3))
+    let (ci, kh, kw) = (Expr.variable(1), Expr.variable(2), Expr.variable(3))
+    let ih = oh * stride + kh - pad
+    let iw = ow * stride + kw - pad
+    func clamp(_ e: Expr) -> Expr { .binary(.maximum, .binary(.minimum, e, .index(size - 1)), .index(0)) }
+    let inside = Expr.binary(
+      .logicalAnd, .binary(.logicalAnd, .binary(.greaterEqual, ih, .index(0)), .binary(.less, ih, .index(size))),
+      .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(size))))
+    let channel = depthwise ? co : ci
+    let x = Expr.load(input: 0, index: nn * (channels * size * size) + channel * (size * size) + clamp(ih) * size + clamp(iw))
+    let taps = kernelSize * kernelSize
+    let w = Expr.load(
+      input: 1, index: depthwise ? co * taps + kh * kernelSize + kw : co * (channels * taps) + ci * taps + kh * kernelSize + kw)
+    var sum = Expr.reduce(.sum, variable: 3, extent: kernelSize, body: .select(inside, .binary(.multiply, x, w), .literal(.of(0, .float32))))
+    sum = .reduce(.sum, variable: 2, extent: kernelSize, body: sum)
+    if !depthwise { sum = .reduce(.sum, variable: 1, extent: channels, body: sum) }
+    let biased = Expr.binary(.add, sum, .load(input: 2, index: co))
+    let body = Expr.binary(.maximum, biased, .literal(.of(0, .float32)))
+    return Kernel(
+      name: "conv",
+      inputs: [
+        .init(dtype: .float32, elementCount: batch * channels * size * size),
+        .init(dtype: .float32, elementCount: filters * (depthwise ? 1 : channels) * taps),
+        .init(dtype: .float32, elementCount: filters),
+      ],
+      output: .init(dtype: .float32, elementCount: batch * filters * out * out), shape: [batch, filters, out, out], body: body,
+      sourceOps: ["conv"])
+  }
+
+  /// Runs `kernel` on the CPU device with the GEMM path on or off.
+  func run(_ kernel: Kernel, gemm: Bool, inputs: [[Float]], flags: [String] = []) throws -> [Float] {
+    let device = try TestDevices.device("cpu")
+    let code = try NativeToolchain().compileSharedObject(
+      source: CKernel.translationUnit(for: [kernel], gemm: gemm), flags: ["-fwrapv"] + flags, name: kernel.name)
+    let executable = try device.makeExecutable(
+      ExecutableSpec(format: .sharedObject, code: code, entryPoints: [EntryPoint(name: kernel.name, bindingCount: inputs.count + 1)]))
+    var bindings: [BufferRange] = []
+    for values in inputs {
+      let buffer = try device.allocator.allocate(byteCount: values.count * 4, access: .deviceLocal)
+      try device.write(values.bytes, to: BufferRange(buffer))
+      bindings.append(BufferRange(buffer))
+    }
+    let output = try device.allocator.allocate(byteCount: kernel.output.byteCount, access: .deviceLocal)
+    bindings.append(BufferRange(output))
+    let commands = try device.makeCommandBuffer()
+    try commands.dispatch(
+      executable, entryPoint: 0, bindings: bindings, pushConstants: [], workgroups: WorkgroupCount(CKernel.workgroups(for: kernel, gemm: gemm)))
+    try commands.end()
+    try device.submitAndWait(commands)
+    return try device.read(BufferRange(output)).asFloats()
+  }
+
+  #if arch(x86_64)
+    static let variants: [[String]] = [["-march=x86-64"], ["-march=native"]]
+  #else
+    static let variants: [[String]] = [[]]
+  #endif
+
+  func random(_ count: Int) -> [Float] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
+  }
+
+  /// Checks that `kernel` takes the GEMM path and agrees with the generic loop.
+  func expectAgreement(_ kernel: Kernel, tolerance: Float = 1e-4) throws {
+    #expect(CMatMulTemplate.match(kernel) != nil, "\(kernel.name) should use the GEMM path")
+    let inputs = kernel.inputs.map { random($0.elementCount) }
+    let reference = try run(kernel, gemm: false, inputs: inputs)
+    // Both objects a bundle carries: the portable microkernel and the AVX2/FMA one.
+    for flags in Self.variants {
+      let fast = try run(kernel, gemm: true, inputs: inputs, flags: flags)
+      var worst: Float = 0
+      for (x, y) in zip(fast, reference) { worst = max(worst, abs(x - y) / max(1, abs(y))) }
+      #expect(fast.count == reference.count)
+      #expect(worst < tolerance, "\(flags): largest relative difference \(worst)")
+    }
+  }
+
+  @Test func splitsMatMulAndConvolutionAxes() throws {
+    let mm = try #require(CMatMulTemplate.match(matmul(batch: 2, m: 5, n: 7, k: 20, batchedB: true, transB: true)))
+    #expect(mm.batch == 2 && mm.m == 5 && mm.n == 7 && mm.k == 20)
+    // B batched, A shared: one GEMM per batch.
+    let shared = try #require(CMatMulTemplate.match(matmul(batch: 3, m: 5, n: 7, k: 20, batchedA: false, batchedB: true)))
+    #expect(shared.batch == 3 && shared.m == 5)
+    // B shared across the batch: the batch folds into M.
+    let folded = try #require(CMatMulTemplate.match(matmul(batch: 3, m: 5, n: 7, k: 20, batchedA: true, batchedB: false)))
+    #expect(folded.batch == 1 && folded.m == 15 && folded.n == 7)
+    let c = try #require(CMatMulTemplate.match(conv(batch: 2, channels: 3, filters: 8, size: 9, kernelSize: 3, stride: 2, pad: 1)))
+    #expect(c.batch == 2 && c.m == 8 && c.n == 25 && c.k == 27)
+    // A max-reduction is not a contraction.
+    let maximum = Kernel(
+      name: "r", inputs: [.init(dtype: .float32, elementCount: 4096)], output: .init(dtype: .float32, elementCount: 1024), shape: [32, 32],
+      body: .reduce(.maximum, variable: 0, extent: 4, body: .load(input: 0, index: .coordinate(0) * 128 + .coordinate(1) * 4 + .variable(0))),
+      sourceOps: [])
+    #expect(CMatMulTemplate.match(maximum) == nil)
+  }
+
+  @Test func oddSizesWithEveryTail() throws {
+    try expectAgreement(matmul(batch: 3, m: 13, n: 11, k: 17, transB: true, epilogue: .biasRelu))
+    // Crosses the MC, NC and KC blocks with ragged ends.
+    try expectAgreement(matmul(batch: 1, m: 131, n: 403, k: 301, epilogue: .residual), tolerance: 1e-3)
+  }
+
+  @Test func degenerateExtents() throws {
+    try expectAgreement(matmul(batch: 1, m: 40, n: 37, k: 1))
+    try expectAgreement(matmul(batch: 1, m: 100, n: 1, k: 30))
+    try expectAgreement(matmul(batch: 1, m: 1, n: 100, k: 30))
+  }
+
+  @Test func transposedAndBroadcastOperands() throws {
+    try expectAgreement(matmul(batch: 2, m: 19, n: 23, k: 29, transA: true, transB: true))
+    try expectAgreement(matmul(batch: 4, m: 7, n: 33, k: 18, batchedA: false, batchedB: true, epilogue: .residual))
+    try expectAgreement(matmul(batch: 4, m: 7, n: 33, k: 18, batchedA: true, batchedB: false, transA: true))
+  }
+
+  @Test func convolutionsAsImplicitGEMM() throws {
+    try expectAgreement(conv(batch: 2, channels: 3, filters: 8, size: 9, kernelSize: 3, stride: 2, pad: 1))
+    try expectAgreement(conv(batch: 1, channels: 16, filters: 20, size: 13, kernelSize: 1, stride: 1, pad: 0))
+    try expectAgreement(conv(batch: 1, channels: 7, filters: 7, size: 12, kernelSize: 3, stride: 1, pad: 1, depthwise: true))
+  }
+
+  /// relu(A1 B1 + A2 B2): a residual block's main and shortcut convolutions in one kernel.
+  @Test func twoContractionsShareTheTiling() throws {
+    let first = matmul(batch: 1, m: 21, n: 35, k: 13)
+    let (i, j, v) = (Expr.coordinate(1), Expr.coordinate(2), Expr.variable(8))
+    let second = Expr.reduce(
+      .sum, variable: 8, extent: 9, body: .binary(.multiply, .load(input: 2, index: i * 9 + v), .load(input: 3, index: v * 35 + j)))
+    let body = Expr.binary(.maximum, .binary(.add, first.body, second), .literal(.of(0, .float32)))
+    let kernel = Kernel(
+      name: "mm2", inputs: first.inputs + [.init(dtype: .float32, elementCount: 21 * 9), .init(dtype: .float32, elementCount: 9 * 35)],
+      output: first.output, shape: first.shape, body: body, sourceOps: ["mm2"])
+    #expect(CMatMulTemplate.match(kernel)?.contractions.count == 2)
+    try expectAgreement(kernel)
+  }
+
+  @Test func plainProductMatchesASwiftReference() throws {
+    let (m, n, k) = (37, 45, 70)
+    let kernel = matmul(batch: 1, m: m, n: n, k: k)
+    let a = random(m * k)
+    let b = random(k * n)
+    let got = try run(kernel, gemm: true, inputs: [a, b])
+    var worst: Float = 0
+    for i in 0..<m {
+      for j in 0..<n {
+        var sum: Float = 0
+        for v in 0..<k { sum += a[i * k + v] * b[v * n + j] }
+        worst = max(worst, abs(got[i * n + j] - sum))
+      }
+    }
+    #expect(worst < 1e-4, "largest difference \(worst)")
+  }
+}
