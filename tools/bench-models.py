@@ -20,7 +20,8 @@ graph input, in input order) and inputs.txt (the input names, one a line, in the
 
 The light zoo graphs (shipped in the onnx pip package; tools/locate-light-models prints the folder)
 carry their large weights as ConstantOfShape nodes filled with 0.02; these are replaced by seeded random
-initializers (He-scaled for Conv/Gemm weights, positive variances for BatchNormalization), and the
+initializers (He-scaled for Conv/Gemm weights, positive variances for BatchNormalization, small scales
+where a BatchNormalization ends a residual branch), and the
 initializers are taken off the graph inputs so that every engine may treat them as constants.
 
 Needs: pip install onnx numpy.
@@ -195,7 +196,11 @@ def light_model(rng, light_dir, zoo_name):
             fan_in = int(np.prod(shape[1:])) if op == "Conv" else shape[-1]
             values = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
         elif op == "BatchNormalization" and position == 1:  # scale
-            values = rng.uniform(0.8, 1.2, shape)
+            # A branch that ends in a residual Sum/Add starts small (as in "zero-init residual"
+            # training), so activations do not grow block by block and the Softmax stays unsaturated.
+            bn_output = consumers[0][0].output[0]
+            residual = any(user.op_type in ("Sum", "Add") for user, _ in uses.get(bn_output, []))
+            values = rng.uniform(0.3, 0.4, shape) if residual else rng.uniform(0.8, 1.2, shape)
         elif op == "BatchNormalization" and position == 4:  # variance
             values = rng.uniform(0.5, 1.5, shape)
         else:  # biases, BatchNormalization bias and mean
