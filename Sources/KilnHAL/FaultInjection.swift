@@ -160,10 +160,14 @@ public struct LiveResources: Sendable, Hashable, CustomStringConvertible {
 /// their allocators). Objects add themselves when fully created and remove themselves in `deinit`.
 ///
 /// Thread-safety: every method may be called from any thread.
-public final class ResourceCounter: Sendable {
+public final class ResourceCounter: @unchecked Sendable {
   public enum Kind: Sendable { case executable, commandBuffer, semaphore }
 
-  private let counts = Mutex(LiveResources())
+  // A pthread-backed lock rather than Synchronization.Mutex: the thread sanitizer sees pthread
+  // locks (it does not model Mutex's futex, and reports its guarded accesses as races).
+  private let lock = NSLock()
+  /// Guarded by `lock`.
+  private var counts = LiveResources()
 
   public init() {}
 
@@ -172,17 +176,17 @@ public final class ResourceCounter: Sendable {
 
   /// The counts, with `buffers` filled in from `allocator`.
   public func snapshot(buffers: Int) -> LiveResources {
-    var live = counts.withLock { $0 }
+    var live = lock.withLock { counts }
     live.buffers = buffers
     return live
   }
 
   private func update(_ kind: Kind, by delta: Int) {
-    counts.withLock { live in
+    lock.withLock {
       switch kind {
-      case .executable: live.executables += delta
-      case .commandBuffer: live.commandBuffers += delta
-      case .semaphore: live.semaphores += delta
+      case .executable: counts.executables += delta
+      case .commandBuffer: counts.commandBuffers += delta
+      case .semaphore: counts.semaphores += delta
       }
     }
   }
