@@ -141,31 +141,5 @@ public final class CPUDevice: Device {
   }
 }
 
-/// Whether a CPU device is lost (only ever by an injected fault), shared by its allocator and
-/// semaphores.
-///
-/// Thread-safety: every method may be called from any thread (the reason is behind a Mutex).
-final class CPUDeviceHealth: Sendable {
-  /// `cpu (model name)`, the prefix of device errors.
-  let label: String
-  private let lostReason = Mutex<String?>(nil)
-
-  init(label: String) {
-    self.label = label
-  }
-
-  /// Throws `.deviceLost` once the device is lost; `what` names the refused call.
-  func ensureUsable(_ what: @autoclosure () -> String) throws {
-    if let reason = lostReason.withLock({ $0 }) {
-      throw HALError(
-        .deviceLost, "\(what()): device \(label) was lost (\(reason)) and refuses further work; open it again")
-    }
-  }
-
-  /// Records the loss (the first reason wins) and returns the error to throw.
-  @discardableResult
-  func markLost(_ reason: String) -> HALError {
-    lostReason.withLock { if $0 == nil { $0 = reason } }
-    return HALError(.deviceLost, "\(label): \(reason); the device is lost and refuses further work (open it again)")
-  }
-}
+/// A CPU device is only ever lost by an injected fault.
+typealias CPUDeviceHealth = DeviceHealth

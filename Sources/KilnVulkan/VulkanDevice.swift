@@ -12,13 +12,13 @@ import Synchronization
 /// device refuses every further call with `.deviceLost`; releasing its objects stays safe.
 public final class VulkanDevice: Device, @unchecked Sendable {
   // @unchecked: handles are immutable after init; the queue is used only under `queueLock`;
-  // `submissionCounter` and `lostReason` are Mutex-protected.
+  // `submissionCounter` is Mutex-protected; `health` is thread-safe.
   public let info: DeviceInfo
   public let options: DeviceOptions
   let faults: FaultInjector
   let resources = ResourceCounter()
-  /// Why the device was lost; nil while it is healthy.
-  private let lostReason = Mutex<String?>(nil)
+  /// Whether (and why) the device was lost.
+  let health: DeviceHealth
   let instance: VulkanInstance
   let physical: VulkanPhysicalDevice
   let handle: VkDevice
@@ -40,6 +40,7 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     self.instance = instance
     self.physical = physical
     self.info = info
+    self.health = DeviceHealth(label: "\(info.shortURI) (\(info.name))")
     self.options = options
     self.faults = FaultInjector(options.faults)
     self.queueFamily = family
@@ -163,26 +164,18 @@ public final class VulkanDevice: Device, @unchecked Sendable {
   // MARK: Failure
 
   /// `vulkan:N (name)`, the prefix of device errors.
-  var label: String { "\(info.shortURI) (\(info.name))" }
+  var label: String { health.label }
 
   public var liveResources: LiveResources {
     resources.snapshot(buffers: vulkanAllocator.statistics.liveBuffers)
   }
 
   /// Throws `.deviceLost` once the device is lost; `what` names the refused call.
-  func ensureUsable(_ what: @autoclosure () -> String) throws {
-    if let reason = lostReason.withLock({ $0 }) {
-      throw HALError(
-        .deviceLost, "\(what()): device \(label) was lost (\(reason)) and refuses further work; open it again")
-    }
-  }
+  func ensureUsable(_ what: @autoclosure () -> String) throws { try health.ensureUsable(what()) }
 
   /// Records the loss (the first reason wins) and returns the error to throw.
   @discardableResult
-  func markLost(_ reason: String) -> HALError {
-    lostReason.withLock { if $0 == nil { $0 = reason } }
-    return HALError(.deviceLost, "\(label): \(reason); the device is lost and refuses further work (open it again)")
-  }
+  func markLost(_ reason: String) -> HALError { health.markLost(reason) }
 
   /// Runs a wait, prefixing time-outs with the device and recording a device loss.
   func noticingLoss<T>(_ body: () throws -> T) throws -> T {
