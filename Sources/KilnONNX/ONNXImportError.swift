@@ -79,6 +79,14 @@ extension ONNXImportError {
   static func attribute(_ message: String) -> ONNXImportError { .init(.invalidAttribute, message) }
   static func unsupported(_ message: String) -> ONNXImportError { .init(.unsupportedAttribute, message) }
   static func dynamic(_ message: String) -> ONNXImportError { .init(.dynamicShape, message) }
+
+  /// `subject` (operand `slot` of the node) is computed at run time where Kiln needs a constant;
+  /// the importer then names the graph inputs to bind.
+  static func runtimeOperand(slot: Int, _ subject: String, _ suffix: String = "") -> ONNXImportError {
+    var error = dynamic("\(subject) is computed at run time; Kiln needs it to be a constant\(suffix)")
+    error.operandSlot = slot
+    return error
+  }
   static func budget(_ message: String) -> ONNXImportError { .init(.budgetExceeded, message) }
   static func model(_ message: String) -> ONNXImportError { .init(.invalidModel, message) }
 }

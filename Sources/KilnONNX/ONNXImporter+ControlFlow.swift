@@ -206,9 +206,7 @@ extension ImportSession {
       throw ONNXImportError.shape("input \(slot) (\(what)) must be a tensor")
     }
     guard let data = graph.constants[id] else {
-      var error = ONNXImportError.dynamic("\(what) is computed at run time; Kiln needs it to be a constant")
-      error.operandSlot = slot
-      throw error
+      throw ONNXImportError.runtimeOperand(slot: slot, what)
     }
     guard data.elementCount == 1 else {
       throw ONNXImportError.shape("input \(slot) (\(what)) must hold one element, got \(data.type)")

@@ -107,9 +107,7 @@ extension ImportSession {
   func constantPosition(_ name: String?, slot: Int, count: Int, inclusiveEnd: Bool) throws -> Int? {
     guard let name else { return nil }
     guard let id = values[name], let data = graph.constants[id] else {
-      var error = ONNXImportError.dynamic("input \(slot) (position) is computed at run time; Kiln needs it to be a constant")
-      error.operandSlot = slot
-      throw error
+      throw ONNXImportError.runtimeOperand(slot: slot, "input \(slot) (position)")
     }
     guard data.dtype == .int32 || data.dtype == .int64, data.elementCount == 1 else {
       throw ONNXImportError.shape("the position must be an int32 or int64 scalar, got \(data.type)")
@@ -196,9 +194,7 @@ extension ImportSession {
     var lengths: [Int]
     if let split {
       guard let id = values[split], let data = graph.constants[id] else {
-        var error = ONNXImportError.dynamic("input 1 (split) is computed at run time; Kiln needs it to be a constant")
-        error.operandSlot = 1
-        throw error
+        throw ONNXImportError.runtimeOperand(slot: 1, "input 1 (split)")
       }
       guard data.dtype == .int32 || data.dtype == .int64, data.shape.count <= 1 else {
         throw ONNXImportError.shape("split must be an int32 or int64 scalar or 1-D tensor, got \(data.type)")

@@ -26,11 +26,7 @@ extension OpRegistry {
         let b = try ctx.type(3)
         try requireEightBit(a, "a")
         try requireEightBit(b, "b")
-        for (slot, what) in [(1, "a_scale"), (4, "b_scale"), (6, "y_scale")] {
-          try Shapes.requireFloat(ctx.type(slot), what)
-        }
-        let zeroPoint = try ctx.type(7)
-        try requireEightBit(zeroPoint, "y_zero_point")
+        let zeroPoint = try qlinearScalesAndZeroPoint(ctx, [(1, "a_scale"), (4, "b_scale"), (6, "y_scale")])
         return [TensorType(zeroPoint.dtype, try matMulShape(a.shape, b.shape))]
       })
 
@@ -51,11 +47,7 @@ extension OpRegistry {
         let w = try ctx.type(3)
         try requireEightBit(x, "x")
         try requireEightBit(w, "w")
-        for (slot, what) in [(1, "x_scale"), (4, "w_scale"), (6, "y_scale")] {
-          try Shapes.requireFloat(ctx.type(slot), what)
-        }
-        let zeroPoint = try ctx.type(7)
-        try requireEightBit(zeroPoint, "y_zero_point")
+        let zeroPoint = try qlinearScalesAndZeroPoint(ctx, [(1, "x_scale"), (4, "w_scale"), (6, "y_scale")])
         let shape = try integerConvolutionShape(ctx.node, x, w)
         if let bias = ctx.optionalType(8), bias.shape != [shape[1]] || bias.dtype != .int32 {
           throw ONNXImportError.shape("bias must be int32 of shape [\(shape[1])], got \(bias)")
@@ -102,5 +94,16 @@ extension OpRegistry {
     }
     let spatial = try Window(node, kernel: kernel).outputShape(Array(x.shape.dropFirst(2)))
     return [x.shape[0], w.shape[0]] + spatial
+  }
+}
+
+extension OpRegistry {
+  /// QLinearMatMul/QLinearConv: the scales are floats and y_zero_point (slot 7) is 8-bit; returns
+  /// y_zero_point's type, which is the result's dtype.
+  static func qlinearScalesAndZeroPoint(_ ctx: OpContext, _ scales: [(Int, String)]) throws -> TensorType {
+    for (slot, what) in scales { try Shapes.requireFloat(ctx.type(slot), what) }
+    let zeroPoint = try ctx.type(7)
+    try requireEightBit(zeroPoint, "y_zero_point")
+    return zeroPoint
   }
 }

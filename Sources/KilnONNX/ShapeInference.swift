@@ -56,10 +56,7 @@ struct OpContext {
   func constant(_ slot: Int, _ what: String) throws -> TensorData? {
     guard hasInput(slot) else { return nil }
     guard let data = inputData[slot] else {
-      var error = ONNXImportError.dynamic(
-        "input \(slot) (\(what)) is computed at run time; Kiln needs it to be a constant so that shapes are static")
-      error.operandSlot = slot
-      throw error
+      throw ONNXImportError.runtimeOperand(slot: slot, "input \(slot) (\(what))", " so that shapes are static")
     }
     return data
   }
