@@ -61,8 +61,11 @@ public final class CPUDevice: Device {
     return try CPUSemaphore(initialValue: initialValue, health: health, resources: resources)
   }
 
+  /// Counts what callers hold: it first waits (a few seconds at most) for the queue thread to let
+  /// go of finished submissions, which it does just after signalling them.
   public var liveResources: LiveResources {
-    resources.snapshot(buffers: cpuAllocator.statistics.liveBuffers)
+    _ = queue.waitReleased(timeout: min(options.waitTimeout, .seconds(5)))
+    return resources.snapshot(buffers: cpuAllocator.statistics.liveBuffers)
   }
 
   /// Queues the command buffers; the queue thread waits for `waits` (at most the driver's

@@ -32,6 +32,10 @@ final class CPUQueue: @unchecked Sendable {
   private var submitted: UInt64 = 0
   /// The sequence number of the last finished submission.
   private let completed: OpaquePointer
+  /// The sequence number of the last submission the queue thread no longer holds any part of
+  /// (its command buffers, buffers, executables and semaphores): it trails `completed` by the
+  /// moment between signalling and letting go.
+  private let released: OpaquePointer
   private let threadCount: Int
   private let waitTimeout: Duration
   private var pool: OpaquePointer?
@@ -41,7 +45,12 @@ final class CPUQueue: @unchecked Sendable {
     guard let completed = kiln_cpu_timeline_create(0) else {
       throw HALError(.outOfMemory, "opening the CPU device: out of host memory")
     }
+    guard let released = kiln_cpu_timeline_create(0) else {
+      kiln_cpu_timeline_destroy(completed)
+      throw HALError(.outOfMemory, "opening the CPU device: out of host memory")
+    }
     self.completed = completed
+    self.released = released
     self.threadCount = threadCount
     self.waitTimeout = waitTimeout
     let thread = Thread { [self] in run() }
@@ -53,6 +62,7 @@ final class CPUQueue: @unchecked Sendable {
   deinit {
     if let pool { kiln_cpu_pool_destroy(pool) }
     kiln_cpu_timeline_destroy(completed)
+    kiln_cpu_timeline_destroy(released)
   }
 
   /// Queues `submission`, first throwing (and clearing) the error of a failed earlier one.
@@ -87,6 +97,13 @@ final class CPUQueue: @unchecked Sendable {
     }
   }
 
+  /// Waits (at most `timeout`) until the queue thread holds nothing of any submission made so far;
+  /// false when it still does. Leak checks call it so that they count only what callers hold.
+  func waitReleased(timeout: Duration) -> Bool {
+    let target = condition.withLock { submitted }
+    return kiln_cpu_timeline_wait(released, target, timeout.clampedNanoseconds)
+  }
+
   /// Lets the thread exit once the queue is empty.
   func shutdown() {
     condition.withLock {
@@ -105,12 +122,16 @@ final class CPUQueue: @unchecked Sendable {
         condition.unlock()
         return
       }
-      let batch = pending
+      var batch = pending
       pending.removeAll(keepingCapacity: true)
       condition.unlock()
-      for submission in batch {
-        execute(submission)
-        _ = kiln_cpu_timeline_signal(completed, submission.sequence)
+      for index in batch.indices {
+        let sequence = batch[index].sequence
+        execute(batch[index])
+        _ = kiln_cpu_timeline_signal(completed, sequence)
+        // Let go of the command buffers and semaphores before saying so.
+        batch[index] = Submission(commands: [], owners: [], waits: [], signals: [])
+        _ = kiln_cpu_timeline_signal(released, sequence)
       }
     }
   }
