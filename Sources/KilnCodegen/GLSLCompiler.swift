@@ -35,10 +35,12 @@ public struct GLSLCompiler: Sendable {
     }
     var module = Array(UnsafeBufferPointer(start: words, count: result.word_count))
     do {
-      try SPIRVTools.validate(module, environment: target.spirvEnvironment)
+      // The optimiser validates its input itself; what it returns is validated here. Without
+      // optimisation, glslang's module is validated once.
       if optimize {
         module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment)
       }
+      try SPIRVTools.validate(module, environment: target.spirvEnvironment)
     } catch let error as SPIRVError {
       throw CodegenError(.shaderCompilation, "'\(name)': \(error.message)")
     }

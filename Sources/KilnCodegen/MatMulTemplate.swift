@@ -8,6 +8,10 @@ import KilnIR
 /// N the flattened spatial axes, k the (channel, taps) loops, and B is the input read through the
 /// window's clamped index with the padding mask. Every other kernel uses the generic
 /// one-invocation-per-element emitter.
+///
+/// Where an operand's index allows it (see `vectorA`, `vectorB`), the template reads it as aligned
+/// vec4s and blocks larger tiles: on lavapipe every non-uniform load is a loop over the SIMD lanes,
+/// so loads per multiply-add are what the kernel's speed comes down to.
 public struct MatMulTemplate: Sendable, Hashable {
   /// Extents of the output axes that are neither M nor N (batch for MatMul and Conv).
   public var batchShape: [Int]
@@ -30,7 +34,39 @@ public struct MatMulTemplate: Sendable, Hashable {
   var b: Expr
   /// The kernel body with the reduction replaced by `MatMulTemplate.accumulator`.
   var epilogue: Expr
+  /// B as aligned vec4 loads (one per 4 columns of a tile) when it is a plain load whose index is
+  /// the flattened N coordinate plus terms that are multiples of 4; nil for scalar loads.
+  var vectorB: VectorLoad?
+  /// A as aligned vec4 loads along the flattened reduction, four steps of k at a time, when it is a
+  /// plain load whose index is `base + k` (the loops flatten contiguously, as MatMul's K and a
+  /// convolution's (channel, kh, kw) do) with `base` and K multiples of 4; nil for scalar loads.
+  var vectorA: VectorLoad?
   let kernel: Kernel
+
+  /// A float32 operand read four consecutive elements at a time through a vec4 view of its buffer.
+  struct VectorLoad: Sendable, Hashable {
+    var input: Int
+    var index: AffineIndex
+
+    /// `(index - flattened) / 4` as GLSL, where `flattened` is the N (for B) or k (for A) term the
+    /// caller adds itself: the other coordinates' terms (named by `arguments`, per axis), the
+    /// reduction variables' terms when `variables`, and the constant when `constant`. Each of
+    /// those is a multiple of 4 (checked when the load was matched).
+    func quarterIndex(arguments: [String], skipping: [Int], variables: Bool, constant: Bool) -> String {
+      var parts: [String] = []
+      for (term, coefficient) in index.terms.sorted(by: { "\($0.key)" < "\($1.key)" }) {
+        switch term {
+        case .coordinate(let axis) where !variables && !skipping.contains(axis):
+          parts.append("\(arguments[axis]) * \(coefficient / 4)")
+        case .variable(let v) where variables:
+          parts.append("v\(v) * \(coefficient / 4)")
+        default: break
+        }
+      }
+      if constant, index.constant != 0 { parts.append("\(index.constant / 4)") }
+      return parts.isEmpty ? "0" : parts.joined(separator: " + ")
+    }
+  }
 
   struct Loop: Sendable, Hashable {
     var variable: Int
@@ -45,6 +81,7 @@ public struct MatMulTemplate: Sendable, Hashable {
   static let rowTileN = 8
   static let maximumLanes = 64
   static let accumulatorVariable = 1_000_000
+  static let components = ["x", "y", "z", "w"]
   static let accumulator = Expr.cast(.variable(accumulatorVariable), .float32)
 
   /// The match for `kernel`, or nil when it is not a float32 sum of products of this shape.
@@ -108,13 +145,84 @@ public struct MatMulTemplate: Sendable, Hashable {
     let k = loops.reduce(1) { $0 * $1.extent }
     // Worthwhile only with a real reduction and enough outputs to block.
     guard k >= 2, n >= 2 || m >= 2 else { return nil }
-    let tileM = mAxis == nil ? 1 : min(tileM, m)
-    let tileN = min(mAxis == nil ? rowTileN : tileN, n)
+    let vectorB = vectorLoad(b, kernel: kernel, nAxes: nAxes, loops: loops)
+    let vectorA = mAxis == nil ? nil : vectorLoadAlongK(a, kernel: kernel, loops: loops)
+    let batchCount = outerAxes.reduce(1) { $0 * kernel.shape[$1] }
+    let (tileM, tileN) =
+      vectorB == nil && vectorA == nil
+      ? (mAxis == nil ? 1 : min(tileM, m), min(mAxis == nil ? rowTileN : tileN, n))
+      : vectorTile(m: mAxis == nil ? 1 : m, n: n, batch: batchCount, vectorB: vectorB != nil)
     let tilesN = (n + tileN - 1) / tileN
     let lanes = min(maximumLanes, (tilesN + 7) / 8 * 8)
     return MatMulTemplate(
       batchShape: outerAxes.map { kernel.shape[$0] }, m: m, n: n, k: k, tileM: tileM, tileN: tileN, lanes: lanes,
-      mAxis: mAxis, nAxes: nAxes, outerAxes: outerAxes, loops: loops, a: a, b: b, epilogue: epilogue, kernel: kernel)
+      mAxis: mAxis, nAxes: nAxes, outerAxes: outerAxes, loops: loops, a: a, b: b, epilogue: epilogue,
+      vectorB: vectorB, vectorA: vectorA, kernel: kernel)
+  }
+
+  /// `a` as vec4 loads along the flattened reduction (see `vectorA`).
+  private static func vectorLoadAlongK(_ a: Expr, kernel: Kernel, loops: [Loop]) -> VectorLoad? {
+    guard case .load(let input, let index) = a, kernel.inputs[input].dtype == .float32,
+      let affine = AffineIndex(index)
+    else { return nil }
+    let k = loops.reduce(1) { $0 * $1.extent }
+    guard k % 4 == 0, affine.constant % 4 == 0 else { return nil }
+    var stride = 1
+    for loop in loops.reversed() {
+      if loop.extent > 1, affine.coefficient(.variable(loop.variable)) != stride { return nil }
+      stride *= loop.extent
+    }
+    for (term, coefficient) in affine.terms {
+      if case .variable(let v) = term, loops.contains(where: { $0.variable == v }) { continue }
+      guard coefficient % 4 == 0 else { return nil }
+    }
+    return VectorLoad(input: input, index: affine)
+  }
+
+  /// `b` as vec4 loads: a float32 load whose index is `base + n` over the flattened N axes, where
+  /// every other term and the constant are multiples of 4 and N is too, so each aligned group of
+  /// four columns is four consecutive, 16-byte-aligned elements inside the tensor.
+  private static func vectorLoad(_ b: Expr, kernel: Kernel, nAxes: [Int], loops: [Loop]) -> VectorLoad? {
+    guard case .load(let input, let index) = b, kernel.inputs[input].dtype == .float32,
+      let affine = AffineIndex(index)
+    else { return nil }
+    let n = nAxes.reduce(1) { $0 * kernel.shape[$1] }
+    guard n % 4 == 0, affine.constant % 4 == 0 else { return nil }
+    // The N axes must read the flattened column exactly: coefficient 1 on the innermost, the
+    // inner extents' product on each outer one (an axis of extent 1 may have any coefficient).
+    var stride = 1
+    for axis in nAxes.reversed() {
+      if kernel.shape[axis] > 1, affine.coefficient(.coordinate(axis)) != stride { return nil }
+      stride *= kernel.shape[axis]
+    }
+    for (term, coefficient) in affine.terms {
+      if case .coordinate(let axis) = term, nAxes.contains(axis) { continue }
+      // A loop of extent 1 only ever adds 0.
+      if case .variable(let v) = term, loops.contains(where: { $0.variable == v && $0.extent == 1 }) { continue }
+      guard coefficient % 4 == 0 else { return nil }
+    }
+    return VectorLoad(input: input, index: affine)
+  }
+
+  /// Tile of the vec4 path, the tuning table for lavapipe (the only Vulkan device measured so far).
+  /// There each non-uniform load is a loop over the 8 SIMD lanes (one loop for all four components
+  /// of a vec4), so the larger the block per invocation, the fewer loads per multiply-add. On a
+  /// 1024^3 MatMul, 4x4 ran in 544 ms, 4x8 in 271, 8x16 in 113 and 8x32 in 107-115 (noisy);
+  /// 8x16 has half 8x32's code, so compiles in half the time. The block shrinks (N first, then M)
+  /// until the kernel has at least `minimumTiles` invocations, to keep both cores' lanes busy.
+  static let vectorTiles = [(8, 16), (4, 16), (4, 8), (2, 8), (2, 4), (1, 4)]
+  /// With scalar B loads (a padded window), many rows share each column's loads instead
+  /// (light SqueezeNet: 8x4, 16x4 and 16x8 all within 5%; 32x4 about 10% slower).
+  static let scalarBTiles = [(16, 4), (8, 4), (4, 4), (2, 4), (1, 4)]
+  static let minimumTiles = 256
+
+  static func vectorTile(m: Int, n: Int, batch: Int, vectorB: Bool) -> (Int, Int) {
+    for (tm, tn) in vectorB ? vectorTiles : scalarBTiles {
+      let tm = min(tm, m)
+      let tn = min(tn, (n + 3) / 4 * 4)
+      if batch * ((m + tm - 1) / tm) * ((n + tn - 1) / tn) >= minimumTiles { return (tm, tn) }
+    }
+    return (1, 4)
   }
 
   public var batchCount: Int { batchShape.reduce(1, *) }
@@ -140,6 +248,9 @@ public struct MatMulTemplate: Sendable, Hashable {
     for (index, input) in kernel.inputs.enumerated() {
       bindings += "layout(std430, set = 0, binding = \(index)) readonly buffer In\(index) { \(dialect.storageType(input.dtype)) b\(index)[]; };\n"
     }
+    for input in Set([vectorA?.input, vectorB?.input].compactMap { $0 }).sorted() {
+      bindings += "layout(std430, set = 0, binding = \(input)) readonly buffer In\(input)v { vec4 b\(input)v[]; };\n"
+    }
     bindings += "layout(std430, set = 0, binding = \(kernel.inputs.count)) writeonly buffer Out { \(dialect.storageType(kernel.output.dtype)) result[]; };"
     let coordinates = (0..<rank).map { "c\($0)" }
     let parameters = (coordinates.map { "int \($0)" } + loops.map { "int v\($0.variable)" }).joined(separator: ", ")
@@ -159,6 +270,9 @@ public struct MatMulTemplate: Sendable, Hashable {
         result[uint(gid)] = \(dialect.store(stored, dtype: kernel.output.dtype));
       }
       """
+    if vectorA != nil || vectorB != nil {
+      operands += "\n" + store4Function()
+    }
 
     var block: [String] = []
     // Outer coordinates from the batch index.
@@ -187,28 +301,40 @@ public struct MatMulTemplate: Sendable, Hashable {
       }
     }
     let loopArguments = loops.map { "v\($0.variable)" }
-    for i in 0..<tileM { for j in 0..<tileN { block.append("  float acc\(i)_\(j) = 0.0;") } }
-    var indent = "  "
-    for loop in loops {
-      block.append("\(indent)for (int v\(loop.variable) = 0; v\(loop.variable) < \(loop.extent); ++v\(loop.variable)) {")
-      indent += "  "
-    }
-    for i in 0..<tileM {
-      block.append("\(indent)float a\(i) = kiln_a(\((arguments(row: i, column: nil) + loopArguments).joined(separator: ", ")));")
-    }
-    for j in 0..<tileN {
-      block.append("\(indent)float b\(j) = kiln_b(\((arguments(row: nil, column: j) + loopArguments).joined(separator: ", ")));")
-    }
-    for i in 0..<tileM { for j in 0..<tileN { block.append("\(indent)acc\(i)_\(j) += a\(i) * b\(j);") } }
-    for _ in loops {
-      indent.removeLast(2)
-      block.append("\(indent)}")
-    }
-    for i in 0..<tileM {
+    if vectorA != nil || vectorB != nil {
+      vectorBlock(&block, arguments: { arguments(row: $0, column: $1) }, loopArguments: loopArguments)
+      // One guarded store call per row and column group: the loop over the group's four
+      // columns lives in kiln_store4, which keeps the module (and its compile time) small.
+      let outerNames = outerAxes.map { outer[$0]! }
+      for i in 0..<tileM {
+        for q in 0..<tileN / 4 {
+          block.append("  kiln_store4(\((outerNames + ["m0 + \(i)", "n0 + \(4 * q)", "acc\(i)_\(q)"]).joined(separator: ", ")));")
+        }
+      }
+    } else {
+      for i in 0..<tileM { for j in 0..<tileN { block.append("  float acc\(i)_\(j) = 0.0;") } }
+      var indent = "  "
+      for loop in loops {
+        block.append("\(indent)for (int v\(loop.variable) = 0; v\(loop.variable) < \(loop.extent); ++v\(loop.variable)) {")
+        indent += "  "
+      }
+      for i in 0..<tileM {
+        block.append("\(indent)float a\(i) = kiln_a(\((arguments(row: i, column: nil) + loopArguments).joined(separator: ", ")));")
+      }
       for j in 0..<tileN {
-        let guardText = (i > 0 ? ["m0 + \(i) < M"] : []) + (j > 0 ? ["n0 + \(j) < N"] : [])
-        let call = "kiln_store(\(arguments(row: i, column: j, unclampedRow: true).joined(separator: ", ")), acc\(i)_\(j));"
-        block.append(guardText.isEmpty ? "  \(call)" : "  if (\(guardText.joined(separator: " && "))) \(call)")
+        block.append("\(indent)float b\(j) = kiln_b(\((arguments(row: nil, column: j) + loopArguments).joined(separator: ", ")));")
+      }
+      for i in 0..<tileM { for j in 0..<tileN { block.append("\(indent)acc\(i)_\(j) += a\(i) * b\(j);") } }
+      for _ in loops {
+        indent.removeLast(2)
+        block.append("\(indent)}")
+      }
+      for i in 0..<tileM {
+        for j in 0..<tileN {
+          let guardText = (i > 0 ? ["m0 + \(i) < M"] : []) + (j > 0 ? ["n0 + \(j) < N"] : [])
+          let call = "kiln_store(\(arguments(row: i, column: j, unclampedRow: true).joined(separator: ", ")), acc\(i)_\(j));"
+          block.append(guardText.isEmpty ? "  \(call)" : "  if (\(guardText.joined(separator: " && "))) \(call)")
+        }
       }
     }
     let replacements: [(String, String)] = [
@@ -221,6 +347,99 @@ public struct MatMulTemplate: Sendable, Hashable {
       of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (matmul_tiled)\n")
     for (placeholder, value) in replacements { source = source.replacingOccurrences(of: placeholder, with: value) }
     return source
+  }
+
+  /// `kiln_store4(outer coordinates..., m, n, v)`: stores v's four values at row m and columns
+  /// n...n+3, skipping rows and columns past the output's end.
+  private func store4Function() -> String {
+    let rank = kernel.shape.count
+    let parameters = outerAxes.map { "int o\($0)" } + ["int m", "int n", "vec4 v"]
+    var lines = ["void kiln_store4(\(parameters.joined(separator: ", "))) {", "  if (m >= M) return;"]
+    lines.append("  for (int c = 0; c < 4; ++c) {")
+    lines.append("    int nc = n + c;")
+    lines.append("    if (nc >= N) return;")
+    var inner = 1
+    for axis in nAxes.reversed() {
+      lines.append("    int n_\(axis) = (nc / \(inner)) % \(kernel.shape[axis]);")
+      inner *= kernel.shape[axis]
+    }
+    let arguments = (0..<rank).map { axis -> String in
+      if axis == mAxis { return "m" }
+      if nAxes.contains(axis) { return "n_\(axis)" }
+      return "o\(axis)"
+    }
+    lines.append("    kiln_store(\(arguments.joined(separator: ", ")), v[c]);")
+    lines.append("  }")
+    lines.append("}")
+    return lines.joined(separator: "\n") + "\n"
+  }
+
+  /// The reduction and accumulators of the vec4 path: accumulators are vec4s over groups of four
+  /// columns; A is four steps of k per vec4 load (`vectorA`) or one scalar per step; B is one vec4
+  /// load per group (`vectorB`) or four scalar loads gathered into one.
+  private func vectorBlock(
+    _ block: inout [String], arguments: (Int?, Int?) -> [String], loopArguments: [String]
+  ) {
+    let groups = tileN / 4
+    for i in 0..<tileM { for q in 0..<groups { block.append("  vec4 acc\(i)_\(q) = vec4(0.0);") } }
+    // Where each row of A and each column group of B starts, in vec4s, outside the reduction.
+    if let vectorA {
+      for i in 0..<tileM {
+        let base = vectorA.quarterIndex(arguments: arguments(i, nil), skipping: [], variables: false, constant: true)
+        block.append("  int ab\(i) = \(base);")
+      }
+    }
+    if let vectorB {
+      for q in 0..<groups {
+        let base = vectorB.quarterIndex(arguments: arguments(nil, 4 * q), skipping: nAxes, variables: false, constant: true)
+        block.append("  int bb\(q) = (nc\(4 * q) >> 2) + \(base);")
+      }
+    }
+    var indent = "  "
+    func step(_ a: (Int) -> String) {
+      for q in 0..<groups {
+        if let vectorB {
+          let offset = vectorB.quarterIndex(arguments: [], skipping: [], variables: true, constant: false)
+          block.append("\(indent)vec4 bq\(q) = b\(vectorB.input)v[bb\(q) + \(offset)];")
+        } else {
+          let loads = (0..<4).map { "kiln_b(\((arguments(nil, 4 * q + $0) + loopArguments).joined(separator: ", ")))" }
+          block.append("\(indent)vec4 bq\(q) = vec4(\(loads.joined(separator: ", ")));")
+        }
+      }
+      for i in 0..<tileM { for q in 0..<groups { block.append("\(indent)acc\(i)_\(q) += \(a(i)) * bq\(q);") } }
+    }
+    if let vectorA {
+      block.append("  for (int kk = 0; kk < \(k); kk += 4) {")
+      indent = "    "
+      for i in 0..<tileM { block.append("\(indent)vec4 aq\(i) = b\(vectorA.input)v[ab\(i) + (kk >> 2)];") }
+      for u in 0..<4 {
+        block.append("\(indent){")
+        indent += "  "
+        // The loop variables are the digits of k = kk + u, for B's index.
+        var stride = 1
+        for loop in loops.reversed() {
+          block.append("\(indent)int v\(loop.variable) = ((kk + \(u)) / \(stride)) % \(loop.extent);")
+          stride *= loop.extent
+        }
+        step { "aq\($0).\(Self.components[u])" }
+        indent.removeLast(2)
+        block.append("\(indent)}")
+      }
+      block.append("  }")
+    } else {
+      for loop in loops {
+        block.append("\(indent)for (int v\(loop.variable) = 0; v\(loop.variable) < \(loop.extent); ++v\(loop.variable)) {")
+        indent += "  "
+      }
+      for i in 0..<tileM {
+        block.append("\(indent)float a\(i) = kiln_a(\((arguments(i, nil) + loopArguments).joined(separator: ", ")));")
+      }
+      step { "a\($0)" }
+      for _ in loops {
+        indent.removeLast(2)
+        block.append("\(indent)}")
+      }
+    }
   }
 
   private func linearOutput(rank: Int) -> String {

@@ -35,7 +35,8 @@ public enum SPIRVTools {
     return String(cString: text)
   }
 
-  /// Runs SPIRV-Tools' performance passes; the result is validated.
+  /// Runs SPIRV-Tools' performance passes. The input is validated first (an invalid module is a
+  /// thrown error, never optimised); validating the result is the caller's choice.
   public static func optimize(_ words: [UInt32], environment: Environment = .vulkan1_2) throws -> [UInt32] {
     var result = words.withUnsafeBufferPointer { kiln_spirv_optimize($0.baseAddress, $0.count, environment.c) }
     defer { kiln_spirv_free(&result) }

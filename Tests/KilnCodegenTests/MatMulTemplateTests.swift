@@ -112,12 +112,17 @@ struct MatMulTemplateConvTests {
         .logicalAnd, .binary(.logicalAnd, .binary(.greaterEqual, ih, .index(0)), .binary(.less, ih, .index(height))),
         .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(width))))
       let group = groups == 1 ? Expr.index(0) : f.floorDivided(by: filters / groups)
-      let x = Expr.load(input: 0, index: ((n * channels + group * perGroup + c) * height + clamp(ih, height - 1)) * width + clamp(iw, width - 1))
+      // Without padding every tap is inside: no clamp and no mask, as the Conv lowering writes it.
+      let x =
+        pad == 0
+        ? Expr.load(input: 0, index: ((n * channels + group * perGroup + c) * height + ih) * width + iw)
+        : Expr.load(input: 0, index: ((n * channels + group * perGroup + c) * height + clamp(ih, height - 1)) * width + clamp(iw, width - 1))
       let w = Expr.load(input: 1, index: ((f * perGroup + c) * kernelH + kh) * kernelW + kw)
       let zero = Expr.literal(.of(0, .float32))
+      let tap = pad == 0 ? Expr.binary(.multiply, x, w) : .select(inside, .binary(.multiply, x, w), zero)
       let sum = Expr.reduce(
         .sum, variable: 0, extent: perGroup,
-        body: .reduce(.sum, variable: 1, extent: kernelH, body: .reduce(.sum, variable: 2, extent: kernelW, body: .select(inside, .binary(.multiply, x, w), zero))))
+        body: .reduce(.sum, variable: 1, extent: kernelH, body: .reduce(.sum, variable: 2, extent: kernelW, body: tap)))
       let biased = Expr.binary(.add, sum, .load(input: 2, index: f))
       return Kernel(
         name: "conv",
@@ -159,6 +164,10 @@ struct MatMulTemplateConvTests {
 
   static let convs: [Conv] = [
     Conv(stride: 2, pad: 1),
+    // Channels a multiple of 4: the weights are vec4 loads along (c, kh, kw), the window scalar.
+    Conv(channels: 4, height: 6, width: 5, filters: 19, pad: 1),
+    // 1x1 over a 4x3 image: both operands are vec4 loads; the 12 columns span rows of 3.
+    Conv(batch: 2, channels: 8, height: 4, width: 3, filters: 13, kernelH: 1, kernelW: 1),
     Conv(channels: 4, filters: 6, dilation: 2, groups: 2),
     Conv(batch: 2, channels: 6, height: 5, width: 3, filters: 9, kernelH: 1, kernelW: 1),
     Conv(channels: 4, filters: 4, pad: 1, groups: 4),
@@ -214,6 +223,50 @@ struct MatMulTemplateConvTests {
       let got = try Self.run(template, inputs: [x, w, bias], outputCount: expected.count, uri: uri)
       let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
       #expect(worst < 1e-4, "\(conv): largest difference \(worst)")
+    }
+  }
+
+  /// Which operands the vec4 path loads four at a time, for these shapes; every one also runs and
+  /// matches the reference (`convolutionResultsMatchAReference`, `vectorPathsWithTails`).
+  @Test func vectorLoadsAreChosenOnlyWhereAligned() throws {
+    func paths(_ conv: Conv) throws -> (Bool, Bool) {
+      let template = try #require(MatMulTemplate.match(conv.kernel))
+      return (template.vectorA != nil, template.vectorB != nil)
+    }
+    #expect(try paths(Self.convs[0]) == (false, false))  // 3 channels: K = 27
+    #expect(try paths(Self.convs[1]) == (true, false))  // padded window
+    #expect(try paths(Self.convs[2]) == (true, true))  // 1x1, N = 12
+    #expect(try paths(Conv(channels: 8, height: 5, width: 3, kernelH: 1, kernelW: 1)) == (true, false))  // N = 15
+    #expect(try paths(Conv(channels: 8, height: 4, width: 4, kernelH: 1, kernelW: 1, stride: 2)) == (true, false))  // strided
+  }
+
+  /// C[b, m, n] = sum_k A[b, m, k] * B[k, n] + 1 through the vec4 path: both operands vec4 (k and n
+  /// multiples of 4), only B (k odd), and a batch; m and n leave tails in the blocks and groups.
+  @Test(arguments: TestDevices.vulkanURIs)
+  func vectorPathsWithTails(uri: String) throws {
+    for (batch, m, n, k, vectorA) in [(2, 13, 24, 20, true), (1, 37, 44, 9, false), (1, 3, 4, 8, true), (3, 70, 132, 12, true)] {
+      let (bi, i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.variable(0))
+      let product = Expr.binary(.multiply, .load(input: 0, index: bi * (m * k) + i * k + v), .load(input: 1, index: v * n + j))
+      let body = Expr.binary(.add, .reduce(.sum, variable: 0, extent: k, body: product), .literal(.of(1, .float32)))
+      let kernel = Kernel(
+        name: "mmv", inputs: [.init(dtype: .float32, elementCount: batch * m * k), .init(dtype: .float32, elementCount: k * n)],
+        output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body, sourceOps: ["mmv"])
+      let template = try #require(MatMulTemplate.match(kernel))
+      #expect(template.vectorB != nil && (template.vectorA != nil) == vectorA, "\(batch)x\(m)x\(n)x\(k)")
+      let a = Self.random(batch * m * k)
+      let b = Self.random(k * n)
+      let got = try Self.run(template, inputs: [a, b], outputCount: batch * m * n, uri: uri)
+      var worst: Float = 0
+      for p in 0..<batch {
+        for r in 0..<m {
+          for c in 0..<n {
+            var sum: Float = 1
+            for x in 0..<k { sum += a[(p * m + r) * k + x] * b[x * n + c] }
+            worst = max(worst, abs(got[(p * m + r) * n + c] - sum))
+          }
+        }
+      }
+      #expect(worst < 1e-4, "\(batch)x\(m)x\(n)x\(k): largest difference \(worst)")
     }
   }
 
