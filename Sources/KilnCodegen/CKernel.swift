@@ -38,7 +38,21 @@ public enum CKernel {
     out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
     let templates = kernels.map { gemm ? CMatMulTemplate.match($0) : nil }
     if templates.contains(where: { $0 != nil }) { out += CMatMulSupport.source }
-    for (kernel, template) in zip(kernels, templates) { out += "\n" + (template?.source() ?? function(for: kernel)) }
+    // Kernels that differ only in name (repeated blocks of a network) share one body: the later
+    // ones are entry points that call the first, so the C compiler sees each body once.
+    var firstWithBody: [String: String] = [:]
+    for (kernel, template) in zip(kernels, templates) {
+      let source = template?.source() ?? function(for: kernel)
+      let body = source.replacingOccurrences(of: kernel.name, with: "@KERNEL@").split(separator: "\n")
+        .filter { !$0.hasPrefix("//") }.joined(separator: "\n")
+      if let first = firstWithBody[body] {
+        out += "\n// \(kernel.sourceOps.joined(separator: ", ")): the same code as \(first)\n"
+        out += "KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) { \(first)(d); }\n"
+      } else {
+        firstWithBody[body] = kernel.name
+        out += "\n" + source
+      }
+    }
     return out
   }
 

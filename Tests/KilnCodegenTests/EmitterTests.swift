@@ -154,7 +154,38 @@ struct EmitterTests {
       sourceOps: ["n"])
     #expect(GLSLKernel.source(for: kernel) == GLSLKernel.source(for: kernel))
     #expect(CKernel.translationUnit(for: [kernel]) == CKernel.translationUnit(for: [kernel]))
-    // The SPIR-V validates (GLSLCompiler runs spirv-val before and after optimisation).
+    // The SPIR-V validates (the optimiser validates its input, GLSLCompiler its output).
     #expect(try !GLSLCompiler().compile(GLSLKernel.source(for: kernel)).isEmpty)
+  }
+
+  /// Kernels that differ only in name (repeated blocks) are compiled once: the later ones are entry
+  /// points calling the first, and every entry point computes its kernel.
+  @Test func kernelsThatDifferOnlyInNameShareOneBody() throws {
+    func kernel(_ name: String, scale: Double) -> Kernel {
+      Kernel(
+        name: name, inputs: [.init(dtype: .float32, elementCount: 8)], output: .init(dtype: .float32, elementCount: 8), shape: [8],
+        body: .binary(.multiply, .load(input: 0, index: .coordinate(0)), .literal(.of(scale, .float32))), sourceOps: [name])
+    }
+    let kernels = [kernel("k0_Mul", scale: 2), kernel("k1_Mul", scale: 3), kernel("k2_Mul", scale: 2)]
+    let source = CKernel.translationUnit(for: kernels)
+    #expect(source.contains("void k2_Mul(const kiln_cpu_dispatch *d) { k0_Mul(d); }"))
+    #expect(!source.contains("k1_Mul(d); }"), "k1 multiplies by 3: its own body")
+    let device = try TestDevices.device("cpu")
+    let code = try NativeToolchain().compileSharedObject(source: source, flags: ["-fwrapv"], name: "shared")
+    let executable = try device.makeExecutable(
+      ExecutableSpec(format: .sharedObject, code: code, entryPoints: kernels.map { EntryPoint(name: $0.name, bindingCount: 2) }))
+    let x: [Float] = (0..<8).map { Float($0) - 3 }
+    let input = try device.allocator.allocate(byteCount: 32, access: .deviceLocal)
+    try device.write(bytes(x), to: BufferRange(input))
+    for (entry, scale) in [(0, Float(2)), (1, 3), (2, 2)] {
+      let output = try device.allocator.allocate(byteCount: 32, access: .deviceLocal)
+      let commands = try device.makeCommandBuffer()
+      try commands.dispatch(
+        executable, entryPoint: entry, bindings: [BufferRange(input), BufferRange(output)], pushConstants: [],
+        workgroups: WorkgroupCount(CKernel.workgroups(for: kernels[entry])))
+      try commands.end()
+      try device.submitAndWait(commands)
+      #expect(floats(try device.read(BufferRange(output))) == x.map { $0 * scale }, "entry point \(kernels[entry].name)")
+    }
   }
 }
