@@ -29,7 +29,10 @@ public struct DispatchPlan: Sendable {
 /// A value is materialised (written to memory by its own dispatch) when it is a graph output,
 /// when it contains a reduction that its consumer would otherwise recompute (anything but one
 /// same-shape elementwise consumer), when several consumers would recompute it, or when fusing it
-/// into a reduction's inner loop would multiply a long elementwise chain. Everything else is
+/// into a reduction's inner loop would multiply a long elementwise chain, or when it is a
+/// transcendental chain (Erf, Exp, Tanh...) feeding a contraction, which reads each operand
+/// element many times: GELU before a MatMul is computed once into memory, not once per use (and
+/// the contraction's operand stays a plain load, which the tiled templates read fastest). Everything else is
 /// fused into its consumer: elementwise producers and consumers and movement ops (as index
 /// arithmetic on loads) join the region of the root they feed or follow.
 public enum FormDispatchRegions {
@@ -37,6 +40,15 @@ public enum FormDispatchRegions {
   static let maxChainInReduction = 6
   /// Fused expressions are capped at this many ops (by node count) to bound recomputation.
   static let maxFusedCost = 48
+  /// Ops evaluated with a transcendental function.
+  static let transcendentalOps: Set<String> = [
+    "Erf", "Exp", "Log", "Tanh", "Sigmoid", "Softplus", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh",
+    "Cosh", "Asinh", "Acosh", "Atanh", "Gelu", "Mish", "Elu", "Selu", "Celu", "HardSigmoid", "Swish",
+  ]
+  /// Ops that read each element of an operand many times.
+  static let contractionOps: Set<String> = [
+    "MatMul", "Gemm", "Conv", "ConvTranspose", "MatMulInteger", "ConvInteger", "Einsum", "DeformConv",
+  ]
 
   public static func run(_ graph: Graph) throws -> DispatchPlan {
     let producers = graph.producers()
@@ -54,14 +66,17 @@ public enum FormDispatchRegions {
     for id in graph.constants.keys { materialized.insert(id) }
     var containsReduction: [ValueID: Bool] = [:]
     var cost: [ValueID: Int] = [:]
+    var transcendental: [ValueID: Bool] = [:]
 
     for (index, node) in graph.nodes.enumerated() {
       guard let lowering = lowerings[index] else { continue }
       var inlinedReduction = false
       var inlinedCost = 0
+      var inlinedTranscendental = transcendentalOps.contains(node.op)
       for case let input? in node.inputs where !materialized.contains(input) {
         inlinedReduction = inlinedReduction || containsReduction[input, default: false]
         inlinedCost += cost[input, default: 0]
+        inlinedTranscendental = inlinedTranscendental || transcendental[input, default: false]
       }
       for output in node.outputs {
         let uses = consumers[output] ?? []
@@ -69,6 +84,7 @@ public enum FormDispatchRegions {
         let ownCost = 1 + inlinedCost
         containsReduction[output] = reduction
         cost[output] = ownCost
+        transcendental[output] = inlinedTranscendental
         if graphOutputs.contains(output) {
           materialized.insert(output)
           continue
@@ -91,6 +107,8 @@ public enum FormDispatchRegions {
         if uses.count > 1 && !pureView {
           materialized.insert(output)
         } else if ownCost > maxChainInReduction && consumerKinds.contains(.reduction) {
+          materialized.insert(output)
+        } else if inlinedTranscendental && consumerNodes.contains(where: { contractionOps.contains($0.op) }) {
           materialized.insert(output)
         } else if ownCost > maxFusedCost {
           materialized.insert(output)
