@@ -69,9 +69,18 @@ public struct CMatMulTemplate: Sendable {
     }
   }
 
-  public var workgroups: Int { batch * tilesM * tilesN }
+  public var workgroups: Int { batch * groupsM * tilesN }
   var tilesM: Int { (m + mc - 1) / mc }
   var tilesN: Int { (n + nc - 1) / nc }
+  /// M tiles per workgroup: a workgroup runs `tilesPerGroup` M tiles of one N tile, so each
+  /// packed B panel serves all of them instead of being packed again per M tile. As many as
+  /// leave at least `wantedGroups` workgroups (or one group, for small problems).
+  var tilesPerGroup: Int {
+    let groups = max(1, min(tilesM, (Self.wantedGroups + batch * tilesN - 1) / (batch * tilesN)))
+    return (tilesM + groups - 1) / groups
+  }
+  var groupsM: Int { (tilesM + tilesPerGroup - 1) / tilesPerGroup }
+  static let wantedGroups = 8
 
   /// The match for `kernel`, or nil when it is not a float32 sum of products this template runs.
   public static func match(_ kernel: Kernel) -> CMatMulTemplate? {
@@ -379,25 +388,50 @@ public struct CMatMulTemplate: Sendable {
     out.append("    return;")
     out.append("  }")
     out.append("  for (int64_t wg = d->workgroup_begin; wg < (int64_t)d->workgroup_end; ++wg) {")
-    out.append("    const int64_t tn = wg % \(tilesN), tm = (wg / \(tilesN)) % \(tilesM), batch = wg / \(tilesN * tilesM);")
+    out.append("    const int64_t tn = wg % \(tilesN), group = (wg / \(tilesN)) % \(groupsM), batch = wg / \(tilesN * groupsM);")
+    out.append("    const int64_t tmBegin = group * \(tilesPerGroup), tmEnd = tmBegin + \(tilesPerGroup) < \(tilesM) ? tmBegin + \(tilesPerGroup) : \(tilesM);")
     out.append("    int64_t batchc[\(max(batchAxes.count, 1))] = {0};")
     out += coordinateLines(batchAxes, from: "batch", indent: "    ").enumerated().map { slot, line in
       line.replacingOccurrences(of: "c\(batchAxes[slot]) = ", with: "batchc[\(slot)] = ")
     }
-    out.append("    const int64_t m0 = tm * \(mc), m1 = m0 + \(mc) < \(m) ? m0 + \(mc) : \(m);")
     out.append("    const int64_t n0 = tn * \(nc), n1 = n0 + \(nc) < \(n) ? n0 + \(nc) : \(n);")
     out.append("    float *out = result + batch * INT64_C(\(m * n));")
-    for (index, contraction) in contractions.enumerated() {
-      let (tile, ldc) = index == 0 ? ("out + m0 * \(n) + n0", n) : ("tile\(index)", nc)
+    let mRange = "const int64_t m0 = tm * \(mc), m1 = m0 + \(mc) < \(m) ? m0 + \(mc) : \(m);"
+    let hasEpilogue = contractions.count > 1 || epilogue != Self.accumulator(0)
+    if contractions.count == 1 {
+      // One contraction accumulates straight into the output: each B panel is packed once and
+      // multiplied by every M tile of the group, then the epilogue runs over the finished tiles.
+      let contraction = contractions[0]
       out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
       out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
-      out.append("      \(kernel.name)_pack_b\(index)(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
-      out.append("      \(kernel.name)_pack_a\(index)(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
-      out.append("      kiln_gemm_block(kc, packa, packb, \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
+      out.append("      \(kernel.name)_pack_b0(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
+      out.append("      for (int64_t tm = tmBegin; tm < tmEnd; ++tm) {")
+      out.append("        \(mRange)")
+      out.append("        \(kernel.name)_pack_a0(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
+      out.append("        kiln_gemm_block(kc, packa, packb, out + m0 * \(n) + n0, \(n), m1 - m0, n1 - n0, k0 > 0);")
+      out.append("      }")
       out.append("    }")
-    }
-    if contractions.count > 1 || epilogue != Self.accumulator(0) {
+      if hasEpilogue {
+        out.append("    for (int64_t tm = tmBegin; tm < tmEnd; ++tm) {")
+        out.append("    \(mRange)")
+        out += epilogueLines()
+        out.append("    }")
+      }
+    } else {
+      // Later contractions accumulate into private tiles of one M tile: one M tile at a time.
+      out.append("    for (int64_t tm = tmBegin; tm < tmEnd; ++tm) {")
+      out.append("    \(mRange)")
+      for (index, contraction) in contractions.enumerated() {
+        let (tile, ldc) = index == 0 ? ("out + m0 * \(n) + n0", n) : ("tile\(index)", nc)
+        out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
+        out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
+        out.append("      \(kernel.name)_pack_b\(index)(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
+        out.append("      \(kernel.name)_pack_a\(index)(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
+        out.append("      kiln_gemm_block(kc, packa, packb, \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
+        out.append("    }")
+      }
       out += epilogueLines()
+      out.append("    }")
     }
     out.append("  }")
     out.append("  \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
