@@ -183,6 +183,9 @@ public struct CMatMulTemplate: Sendable {
     let k = contractions.reduce(0) { $0 + $1.k }
     // Small contractions stay with the generic emitter (tiling overhead would dominate).
     guard m * n * k >= 512 else { return nil }
+    // One row of A over a short reduction (a depthwise convolution: the weights depend on the
+    // channel, an N axis) is no GEMM: the per-element loops do it faster.
+    guard m > 1 || k >= 64 else { return nil }
     let roundUp = { (value: Int, step: Int) in (value + step - 1) / step * step }
     var mc = min(roundUp(m, mr), 120)
     var nc = min(roundUp(n, nr), 384)
