@@ -99,6 +99,9 @@ public enum CKernel {
     out += "  const int64_t first = (int64_t)d->workgroup_begin * \(elementsPerWorkgroup);\n"
     out += "  int64_t last = (int64_t)d->workgroup_end * \(elementsPerWorkgroup);\n"
     out += "  if (last > \(kernel.output.elementCount)) last = \(kernel.output.elementCount);\n"
+    if let interior = InteriorSpecialization(kernel) {
+      return out + rowLoops(kernel, interior: interior, dialect: dialect)
+    }
     out += "  for (int64_t gid = first; gid < last; ++gid) {\n"
     var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
     emitter.withIndent(1) { emitter in
@@ -110,6 +113,42 @@ public enum CKernel {
     }
     out += emitter.lines.joined(separator: "\n") + "\n  }\n}\n"
     return out
+  }
+
+  /// The per-element loops as rows of the innermost axis: the columns before and after the
+  /// interior run the full body, the interior runs the simplified one (see
+  /// `InteriorSpecialization`), which the C compiler can vectorise along the row.
+  static func rowLoops(_ kernel: Kernel, interior: InteriorSpecialization, dialect: CDialect) -> String {
+    let last = kernel.shape.count - 1
+    let width = kernel.shape[last]
+    var lines = ["  for (int64_t gid = first; gid < last;) {"]
+    lines.append("    const int64_t row = gid / \(width), rowBase = row * \(width);")
+    lines.append("    const int64_t start = gid - rowBase, end = (last - rowBase < \(width) ? last - rowBase : \(width));")
+    let outer = Expr.coordinates(ofLinear: .variable(-1), shape: Array(kernel.shape.dropLast()))
+    for (axis, coordinate) in outer.enumerated() {
+      let text = GLSLKernel.coordinateText(coordinate, dialect: dialect).replacingOccurrences(of: "gid", with: "row")
+      lines.append("    const int64_t c\(axis) = \(text); (void)c\(axis);")
+    }
+    let (low, high) = (interior.columns.lowerBound, interior.columns.upperBound + 1)
+    let segments: [(Expr, String, String)] = [
+      (kernel.body, "start", "(end < \(low) ? end : \(low))"),
+      (interior.body, "(start > \(low) ? start : \(low))", "(end < \(high) ? end : \(high))"),
+      (kernel.body, "(start > \(high) ? start : \(high))", "end"),
+    ]
+    for (body, from, to) in segments {
+      lines.append("    for (int64_t c\(last) = \(from); c\(last) < \(to); ++c\(last)) {")
+      var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
+      emitter.withIndent(2) { emitter in
+        let value = emitter.emit(body)
+        emitter.line("result[rowBase + c\(last)] = \(dialect.store(value, dtype: kernel.output.dtype));")
+      }
+      lines += emitter.lines
+      lines.append("    }")
+    }
+    lines.append("    gid = rowBase + end;")
+    lines.append("  }")
+    lines.append("}")
+    return lines.joined(separator: "\n") + "\n"
   }
 
   /// Workgroups `kernel` is dispatched with: its GEMM tiles when `CMatMulTemplate` runs it, else

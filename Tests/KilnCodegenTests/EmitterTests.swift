@@ -1,5 +1,5 @@
 import Foundation
-import KilnCodegen
+@testable import KilnCodegen
 import KilnCompiler
 import KilnHAL
 import KilnIR
@@ -188,4 +188,48 @@ struct EmitterTests {
       #expect(floats(try device.read(BufferRange(output))) == x.map { $0 * scale }, "entry point \(kernels[entry].name)")
     }
   }
+
+  /// A padded 3x3 sum pool: the interior columns (1...W-2) need no mask and no clamp, so they get
+  /// a simplified body; every column, border or interior, matches a Swift reference on each device.
+  @Test(arguments: TestDevices.uris)
+  func paddedWindowsGetAnInteriorWithoutMasks(uri: String) throws {
+    let (height, width) = (5, 12)
+    let (row, column, dy, dx) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0), Expr.variable(1))
+    let y = row + dy - 1
+    let x = column + dx - 1
+    func clamp(_ e: Expr, _ upper: Int) -> Expr { .binary(.minimum, .binary(.maximum, e, .index(0)), .index(upper)) }
+    let inside = Expr.binary(.logicalAnd, y.inRange(0, height), x.inRange(0, width))
+    let tap = Expr.select(inside, .load(input: 0, index: clamp(y, height - 1) * width + clamp(x, width - 1)), .literal(.of(0, .float32)))
+    let kernel = Kernel(
+      name: "pool", inputs: [.init(dtype: .float32, elementCount: height * width)],
+      output: .init(dtype: .float32, elementCount: height * width), shape: [height, width],
+      body: .reduce(.sum, variable: 0, extent: 3, body: .reduce(.sum, variable: 1, extent: 3, body: tap)), sourceOps: ["pool"])
+    let interior = try #require(InteriorSpecialization(kernel))
+    #expect(interior.columns == 1...(width - 2))
+    // Rows still reach the padding, so their mask stays; the columns' mask and both clamps of x go.
+    #expect(interior.body.conditionalCount < kernel.body.conditionalCount)
+    let input = (0..<(height * width)).map { Float($0 % 7) - 2.5 }
+    let got = floats(try run(kernel, inputs: [bytes(input)], on: uri))
+    for r in 0..<height {
+      for c in 0..<width {
+        var sum: Float = 0
+        for i in (r - 1)...(r + 1) where i >= 0 && i < height {
+          for j in (c - 1)...(c + 1) where j >= 0 && j < width { sum += input[i * width + j] }
+        }
+        #expect(got[r * width + c] == sum, "[\(r), \(c)] on \(uri)")
+      }
+    }
+  }
+
+  /// Interval folding decides only what the intervals decide: a condition on a coordinate that
+  /// spans both outcomes stays, so a kernel without a border gets no interior body.
+  @Test func undecidedConditionsStay() {
+    let c = Expr.coordinate(0)
+    let kernel = Kernel(
+      name: "half", inputs: [.init(dtype: .float32, elementCount: 16)], output: .init(dtype: .float32, elementCount: 16), shape: [16],
+      body: .select(.binary(.less, .binary(.remainder, c, .index(4)), .index(2)), .load(input: 0, index: c), .literal(.of(1, .float32))),
+      sourceOps: [])
+    #expect(InteriorSpecialization(kernel) == nil)
+  }
 }
+

@@ -155,7 +155,7 @@ extension Expr {
   static let falseValue = Expr.literal(.of(0, .bool))
 
   /// The value of a boolean literal; nil for anything else.
-  var boolConstant: Bool? {
+  public var boolConstant: Bool? {
     if case .literal(let literal) = self, literal.type == .bool { return literal.float != 0 }
     return nil
   }

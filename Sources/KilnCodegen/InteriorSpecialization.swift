@@ -1,0 +1,174 @@
+import KilnCompiler
+import KilnIR
+
+/// The interior of a kernel along its innermost output axis: the columns where the body's masks
+/// and clamps are decided (a padded window lies wholly inside its input there), and the body
+/// simplified for them.
+///
+/// Pools, depthwise and other per-element convolutions, and padding read their input through
+/// clamped indices under `select(inside, ..., pad)`. For the columns where every tap is inside,
+/// the conditions are always true and the clamps never bite: this folds them away by interval
+/// analysis (every coordinate and reduction variable ranges over its extent, the innermost
+/// coordinate over the interior only), which leaves straight-line, affine loads that the C
+/// compiler vectorises along the row. The folding is sound for any kernel: a comparison, select,
+/// minimum or maximum is only replaced where the intervals decide it.
+struct InteriorSpecialization {
+  /// The interior columns of the innermost axis.
+  let columns: ClosedRange<Int>
+  /// The body for those columns.
+  let body: Expr
+
+  /// The widest interior where the simplified body has the fewest conditionals left, or nil when
+  /// no column range simplifies anything (or the row is too short to be worth a second body).
+  init?(_ kernel: Kernel) {
+    guard let last = kernel.shape.indices.last, kernel.shape[last] >= 8 else { return nil }
+    let width = kernel.shape[last]
+    func simplified(_ columns: ClosedRange<Int>) -> Expr {
+      var folder = IntervalFolder(kernel: kernel, innermost: (last, columns))
+      return folder.fold(kernel.body)
+    }
+    let full = kernel.body.conditionalCount
+    let center = width / 2
+    let best = simplified(center...center).conditionalCount
+    guard best < full else { return nil }
+    var low = center
+    while low > 0, simplified((low - 1)...center).conditionalCount == best { low -= 1 }
+    var high = center
+    while high < width - 1, simplified(low...(high + 1)).conditionalCount == best { high += 1 }
+    // Too narrow an interior is not worth a second copy of the body.
+    guard high - low + 1 >= 8 else { return nil }
+    columns = low...high
+    body = simplified(columns)
+  }
+}
+
+/// Folds comparisons, selects, minima and maxima that interval analysis decides.
+struct IntervalFolder {
+  let kernel: Kernel
+  /// The innermost output axis and the columns it is restricted to.
+  let innermost: (axis: Int, columns: ClosedRange<Int>)
+  /// Extents of the reduction variables in scope.
+  var extents: [Int: Int] = [:]
+
+  mutating func fold(_ expr: Expr) -> Expr {
+    switch expr {
+    case .literal, .coordinate, .variable: return expr
+    case .load(let input, let index): return .load(input: input, index: fold(index))
+    case .unary(let op, let a):
+      let x = fold(a)
+      if op == .logicalNot, let value = x.boolConstant { return .literal(.of(value ? 0 : 1, .bool)) }
+      return .unary(op, x)
+    case .cast(let a, let type): return .cast(fold(a), type)
+    case .bitcast(let a, let from, let to): return .bitcast(fold(a), from: from, to: to)
+    case .reduce(let op, let variable, let extent, let body):
+      extents[variable] = extent
+      return .reduce(op, variable: variable, extent: extent, body: fold(body))
+    case .select(let c, let a, let b):
+      let condition = fold(c)
+      if let value = condition.boolConstant { return value ? fold(a) : fold(b) }
+      return .select(condition, fold(a), fold(b))
+    case .binary(let op, let a, let b):
+      let x = fold(a)
+      let y = fold(b)
+      switch op {
+      case .logicalAnd:
+        if x.boolConstant == false || y.boolConstant == false { return .literal(.of(0, .bool)) }
+        if x.boolConstant == true { return y }
+        if y.boolConstant == true { return x }
+      case .logicalOr:
+        if x.boolConstant == true || y.boolConstant == true { return .literal(.of(1, .bool)) }
+        if x.boolConstant == false { return y }
+        if y.boolConstant == false { return x }
+      case .less, .lessEqual, .greater, .greaterEqual, .equal, .notEqual:
+        if let p = range(x), let q = range(y), let value = Self.compare(op, p, q) {
+          return .literal(.of(value ? 1 : 0, .bool))
+        }
+      case .minimum, .maximum:
+        if let p = range(x), let q = range(y) {
+          let xIsLower = p.upperBound <= q.lowerBound
+          let yIsLower = q.upperBound <= p.lowerBound
+          if op == .minimum, xIsLower { return x }
+          if op == .minimum, yIsLower { return y }
+          if op == .maximum, xIsLower { return y }
+          if op == .maximum, yIsLower { return x }
+        }
+      default: break
+      }
+      return .binary(op, x, y)
+    }
+  }
+
+  /// The outcome of `p op q` for every value in the intervals, or nil when it varies.
+  static func compare(_ op: BinaryOp, _ p: ClosedRange<Int>, _ q: ClosedRange<Int>) -> Bool? {
+    switch op {
+    case .less: return p.upperBound < q.lowerBound ? true : (p.lowerBound >= q.upperBound ? false : nil)
+    case .lessEqual: return p.upperBound <= q.lowerBound ? true : (p.lowerBound > q.upperBound ? false : nil)
+    case .greater: return compare(.less, q, p)
+    case .greaterEqual: return compare(.lessEqual, q, p)
+    case .equal:
+      if p.lowerBound == p.upperBound, q.lowerBound == q.upperBound, p.lowerBound == q.lowerBound { return true }
+      return p.upperBound < q.lowerBound || q.upperBound < p.lowerBound ? false : nil
+    case .notEqual: return compare(.equal, p, q).map { !$0 }
+    default: return nil
+    }
+  }
+
+  /// The values an index expression takes, or nil when the analysis cannot tell (any other type
+  /// included, so only index comparisons fold).
+  func range(_ expr: Expr) -> ClosedRange<Int>? {
+    guard kernel.type(of: expr) == .index else { return nil }
+    switch expr {
+    case .literal(let literal):
+      let value = Int(literal.integer)
+      return value...value
+    case .coordinate(let axis):
+      if axis == innermost.axis { return innermost.columns }
+      guard axis < kernel.shape.count, kernel.shape[axis] > 0 else { return nil }
+      return 0...(kernel.shape[axis] - 1)
+    case .variable(let id):
+      guard let extent = extents[id], extent > 0 else { return nil }
+      return 0...(extent - 1)
+    case .binary(let op, let a, let b):
+      guard let x = range(a), let y = range(b) else { return nil }
+      var bounds: [Int]
+      switch op {
+      case .add: bounds = [x.lowerBound + y.lowerBound, x.upperBound + y.upperBound]
+      case .subtract: bounds = [x.lowerBound - y.upperBound, x.upperBound - y.lowerBound]
+      case .multiply:
+        bounds = [x.lowerBound * y.lowerBound, x.lowerBound * y.upperBound, x.upperBound * y.lowerBound, x.upperBound * y.upperBound]
+      case .minimum: bounds = [Swift.min(x.lowerBound, y.lowerBound), Swift.min(x.upperBound, y.upperBound)]
+      case .maximum: bounds = [Swift.max(x.lowerBound, y.lowerBound), Swift.max(x.upperBound, y.upperBound)]
+      case .floorDivide, .divide:
+        guard y.lowerBound > 0, x.lowerBound >= 0 else { return nil }
+        bounds = [x.lowerBound / y.upperBound, x.upperBound / y.lowerBound]
+      case .remainder, .modulo:
+        guard y.lowerBound > 0, x.lowerBound >= 0 else { return nil }
+        bounds = [0, Swift.min(x.upperBound, y.upperBound - 1)]
+      default: return nil
+      }
+      // Index arithmetic of real kernels stays far below this; beyond it, do not reason.
+      guard bounds.allSatisfy({ abs($0) < 1 << 40 }) else { return nil }
+      return bounds.min()!...bounds.max()!
+    case .select(_, let a, let b):
+      guard let x = range(a), let y = range(b) else { return nil }
+      return Swift.min(x.lowerBound, y.lowerBound)...Swift.max(x.upperBound, y.upperBound)
+    default:
+      return nil
+    }
+  }
+}
+
+extension Expr {
+  /// Selects, minima and maxima: the conditionals interior specialisation removes.
+  var conditionalCount: Int {
+    switch self {
+    case .literal, .coordinate, .variable: return 0
+    case .load(_, let index): return index.conditionalCount
+    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): return a.conditionalCount
+    case .binary(let op, let a, let b):
+      return (op == .minimum || op == .maximum ? 1 : 0) + a.conditionalCount + b.conditionalCount
+    case .select(let c, let a, let b): return 1 + c.conditionalCount + a.conditionalCount + b.conditionalCount
+    case .reduce(_, _, _, let body): return body.conditionalCount
+    }
+  }
+}
