@@ -100,7 +100,11 @@ public enum CKernel {
     out += "  int64_t last = (int64_t)d->workgroup_end * \(elementsPerWorkgroup);\n"
     out += "  if (last > \(kernel.output.elementCount)) last = \(kernel.output.elementCount);\n"
     if let interior = InteriorSpecialization(kernel) {
-      return out + rowLoops(kernel, interior: interior, dialect: dialect)
+      return out + rowLoops(kernel, interior: (interior.columns, interior.body), dialect: dialect)
+    }
+    if kernel.body.hasReduction, let width = kernel.shape.last, width >= 8 {
+      // Rows without per-element coordinate arithmetic, even where nothing simplifies.
+      return out + rowLoops(kernel, interior: (0...(width - 1), kernel.body), dialect: dialect)
     }
     out += "  for (int64_t gid = first; gid < last; ++gid) {\n"
     var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
@@ -118,7 +122,7 @@ public enum CKernel {
   /// The per-element loops as rows of the innermost axis: the columns before and after the
   /// interior run the full body, the interior runs the simplified one (see
   /// `InteriorSpecialization`), which the C compiler can vectorise along the row.
-  static func rowLoops(_ kernel: Kernel, interior: InteriorSpecialization, dialect: CDialect) -> String {
+  static func rowLoops(_ kernel: Kernel, interior: (columns: ClosedRange<Int>, body: Expr), dialect: CDialect) -> String {
     let last = kernel.shape.count - 1
     let width = kernel.shape[last]
     var lines = ["  for (int64_t gid = first; gid < last;) {"]
