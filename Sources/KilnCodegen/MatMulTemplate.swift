@@ -145,8 +145,9 @@ public struct MatMulTemplate: Sendable, Hashable {
     let k = loops.reduce(1) { $0 * $1.extent }
     // Worthwhile only with a real reduction and enough outputs to block.
     guard k >= 2, n >= 2 || m >= 2 else { return nil }
-    let vectorB = vectorLoad(b, kernel: kernel, nAxes: nAxes, loops: loops)
-    let vectorA = mAxis == nil ? nil : vectorLoadAlongK(a, kernel: kernel, loops: loops)
+    let vectorB = vectorLoad(b, kernel: kernel, along: nAxes.map { (.coordinate($0), kernel.shape[$0]) }, loops: loops)
+    let vectorA =
+      mAxis == nil ? nil : vectorLoad(a, kernel: kernel, along: loops.map { (.variable($0.variable), $0.extent) }, loops: loops)
     let batchCount = outerAxes.reduce(1) { $0 * kernel.shape[$1] }
     let (tileM, tileN) =
       vectorB == nil && vectorA == nil
@@ -160,45 +161,28 @@ public struct MatMulTemplate: Sendable, Hashable {
       vectorB: vectorB, vectorA: vectorA, kernel: kernel)
   }
 
-  /// `a` as vec4 loads along the flattened reduction (see `vectorA`).
-  private static func vectorLoadAlongK(_ a: Expr, kernel: Kernel, loops: [Loop]) -> VectorLoad? {
-    guard case .load(let input, let index) = a, kernel.inputs[input].dtype == .float32,
+  /// `operand` as aligned vec4 loads along `flattened` (B: the N axes; A: the reduction loops), or
+  /// nil: a float32 load whose index is `base + f`, f the flattened position (coefficient 1 on the
+  /// innermost term, the inner extents' product on each outer one; a term of extent 1 may have any
+  /// coefficient), with the flattened extent, the constant and every other term's coefficient
+  /// multiples of 4. Each aligned group of four is then four consecutive, 16-byte-aligned elements
+  /// inside the tensor.
+  private static func vectorLoad(
+    _ operand: Expr, kernel: Kernel, along flattened: [(term: AffineIndex.Term, extent: Int)], loops: [Loop]
+  ) -> VectorLoad? {
+    guard case .load(let input, let index) = operand, kernel.inputs[input].dtype == .float32,
       let affine = AffineIndex(index)
     else { return nil }
-    let k = loops.reduce(1) { $0 * $1.extent }
-    guard k % 4 == 0, affine.constant % 4 == 0 else { return nil }
+    let extent = flattened.reduce(1) { $0 * $1.extent }
+    guard extent % 4 == 0, affine.constant % 4 == 0 else { return nil }
     var stride = 1
-    for loop in loops.reversed() {
-      if loop.extent > 1, affine.coefficient(.variable(loop.variable)) != stride { return nil }
-      stride *= loop.extent
+    for (term, extent) in flattened.reversed() {
+      if extent > 1, affine.coefficient(term) != stride { return nil }
+      stride *= extent
     }
-    for (term, coefficient) in affine.terms {
-      if case .variable(let v) = term, loops.contains(where: { $0.variable == v }) { continue }
-      guard coefficient % 4 == 0 else { return nil }
-    }
-    return VectorLoad(input: input, index: affine)
-  }
-
-  /// `b` as vec4 loads: a float32 load whose index is `base + n` over the flattened N axes, where
-  /// every other term and the constant are multiples of 4 and N is too, so each aligned group of
-  /// four columns is four consecutive, 16-byte-aligned elements inside the tensor.
-  private static func vectorLoad(_ b: Expr, kernel: Kernel, nAxes: [Int], loops: [Loop]) -> VectorLoad? {
-    guard case .load(let input, let index) = b, kernel.inputs[input].dtype == .float32,
-      let affine = AffineIndex(index)
-    else { return nil }
-    let n = nAxes.reduce(1) { $0 * kernel.shape[$1] }
-    guard n % 4 == 0, affine.constant % 4 == 0 else { return nil }
-    // The N axes must read the flattened column exactly: coefficient 1 on the innermost, the
-    // inner extents' product on each outer one (an axis of extent 1 may have any coefficient).
-    var stride = 1
-    for axis in nAxes.reversed() {
-      if kernel.shape[axis] > 1, affine.coefficient(.coordinate(axis)) != stride { return nil }
-      stride *= kernel.shape[axis]
-    }
-    for (term, coefficient) in affine.terms {
-      if case .coordinate(let axis) = term, nAxes.contains(axis) { continue }
-      // A loop of extent 1 only ever adds 0.
-      if case .variable(let v) = term, loops.contains(where: { $0.variable == v && $0.extent == 1 }) { continue }
+    // A loop of extent 1 only ever adds 0.
+    let alwaysZero = Set(loops.filter { $0.extent == 1 }.map { AffineIndex.Term.variable($0.variable) })
+    for (term, coefficient) in affine.terms where !alwaysZero.contains(term) && !flattened.contains(where: { $0.term == term }) {
       guard coefficient % 4 == 0 else { return nil }
     }
     return VectorLoad(input: input, index: affine)
