@@ -100,11 +100,11 @@ public enum CKernel {
     out += "  int64_t last = (int64_t)d->workgroup_end * \(elementsPerWorkgroup);\n"
     out += "  if (last > \(kernel.output.elementCount)) last = \(kernel.output.elementCount);\n"
     if let interior = InteriorSpecialization(kernel) {
-      return out + rowLoops(kernel, interior: (interior.columns, interior.body), dialect: dialect)
+      return out + rowLoops(kernel, interior: interior, dialect: dialect)
     }
     if kernel.body.hasReduction, let width = kernel.shape.last, width >= 8 {
       // Rows without per-element coordinate arithmetic, even where nothing simplifies.
-      return out + rowLoops(kernel, interior: (0...(width - 1), kernel.body), dialect: dialect)
+      return out + rowLoops(kernel, interior: nil, dialect: dialect)
     }
     out += "  for (int64_t gid = first; gid < last; ++gid) {\n"
     var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
@@ -119,10 +119,10 @@ public enum CKernel {
     return out
   }
 
-  /// The per-element loops as rows of the innermost axis: the columns before and after the
-  /// interior run the full body, the interior runs the simplified one (see
+  /// The per-element loops as rows of the innermost axis. With an interior, the columns before
+  /// and after it run the full body and the interior runs the simplified one (see
   /// `InteriorSpecialization`), which the C compiler can vectorise along the row.
-  static func rowLoops(_ kernel: Kernel, interior: (columns: ClosedRange<Int>, body: Expr), dialect: CDialect) -> String {
+  static func rowLoops(_ kernel: Kernel, interior: InteriorSpecialization?, dialect: CDialect) -> String {
     let last = kernel.shape.count - 1
     let width = kernel.shape[last]
     var lines = ["  for (int64_t gid = first; gid < last;) {"]
@@ -133,12 +133,15 @@ public enum CKernel {
       let text = GLSLKernel.coordinateText(coordinate, dialect: dialect).replacingOccurrences(of: "gid", with: "row")
       lines.append("    const int64_t c\(axis) = \(text); (void)c\(axis);")
     }
-    let (low, high) = (interior.columns.lowerBound, interior.columns.upperBound + 1)
-    let segments: [(Expr, String, String)] = [
-      (kernel.body, "start", "(end < \(low) ? end : \(low))"),
-      (interior.body, "(start > \(low) ? start : \(low))", "(end < \(high) ? end : \(high))"),
-      (kernel.body, "(start > \(high) ? start : \(high))", "end"),
-    ]
+    var segments: [(Expr, String, String)] = [(kernel.body, "start", "end")]
+    if let interior {
+      let (low, high) = (interior.columns.lowerBound, interior.columns.upperBound + 1)
+      segments = [
+        (kernel.body, "start", "(end < \(low) ? end : \(low))"),
+        (interior.body, "(start > \(low) ? start : \(low))", "(end < \(high) ? end : \(high))"),
+        (kernel.body, "(start > \(high) ? start : \(high))", "end"),
+      ]
+    }
     for (body, from, to) in segments {
       lines.append("    for (int64_t c\(last) = \(from); c\(last) < \(to); ++c\(last)) {")
       var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
