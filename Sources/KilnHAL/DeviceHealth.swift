@@ -1,13 +1,11 @@
-import Synchronization
-
 /// Whether a device has been lost, and why: once lost (a real `VK_ERROR_DEVICE_LOST` or an
 /// injected fault), a device refuses every further call with an error naming the call.
 ///
-/// Thread-safety: every method may be called from any thread (the reason is behind a Mutex).
+/// Thread-safety: every method may be called from any thread (the reason is behind a lock).
 public final class DeviceHealth: Sendable {
   /// `vulkan:0 (llvmpipe ...)`, `cpu (model name)`: the prefix of device errors.
   public let label: String
-  private let lostReason = Mutex<String?>(nil)
+  private let lostReason = Locked<String?>(nil)
 
   public init(label: String) {
     self.label = label

@@ -92,7 +92,7 @@ public struct FaultInjection: Sendable, Hashable, CustomStringConvertible {
 /// Thread-safety: `fires` may be called from any thread (the counts are behind a Mutex).
 public final class FaultInjector: Sendable {
   public let plan: FaultInjection
-  private let counts = Mutex<[FaultInjection.Site: Int]>([:])
+  private let counts = Locked<[FaultInjection.Site: Int]>([:])
 
   public init(_ plan: FaultInjection) {
     self.plan = plan
@@ -163,11 +163,7 @@ public struct LiveResources: Sendable, Hashable, CustomStringConvertible {
 public final class ResourceCounter: @unchecked Sendable {
   public enum Kind: Sendable { case executable, commandBuffer, semaphore }
 
-  // A pthread-backed lock rather than Synchronization.Mutex: the thread sanitizer sees pthread
-  // locks (it does not model Mutex's futex, and reports its guarded accesses as races).
-  private let lock = NSLock()
-  /// Guarded by `lock`.
-  private var counts = LiveResources()
+  private let counts = Locked(LiveResources())
 
   public init() {}
 
@@ -176,13 +172,13 @@ public final class ResourceCounter: @unchecked Sendable {
 
   /// The counts, with `buffers` filled in from `allocator`.
   public func snapshot(buffers: Int) -> LiveResources {
-    var live = lock.withLock { counts }
+    var live = counts.withLock { $0 }
     live.buffers = buffers
     return live
   }
 
   private func update(_ kind: Kind, by delta: Int) {
-    lock.withLock {
+    counts.withLock { counts in
       switch kind {
       case .executable: counts.executables += delta
       case .commandBuffer: counts.commandBuffers += delta

@@ -61,7 +61,7 @@ extension Session {
   ///   `HALError(.unsupported)` when the device cannot write timestamps.
   public func profile(_ inputs: [HostTensor]) throws -> [DispatchTiming] {
     try checkProfileInputs(inputs)
-    return try runLock.withLock { _ in
+    return try runLock.withLock {
       let recording = try profileRecording.withLock { cached in
         if let cached { return cached }
         let made = try recordProfile()

@@ -1,7 +1,6 @@
 import Foundation
 import KilnBundle
 import KilnHAL
-import Synchronization
 
 /// A loaded bundle on one device: executables created, weights uploaded once, the dispatch
 /// program recorded once into a command buffer that every `run` replays.
@@ -21,9 +20,9 @@ public final class Session: @unchecked Sendable {
   let substitute: [Int: Int]
   let entryIndex: [Int: [String: Int]]
   private let commands: any CommandBuffer
-  let runLock = Mutex<Void>(())
+  let runLock = NSLock()
   /// The timestamped recording `profile` makes on first use.
-  let profileRecording = Mutex<ProfileRecording?>(nil)
+  let profileRecording = Locked<ProfileRecording?>(nil)
   /// Time to wait for one run before reporting the device as hung.
   public var timeout: Duration = .seconds(600)
   /// The executable variant chosen for the CPU device (nil on Vulkan).
@@ -184,7 +183,7 @@ public final class Session: @unchecked Sendable {
         throw RuntimeError(.invalidInput, "input \(index) '\(signature.name)': expected \(expected) bytes, got \(tensor.bytes.count)")
       }
     }
-    return try runLock.withLock { _ in
+    return try runLock.withLock {
       for declaration in program.buffers {
         guard case .input(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
         let bytes = inputs[index].bytes

@@ -12,7 +12,7 @@ import Synchronization
 /// device refuses every further call with `.deviceLost`; releasing its objects stays safe.
 public final class VulkanDevice: Device, @unchecked Sendable {
   // @unchecked: handles are immutable after init; the queue is used only under `queueLock`;
-  // `submissionCounter` is Mutex-protected; `health` is thread-safe.
+  // `submissionCounter` is behind its own lock; `health` is thread-safe.
   public let info: DeviceInfo
   public let options: DeviceOptions
   let faults: FaultInjector
@@ -26,9 +26,9 @@ public final class VulkanDevice: Device, @unchecked Sendable {
   let queueFamily: UInt32
   let pushDescriptor: PFN_vkCmdPushDescriptorSetKHR?
   let pipelineCache: VulkanPipelineCache
-  private let queueLock = Mutex<Void>(())
+  private let queueLock = NSLock()
   private let timeline: VkSemaphore
-  private let submissionCounter = Mutex<UInt64>(0)
+  private let submissionCounter = Locked<UInt64>(0)
   private var vulkanAllocator: VulkanAllocator!
 
   public var allocator: any Allocator { vulkanAllocator }
@@ -229,7 +229,7 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     let loseWhileRunning = faults.fires(.deviceLost)
     let hang = faults.fires(.hang)
 
-    try queueLock.withLock { _ in
+    try queueLock.withLock {
       if failSubmit {
         throw markLost("vkQueueSubmit failed: VK_ERROR_DEVICE_LOST\(faults.note(.submit))")
       }

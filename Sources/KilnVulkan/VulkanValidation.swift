@@ -1,12 +1,12 @@
 import CVulkan
 import Foundation
-import Synchronization
+import KilnHAL
 
 /// Messages from VK_LAYER_KHRONOS_validation, collected process-wide.
 ///
 /// Tests read and clear them: any message (warning or error) fails the test that caused it.
 public enum VulkanValidation {
-  private static let store = Mutex<[String]>([])
+  private static let store = Locked<[String]>([])
 
   /// True when `KILN_VALIDATION=1` (or `true`) is set in the environment.
   public static var requestedByEnvironment: Bool {
