@@ -10,7 +10,9 @@ public enum CKernel {
   /// One translation unit holding every kernel of a model.
   /// - Parameter gemm: whether contractions `CMatMulTemplate` recognises use it (else every
   ///   kernel gets the generic loop).
-  public static func translationUnit(for kernels: [Kernel], gemm: Bool = true) -> String {
+  public static func translationUnit(
+    for kernels: [Kernel], gemm: Bool = true, prepacked: [Int: Set<CMatMulTemplate.Operand>] = [:]
+  ) -> String {
     var out = NativeToolchain.kilnCPUABIHeader
     out += """
 
@@ -65,7 +67,13 @@ public enum CKernel {
 
       """
     out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
-    let templates = kernels.map { gemm ? CMatMulTemplate.match($0) : nil }
+    let templates = kernels.enumerated().map { index, kernel in
+      gemm ? CMatMulTemplate.match(kernel).map { template in
+        var template = template
+        template.prepacked = prepacked[index] ?? []
+        return template
+      } : nil
+    }
     if templates.contains(where: { $0 != nil }) { out += CMatMulSupport.source }
     // Kernels that differ only in name (repeated blocks of a network) share one body: the later
     // ones are entry points that call the first, so the C compiler sees each body once.
@@ -133,28 +141,37 @@ public enum CKernel {
       let text = GLSLKernel.coordinateText(coordinate, dialect: dialect).replacingOccurrences(of: "gid", with: "row")
       lines.append("    const int64_t c\(axis) = \(text); (void)c\(axis);")
     }
-    var segments: [(Expr, String, String)] = [(kernel.body, "start", "end")]
-    if let interior {
-      let (low, high) = (interior.columns.lowerBound, interior.columns.upperBound + 1)
-      segments = [
-        (kernel.body, "start", "(end < \(low) ? end : \(low))"),
-        (interior.body, "(start > \(low) ? start : \(low))", "(end < \(high) ? end : \(high))"),
-        (kernel.body, "(start > \(high) ? start : \(high))", "end"),
-      ]
-    }
-    for (body, from, to) in segments {
-      lines.append("    for (int64_t c\(last) = \(from); c\(last) < \(to); ++c\(last)) {")
+    func loop(_ body: Expr, from: String, to: String, indent: Int) {
+      let pad = String(repeating: "  ", count: indent)
+      lines.append("\(pad)for (int64_t c\(last) = \(from); c\(last) < \(to); ++c\(last)) {")
       var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
-      emitter.withIndent(2) { emitter in
+      emitter.withIndent(indent + 1) { emitter in
         let value = emitter.emit(body)
         emitter.line("result[rowBase + c\(last)] = \(dialect.store(value, dtype: kernel.output.dtype));")
       }
       lines += emitter.lines
-      lines.append("    }")
+      lines.append("\(pad)}")
     }
-    lines.append("    gid = rowBase + end;")
-    lines.append("  }")
-    lines.append("}")
+    if let interior {
+      let (low, high) = (interior.columns.lowerBound, interior.columns.upperBound + 1)
+      let (from, to) = ("(start > \(low) ? start : \(low))", "(end < \(high) ? end : \(high))")
+      loop(kernel.body, from: "start", to: "(end < \(low) ? end : \(low))", indent: 2)
+      if let rows = interior.rows {
+        // Interior rows of a 2-D window: the interior columns there need no mask at all.
+        let axis = last - 1
+        lines.append("    if (c\(axis) >= \(rows.range.lowerBound) && c\(axis) <= \(rows.range.upperBound)) {")
+        loop(rows.body, from: from, to: to, indent: 3)
+        lines.append("    } else {")
+        loop(interior.body, from: from, to: to, indent: 3)
+        lines.append("    }")
+      } else {
+        loop(interior.body, from: from, to: to, indent: 2)
+      }
+      loop(kernel.body, from: "(start > \(high) ? start : \(high))", to: "end", indent: 2)
+    } else {
+      loop(kernel.body, from: "start", to: "end", indent: 2)
+    }
+    lines += ["    gid = rowBase + end;", "  }", "}"]
     return lines.joined(separator: "\n") + "\n"
   }
 

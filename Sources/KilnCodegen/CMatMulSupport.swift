@@ -25,7 +25,7 @@ enum CMatMulSupport {
       __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
       __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
       for (int64_t k = 0; k < kc; ++k) {
-        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         __m256 x = _mm256_broadcast_ss(a);
         c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
         x = _mm256_broadcast_ss(a + 1);
@@ -90,15 +90,18 @@ enum CMatMulSupport {
     }
 
     /* Runs a packed rows x cols block over kc into c (row stride ldc): B micro-panels outer (each
-     * stays in L1), A micro-panels inner (the block stays in L2). Not inlined: one copy of the
-     * microkernel per translation unit keeps the C compiler fast on models with many kernels. */
-    __attribute__((noinline)) static void kiln_gemm_block(int64_t kc, const float *restrict packa, const float *restrict packb, float *restrict c,
+     * stays in L1), A micro-panels inner (the block stays in L2). Consecutive micro-panels are
+     * astride (A) and bstride (B) floats apart: kc x width when packed per block, K x width when
+     * pre-packed at compile time. Not inlined: one copy of the microkernel per translation unit
+     * keeps the C compiler fast on models with many kernels. */
+    __attribute__((noinline)) static void kiln_gemm_block(int64_t kc, const float *restrict packa, int64_t astride,
+                                const float *restrict packb, int64_t bstride, float *restrict c,
                                 int64_t ldc, int64_t rows_total, int64_t cols_total, int accumulate) {
       for (int64_t j = 0; j < cols_total; j += 16) {
-        const float *bp = packb + (j / 16) * kc * 16;
+        const float *bp = packb + (j / 16) * bstride;
         const int64_t cols = cols_total - j < 16 ? cols_total - j : 16;
         for (int64_t i = 0; i < rows_total; i += 6) {
-          const float *ap = packa + (i / 6) * kc * 6;
+          const float *ap = packa + (i / 6) * astride;
           const int64_t rows = rows_total - i < 6 ? rows_total - i : 6;
           kiln_gemm_micro(kc, ap, bp, c + i * ldc + j, ldc, rows, cols, accumulate);
         }

@@ -33,6 +33,19 @@ public struct CMatMulTemplate: Sendable {
   public var k: Int { contractions[0].k }
   let mc: Int
   let nc: Int
+  /// Operands read from pre-packed constants (see `prepack`): the kernel reads their panels in
+  /// place instead of packing them on every call.
+  public var prepacked: Set<Operand> = []
+
+  /// One side of one contraction: the A (M) side or the B (N) side of contraction `contraction`.
+  public struct Operand: Hashable, Sendable {
+    public var contraction: Int
+    public var a: Bool
+    public init(contraction: Int, a: Bool) {
+      self.contraction = contraction
+      self.a = a
+    }
+  }
 
   /// Microkernel tile: MR rows of A by NR columns of B (must match `CMatMulSupport`).
   static let mr = 6
@@ -254,6 +267,73 @@ public struct CMatMulTemplate: Sendable {
     return (input, map, stride ?? 0)
   }
 
+  /// `operand` as one affine load (see `affine`) whose reduction variables also flatten with a
+  /// common stride: element (row r, flattened k) is at `base + r * stride + k * kStride`.
+  private func flatLoad(_ operand: Operand) -> (input: Int, map: AffineIndex, stride: Int, kStride: Int)? {
+    let contraction = contractions[operand.contraction]
+    guard let (input, map, stride) = affine(operand.a ? contraction.aSide : contraction.bSide, axes: operand.a ? mAxes : nAxes)
+    else { return nil }
+    var step = 1
+    var kStride: Int?
+    for (id, extent) in contraction.variables.reversed() {
+      defer { step *= extent }
+      guard extent > 1 else { continue }
+      let coefficient = map.coefficient(.variable(id))
+      guard coefficient % step == 0 else { return nil }
+      if let kStride, kStride != coefficient / step { return nil }
+      kStride = coefficient / step
+    }
+    return (input, map, stride, kStride ?? 0)
+  }
+
+  /// Operands that may be pre-packed when their input is a constant: one affine load (see
+  /// `flatLoad`) that no batch coordinate moves, of an input nothing else in the kernel reads.
+  public var prepackCandidates: [(operand: Operand, input: Int)] {
+    var result: [(operand: Operand, input: Int)] = []
+    for index in contractions.indices {
+      for a in [true, false] {
+        let operand = Operand(contraction: index, a: a)
+        guard let load = flatLoad(operand) else { continue }
+        let groupAxes = Set(a ? mAxes : nAxes)
+        let moved = load.map.terms.contains { term, _ in
+          if case .coordinate(let axis) = term { return !groupAxes.contains(axis) && kernel.shape[axis] != 1 }
+          return false
+        }
+        let readers = epilogue.loads(input: load.input) ? 2 : contractions.reduce(0) { count, c in
+          count + (c.aSide.value.loads(input: load.input) ? 1 : 0) + (c.bSide.value.loads(input: load.input) ? 1 : 0)
+        }
+        if !moved, readers == 1 { result.append((operand, load.input)) }
+      }
+    }
+    return result
+  }
+
+  /// The panels the kernel reads for `operand` when it is pre-packed, from the input's values:
+  /// `ceil(rows / width)` panels of `k x width` (rows past the end are zero), where rows are M
+  /// (width 6) for an A operand and N (width 16) for a B operand. Nil when `operand` is not a
+  /// candidate or an index falls outside `values`.
+  public func prepack(_ operand: Operand, values: [Float]) -> [Float]? {
+    guard let load = flatLoad(operand) else { return nil }
+    let (rows, width, k) = (operand.a ? m : n, operand.a ? Self.mr : Self.nr, contractions[operand.contraction].k)
+    let panels = (rows + width - 1) / width
+    var packed = [Float](repeating: 0, count: panels * width * k)
+    let valid = values.withUnsafeBufferPointer { source in
+      packed.withUnsafeMutableBufferPointer { target in
+        for row in 0..<rows {
+          let rowBase = load.map.constant + row * load.stride
+          let panelBase = (row / width) * k * width + row % width
+          for kk in 0..<k {
+            let index = rowBase + kk * load.kStride
+            guard index >= 0, index < source.count else { return false }
+            target[panelBase + kk * width] = source[index]
+          }
+        }
+        return true
+      }
+    }
+    return valid ? packed : nil
+  }
+
   /// C for `map` restricted to the batch coordinates and reduction variables.
   private func baseText(_ map: AffineIndex, groupAxes: [Int]) -> String {
     var text = "INT64_C(\(map.constant))"
@@ -282,17 +362,16 @@ public struct CMatMulTemplate: Sendable {
 
   /// Packs rows [r0, r1) (A: m, B: n) and reductions [k0, k0 + kc) into panels of `width`
   /// interleaved rows: `dst[panel * kc * width + k * width + lane]`.
-  private func packLines(_ contraction: Contraction, a: Bool, index: Int) -> [String] {
+  private func packLines(_ operand: Operand) -> [String] {
+    let (contraction, a, index) = (contractions[operand.contraction], operand.a, operand.contraction)
     let (side, axes, width) = a ? (contraction.aSide, mAxes, Self.mr) : (contraction.bSide, nAxes, Self.nr)
     let name = (a ? "a" : "b") + "\(index)"
     let variables = contraction.variables
     var out: [String] = []
     out.append("__attribute__((noinline)) static void \(kernel.name)_pack_\(name)(\(bindingParameters), const int64_t *batchc, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float *restrict dst) {")
     out += declarations(variables)
-    if let (input, map, stride) = affine(side, axes: axes), variables.count == 1 {
-      let v = variables[0].id
-      let kStride = map.coefficient(.variable(v))
-      out.append("  v\(v) = 0;")
+    if let (input, map, stride, kStride) = flatLoad(operand) {
+      // Every variable is 0 here: `k * kStride` is the flattened reduction's offset.
       out.append("  const int64_t base = \(baseText(map, groupAxes: axes));")
       out.append("  for (int64_t r = r0; r < r1; r += \(width)) {")
       out.append("    const int64_t rows = r1 - r < \(width) ? r1 - r : \(width);")
@@ -367,9 +446,10 @@ public struct CMatMulTemplate: Sendable {
     let dialect = CDialect()
     let shapes = contractions.map { "\(batch)x\(m)x\(n)x\($0.k)" }.joined(separator: " + ")
     var out: [String] = ["// \(kernel.sourceOps.joined(separator: ", ")) (cpu gemm \(shapes), tiles \(mc)x\(nc))"]
-    for (index, contraction) in contractions.enumerated() {
-      out += packLines(contraction, a: true, index: index)
-      out += packLines(contraction, a: false, index: index)
+    for index in contractions.indices {
+      for a in [true, false] where !prepacked.contains(Operand(contraction: index, a: a)) {
+        out += packLines(Operand(contraction: index, a: a))
+      }
     }
     out.append("KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {")
     for (index, input) in kernel.inputs.enumerated() {
@@ -381,12 +461,18 @@ public struct CMatMulTemplate: Sendable {
     let kc = contractions.map(\.kc).max() ?? 1
     let panelA = (mc + Self.mr - 1) / Self.mr * Self.mr * kc
     let panelB = (nc + Self.nr - 1) / Self.nr * Self.nr * kc
-    out.append("  float *packa = kiln_gemm_alloc(\(panelA));")
-    out.append("  float *packb = kiln_gemm_alloc(\(panelB));")
+    var allocated: [String] = []
+    for (name, floats, a) in [("packa", panelA, true), ("packb", panelB, false)]
+    where contractions.indices.contains(where: { !prepacked.contains(Operand(contraction: $0, a: a)) }) {
+      out.append("  float *\(name) = kiln_gemm_alloc(\(floats));")
+      allocated.append(name)
+    }
     // Contractions after the first accumulate into private tiles.
-    for index in contractions.indices.dropFirst() { out.append("  float *tile\(index) = kiln_gemm_alloc(\(mc * nc));") }
-    let allocated = ["packa", "packb"] + contractions.indices.dropFirst().map { "tile\($0)" }
-    out.append("  if (\(allocated.map { "!\($0)" }.joined(separator: " || "))) {")
+    for index in contractions.indices.dropFirst() {
+      out.append("  float *tile\(index) = kiln_gemm_alloc(\(mc * nc));")
+      allocated.append("tile\(index)")
+    }
+    out.append("  if (\(allocated.isEmpty ? "0" : allocated.map { "!\($0)" }.joined(separator: " || "))) {")
     out.append("    \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
     out.append("    return;")
     out.append("  }")
@@ -407,11 +493,11 @@ public struct CMatMulTemplate: Sendable {
       let contraction = contractions[0]
       out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
       out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
-      out.append("      \(kernel.name)_pack_b0(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
+      let (b, bStride) = panels(Operand(contraction: 0, a: false), into: &out, indent: "      ")
       out.append("      for (int64_t tm = tmBegin; tm < tmEnd; ++tm) {")
       out.append("        \(mRange)")
-      out.append("        \(kernel.name)_pack_a0(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
-      out.append("        kiln_gemm_block(kc, packa, packb, out + m0 * \(n) + n0, \(n), m1 - m0, n1 - n0, k0 > 0);")
+      let (a, aStride) = panels(Operand(contraction: 0, a: true), into: &out, indent: "        ")
+      out.append("        kiln_gemm_block(kc, \(a), \(aStride), \(b), \(bStride), out + m0 * \(n) + n0, \(n), m1 - m0, n1 - n0, k0 > 0);")
       out.append("      }")
       out.append("    }")
       if hasEpilogue {
@@ -428,9 +514,9 @@ public struct CMatMulTemplate: Sendable {
         let (tile, ldc) = index == 0 ? ("out + m0 * \(n) + n0", n) : ("tile\(index)", nc)
         out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
         out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
-        out.append("      \(kernel.name)_pack_b\(index)(\(bindingArguments), batchc, n0, n1, k0, kc, packb);")
-        out.append("      \(kernel.name)_pack_a\(index)(\(bindingArguments), batchc, m0, m1, k0, kc, packa);")
-        out.append("      kiln_gemm_block(kc, packa, packb, \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
+        let (b, bStride) = panels(Operand(contraction: index, a: false), into: &out, indent: "      ")
+        let (a, aStride) = panels(Operand(contraction: index, a: true), into: &out, indent: "      ")
+        out.append("      kiln_gemm_block(kc, \(a), \(aStride), \(b), \(bStride), \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
         out.append("    }")
       }
       out += epilogueLines()
@@ -440,6 +526,20 @@ public struct CMatMulTemplate: Sendable {
     out.append("  \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
     out.append("}")
     return out.joined(separator: "\n") + "\n"
+  }
+
+  /// The panels of `operand` for the block at rows m0 (A) or n0 (B) and reductions [k0, k0 + kc):
+  /// packed into the scratch buffer by the packing function, or, pre-packed, read in place.
+  /// Returns the panels' C pointer and the floats from one panel to the next.
+  private func panels(_ operand: Operand, into out: inout [String], indent: String) -> (pointer: String, stride: String) {
+    let (width, k) = (operand.a ? Self.mr : Self.nr, contractions[operand.contraction].k)
+    let (scratch, first, last) = operand.a ? ("packa", "m0", "m1") : ("packb", "n0", "n1")
+    if prepacked.contains(operand), let load = flatLoad(operand) {
+      return ("b\(load.input) + (\(first) / \(width)) * INT64_C(\(k * width)) + k0 * \(width)", "INT64_C(\(k * width))")
+    }
+    let name = "\(kernel.name)_pack_\(operand.a ? "a" : "b")\(operand.contraction)"
+    out.append("\(indent)\(name)(\(bindingArguments), batchc, \(first), \(last), k0, kc, \(scratch));")
+    return (scratch, "kc * \(width)")
   }
 
   /// Applies the epilogue to the tile [m0, m1) x [n0, n1) in place, stepping the N coordinates.
@@ -480,6 +580,18 @@ public struct CMatMulTemplate: Sendable {
 }
 
 extension Expr {
+  /// Whether the expression reads input `input` anywhere.
+  func loads(input: Int) -> Bool {
+    switch self {
+    case .literal, .coordinate, .variable: false
+    case .load(let i, let index): i == input || index.loads(input: input)
+    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.loads(input: input)
+    case .binary(_, let a, let b): a.loads(input: input) || b.loads(input: input)
+    case .select(let c, let a, let b): c.loads(input: input) || a.loads(input: input) || b.loads(input: input)
+    case .reduce(_, _, _, let body): body.loads(input: input)
+    }
+  }
+
   /// Whether a variable other than `allowed` (or a reduction) appears.
   func usesVariable(except allowed: Set<Int>) -> Bool {
     switch self {

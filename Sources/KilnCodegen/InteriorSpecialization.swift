@@ -3,50 +3,72 @@ import KilnIR
 
 /// The interior of a kernel along its innermost output axis: the columns where the body's masks
 /// and clamps are decided (a padded window lies wholly inside its input there), and the body
-/// simplified for them.
+/// simplified for them; then, within those columns, the interior rows of the axis before it.
 ///
 /// Pools, depthwise and other per-element convolutions, and padding read their input through
 /// clamped indices under `select(inside, ..., pad)`. For the columns where every tap is inside,
 /// the conditions are always true and the clamps never bite: this folds them away by interval
-/// analysis (every coordinate and reduction variable ranges over its extent, the innermost
-/// coordinate over the interior only), which leaves straight-line, affine loads that the C
-/// compiler vectorises along the row. The folding is sound for any kernel: a comparison, select,
-/// minimum or maximum is only replaced where the intervals decide it.
+/// analysis (every coordinate and reduction variable ranges over its extent, the restricted
+/// coordinates over their interior only), which leaves straight-line, affine loads that the C
+/// compiler vectorises along the row. A 2-D window keeps its row mask in the interior columns
+/// (a mask the vectoriser cannot take: its loads are conditional); in the interior rows that
+/// mask folds too. The folding is sound for any kernel: a comparison, select, minimum or maximum
+/// is only replaced where the intervals decide it.
 struct InteriorSpecialization {
   /// The interior columns of the innermost axis.
   let columns: ClosedRange<Int>
   /// The body for those columns.
   let body: Expr
+  /// The interior rows of the axis before it (a 2-D window's top and bottom borders excluded) and
+  /// the body for interior columns of those rows, or nil when restricting the rows folds nothing
+  /// more.
+  let rows: (range: ClosedRange<Int>, body: Expr)?
 
   /// The widest interior where the simplified body has the fewest conditionals left, or nil when
   /// no column range simplifies anything (or the row is too short to be worth a second body).
   init?(_ kernel: Kernel) {
-    guard let last = kernel.shape.indices.last, kernel.shape[last] >= 8 else { return nil }
+    guard let last = kernel.shape.indices.last, kernel.shape[last] >= 5 else { return nil }
     let width = kernel.shape[last]
-    func simplified(_ columns: ClosedRange<Int>) -> Expr {
-      var folder = IntervalFolder(kernel: kernel, innermost: (last, columns))
+    func simplified(_ restricted: [Int: ClosedRange<Int>]) -> Expr {
+      var folder = IntervalFolder(kernel: kernel, restricted: restricted)
       return folder.fold(kernel.body)
     }
-    let full = kernel.body.conditionalCount
-    let center = width / 2
-    let best = simplified(center...center).conditionalCount
-    guard best < full else { return nil }
+    guard let columns = Self.widest(width, minimum: 3, baseline: kernel.body.conditionalCount, { simplified([last: $0]) })
+    else { return nil }
+    self.columns = columns
+    body = simplified([last: columns])
+    // Rows: with the columns in their interior, the rows where the rest of the masks fold.
+    let rowAxis = last - 1
+    if rowAxis >= 0, kernel.shape[rowAxis] >= 3,
+      let rows = Self.widest(kernel.shape[rowAxis], minimum: 1, baseline: body.conditionalCount, { simplified([last: columns, rowAxis: $0]) })
+    {
+      self.rows = (rows, simplified([last: columns, rowAxis: rows]))
+    } else {
+      rows = nil
+    }
+  }
+
+  /// The widest range of 0..<extent, grown from its centre, over which `simplify` leaves fewer
+  /// conditionals than `baseline` (and no more than at the centre), at least `minimum` long.
+  private static func widest(_ extent: Int, minimum: Int, baseline: Int, _ simplify: (ClosedRange<Int>) -> Expr) -> ClosedRange<Int>? {
+    let center = extent / 2
+    let best = simplify(center...center).conditionalCount
+    guard best < baseline else { return nil }
     var low = center
-    while low > 0, simplified((low - 1)...center).conditionalCount == best { low -= 1 }
+    while low > 0, simplify((low - 1)...center).conditionalCount == best { low -= 1 }
     var high = center
-    while high < width - 1, simplified(low...(high + 1)).conditionalCount == best { high += 1 }
+    while high < extent - 1, simplify(low...(high + 1)).conditionalCount == best { high += 1 }
     // Too narrow an interior is not worth a second copy of the body.
-    guard high - low + 1 >= 8 else { return nil }
-    columns = low...high
-    body = simplified(columns)
+    guard high - low + 1 >= minimum else { return nil }
+    return low...high
   }
 }
 
 /// Folds comparisons, selects, minima and maxima that interval analysis decides.
 struct IntervalFolder {
   let kernel: Kernel
-  /// The innermost output axis and the columns it is restricted to.
-  let innermost: (axis: Int, columns: ClosedRange<Int>)
+  /// Output axes restricted to part of their extent (the others range over all of it).
+  let restricted: [Int: ClosedRange<Int>]
   /// Extents of the reduction variables in scope.
   var extents: [Int: Int] = [:]
 
@@ -122,7 +144,7 @@ struct IntervalFolder {
       let value = Int(literal.integer)
       return value...value
     case .coordinate(let axis):
-      if axis == innermost.axis { return innermost.columns }
+      if let range = restricted[axis] { return range }
       guard axis < kernel.shape.count, kernel.shape[axis] > 0 else { return nil }
       return 0...(kernel.shape[axis] - 1)
     case .variable(let id):

@@ -63,7 +63,7 @@ public struct CompiledModel: Sendable {
 /// 6. `program` — the dispatch program per target, with a barrier only before a real hazard.
 public struct ModelCompiler: Sendable {
   public static let passNames = [
-    "decompose", "fold-batchnorm", "form-dispatch-regions", "plan-memory", "codegen-vulkan", "codegen-cpu", "program",
+    "decompose", "fold-batchnorm", "form-dispatch-regions", "plan-memory", "prepack-weights", "codegen-vulkan", "codegen-cpu", "program",
   ]
 
   public var options: CompileOptions
@@ -98,23 +98,36 @@ public struct ModelCompiler: Sendable {
     let plan = try run("form-dispatch-regions", { try FormDispatchRegions.run(folded) }, describe: describePlan)
     let memory = try run("plan-memory", { try PlanMemory.run(plan) }, describe: { describeMemory($0, plan: plan) })
 
+    // The CPU program binds its GEMM kernels' constant operands pre-packed (its own plan and
+    // memory plan); the bundle ships the constants some program binds, each once.
+    var cpu = (plan: plan, memory: memory, prepacked: [Int: Set<CMatMulTemplate.Operand>]())
+    if options.targets.contains(.cpu), options.cpuGEMM {
+      let packed = try run("prepack-weights", { WeightPrepacking.run(plan) }, describe: { "\($0.count) constants pre-packed for the CPU, \($0.bytes) bytes" })
+      if packed.count > 0 {
+        cpu = (packed.plan, try PlanMemory.run(packed.plan), packed.prepacked)
+      }
+    }
+    var weights = options.targets.contains(.vulkan) ? memory.weights : []
+    if options.targets.contains(.cpu) { weights += cpu.memory.weights.filter { !weights.contains($0) } }
+    let weightIndex = Dictionary(uniqueKeysWithValues: weights.enumerated().map { ($1, $0) })
+
     var writer = BundleWriter()
     var manifest = Manifest(
       modelName: options.modelName, producer: "kiln", createdBy: "kiln \(KilnCodegenVersion.string)")
     var packer = WeightPacker()
-    for id in memory.weights {
-      guard let data = plan.graph.constants[id] else { continue }
-      packer.append(name: "\(plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
+    for id in weights {
+      guard let data = cpu.plan.graph.constants[id] else { continue }
+      packer.append(name: "\(cpu.plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
     }
     var programs: [Manifest.Program] = []
     for target in options.targets {
       switch target {
       case .vulkan:
         let indices = try run("codegen-vulkan", { try emitVulkan(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) SPIR-V executables" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
+        programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, weightIndex: { weightIndex[$0] }, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
       case .cpu:
-        let index = try run("codegen-cpu", { try emitCPU(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: plan, memory: memory, executableOf: { _ in index }, entryPoint: { plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: plan.kernels[$0], gemm: options.cpuGEMM), 1, 1] }) }, describe: describeProgram))
+        let index = try run("codegen-cpu", { try emitCPU(plan: cpu.plan, prepacked: cpu.prepacked, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, executableOf: { _ in index }, entryPoint: { cpu.plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: cpu.plan.kernels[$0], gemm: options.cpuGEMM), 1, 1] }) }, describe: describeProgram))
       }
     }
     if packer.count > 0 {
@@ -187,10 +200,12 @@ public struct ModelCompiler: Sendable {
 
   /// One C translation unit, built as an x86-64-v3 variant (preferred) and a baseline variant;
   /// returns the preferred variant's executable index.
-  private func emitCPU(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> Int {
+  private func emitCPU(
+    plan: DispatchPlan, prepacked: [Int: Set<CMatMulTemplate.Operand>], writer: inout BundleWriter, manifest: inout Manifest
+  ) throws -> Int {
     // A model whose outputs are all copies (or constants) needs no code at all.
     if plan.kernels.isEmpty { return -1 }
-    let source = CKernel.translationUnit(for: plan.kernels, gemm: options.cpuGEMM)
+    let source = CKernel.translationUnit(for: plan.kernels, gemm: options.cpuGEMM, prepacked: prepacked)
     if let directory = options.dumpDirectory {
       try source.write(to: directory.appendingPathComponent("cpu-kernels.c"), atomically: true, encoding: .utf8)
     }

@@ -14,8 +14,8 @@ enum ProgramBuilder {
   }
 
   static func program(
-    target: String, plan: DispatchPlan, memory: MemoryPlan, executableOf: (Int) -> Int, entryPoint: (Int) -> String,
-    workgroups: (Int) -> [Int]
+    target: String, plan: DispatchPlan, memory: MemoryPlan, weightIndex: (ValueID) -> Int?, executableOf: (Int) -> Int,
+    entryPoint: (Int) -> String, workgroups: (Int) -> [Int]
   ) throws -> Manifest.Program {
     let graph = plan.graph
     var buffers: [Manifest.BufferDecl] = []
@@ -34,7 +34,11 @@ enum ProgramBuilder {
     var outputBuffers: [Int] = []
     for id in graph.outputs { outputBuffers.append(add(try bytes(id), .output(outputBuffers.count))) }
     var weightBuffers: [Int] = []
-    for (index, id) in memory.weights.enumerated() {
+    for id in memory.weights {
+      // The bundle's weight list may be shared with other targets' programs.
+      guard let index = weightIndex(id) else {
+        throw CodegenError(.internal, "constant '\(graph[id].name)' is not among the bundle's weights")
+      }
       // The bundle packs an empty constant as 4 zero bytes; the buffer matches the packed length.
       weightBuffers.append(add(max(try bytes(id), 0) == 0 ? 4 : try bytes(id), .constant(weight: index)))
     }

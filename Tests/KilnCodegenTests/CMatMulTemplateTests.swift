@@ -79,11 +79,15 @@ struct CMatMulTemplateTests {
       sourceOps: ["conv"])
   }
 
-  /// Runs `kernel` on the CPU device with the GEMM path on or off.
-  func run(_ kernel: Kernel, gemm: Bool, inputs: [[Float]], flags: [String] = []) throws -> [Float] {
+  /// Runs `kernel` on the CPU device with the GEMM path on or off (and `prepacked` operands read
+  /// pre-packed: their inputs must be given packed).
+  func run(
+    _ kernel: Kernel, gemm: Bool, inputs: [[Float]], flags: [String] = [], prepacked: Set<CMatMulTemplate.Operand> = []
+  ) throws -> [Float] {
     let device = try TestDevices.device("cpu")
     let code = try NativeToolchain().compileSharedObject(
-      source: CKernel.translationUnit(for: [kernel], gemm: gemm), flags: ["-fwrapv"] + flags, name: kernel.name)
+      source: CKernel.translationUnit(for: [kernel], gemm: gemm, prepacked: [0: prepacked]), flags: ["-fwrapv"] + flags,
+      name: kernel.name)
     let executable = try device.makeExecutable(
       ExecutableSpec(format: .sharedObject, code: code, entryPoints: [EntryPoint(name: kernel.name, bindingCount: inputs.count + 1)]))
     var bindings: [BufferRange] = []
@@ -172,6 +176,41 @@ struct CMatMulTemplateTests {
     try expectAgreement(conv(batch: 1, channels: 16, filters: 20, size: 13, kernelSize: 1, stride: 1, pad: 0))
     // A depthwise convolution is one row of weights per channel over 9 taps: no GEMM.
     #expect(CMatMulTemplate.match(conv(batch: 1, channels: 7, filters: 7, size: 12, kernelSize: 3, stride: 1, pad: 1, depthwise: true)) == nil)
+  }
+
+  /// Constant operands packed at compile time (`WeightPrepacking`) give the same results as packing
+  /// on every call: weights on either side, transposed, flattened over a 3x3 window, shared by
+  /// the batch, and both operands of one product at once.
+  @Test func prepackedOperandsGiveTheSameResults() throws {
+    let cases: [(Kernel, [CMatMulTemplate.Operand])] = [
+      (matmul(batch: 1, m: 131, n: 403, k: 301, transB: true, epilogue: .biasRelu), [.init(contraction: 0, a: false)]),
+      (matmul(batch: 3, m: 13, n: 11, k: 17, batchedA: true, batchedB: false), [.init(contraction: 0, a: false)]),
+      (matmul(batch: 1, m: 19, n: 23, k: 29, transA: true, transB: true), [.init(contraction: 0, a: true), .init(contraction: 0, a: false)]),
+      (conv(batch: 2, channels: 5, filters: 13, size: 11, kernelSize: 3, stride: 2, pad: 1), [.init(contraction: 0, a: true)]),
+      (conv(batch: 1, channels: 40, filters: 70, size: 7, kernelSize: 1, stride: 1, pad: 0), [.init(contraction: 0, a: true)]),
+    ]
+    for (kernel, operands) in cases {
+      let template = try #require(CMatMulTemplate.match(kernel))
+      let candidates = Dictionary(uniqueKeysWithValues: template.prepackCandidates.map { ($0.operand, $0.input) })
+      let inputs = kernel.inputs.map { random($0.elementCount) }
+      var packedInputs = inputs
+      for operand in operands {
+        let input = try #require(candidates[operand], "\(kernel.name): \(operand) should be a candidate")
+        packedInputs[input] = try #require(template.prepack(operand, values: inputs[input]))
+      }
+      for flags in Self.variants {
+        let reference = try run(kernel, gemm: true, inputs: inputs, flags: flags)
+        let got = try run(kernel, gemm: true, inputs: packedInputs, flags: flags, prepacked: Set(operands))
+        // The same products summed in the same order: the same bits.
+        let differing = zip(got, reference).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(got.count == reference.count && differing == 0, "\(kernel.name) \(operands) \(flags): \(differing) elements differ")
+      }
+    }
+    // The input side of a convolution (a padded window) and a batched operand are not candidates.
+    let conv = try #require(CMatMulTemplate.match(conv(batch: 2, channels: 5, filters: 13, size: 11, kernelSize: 3, stride: 2, pad: 1)))
+    #expect(conv.prepackCandidates.map(\.operand) == [.init(contraction: 0, a: true)])
+    let batched = try #require(CMatMulTemplate.match(matmul(batch: 4, m: 7, n: 33, k: 18, batchedA: false, batchedB: true)))
+    #expect(!batched.prepackCandidates.contains { $0.operand.a == false })
   }
 
   /// relu(A1 B1 + A2 B2): a residual block's main and shortcut convolutions in one kernel.

@@ -189,8 +189,9 @@ struct EmitterTests {
     }
   }
 
-  /// A padded 3x3 sum pool: the interior columns (1...W-2) need no mask and no clamp, so they get
-  /// a simplified body; every column, border or interior, matches a Swift reference on each device.
+  /// A padded 3x3 sum pool: the interior columns (1...W-2) need no column mask and no clamp, and
+  /// their interior rows no mask at all, so they get simplified bodies; every element, border or
+  /// interior, matches a Swift reference on each device.
   @Test(arguments: TestDevices.uris)
   func paddedWindowsGetAnInteriorWithoutMasks(uri: String) throws {
     let (height, width) = (5, 12)
@@ -208,6 +209,10 @@ struct EmitterTests {
     #expect(interior.columns == 1...(width - 2))
     // Rows still reach the padding, so their mask stays; the columns' mask and both clamps of x go.
     #expect(interior.body.conditionalCount < kernel.body.conditionalCount)
+    // In the interior rows (1...H-2) of those columns nothing is left to decide.
+    let rows = try #require(interior.rows)
+    #expect(rows.range == 1...(height - 2))
+    #expect(rows.body.conditionalCount == 0)
     let input = (0..<(height * width)).map { Float($0 % 7) - 2.5 }
     let got = floats(try run(kernel, inputs: [bytes(input)], on: uri))
     for r in 0..<height {

@@ -1,0 +1,70 @@
+import KilnCompiler
+import KilnIR
+
+/// Pre-packs the constant operands of the CPU target's GEMM kernels at compile time.
+///
+/// `CMatMulTemplate` multiplies packed micro-panels (6 rows of A, 16 columns of B, interleaved
+/// along the reduction). An operand that is a constant (a convolution's or a fully connected
+/// layer's weights) would be packed again on every call, and once per output tile: for a 3x3
+/// convolution that copy is about a fifth of the kernel's time. This pass packs it once, into a
+/// new constant in exactly the layout the microkernel reads, binds that constant in the CPU
+/// program instead, and records which operands each kernel reads pre-packed.
+///
+/// Only the CPU program changes: the Vulkan program keeps binding the original constants. A
+/// constant that no CPU step binds any more is not shipped for a CPU-only bundle (the weights of a
+/// bundle are those some program binds).
+public enum WeightPrepacking {
+  public struct Result: Sendable {
+    /// The plan with pre-packed constants added to its graph and bound by the steps that use them.
+    public var plan: DispatchPlan
+    /// Per kernel index, the operands its C code reads pre-packed.
+    public var prepacked: [Int: Set<CMatMulTemplate.Operand>]
+    /// Constants packed and their bytes.
+    public var count: Int
+    public var bytes: Int
+  }
+
+  public static func run(_ plan: DispatchPlan) -> Result {
+    var result = Result(plan: plan, prepacked: [:], count: 0, bytes: 0)
+    var graph = plan.graph
+    var packedValues: [PackKey: ValueID] = [:]
+    let stepsOfKernel = Dictionary(grouping: plan.steps.indices, by: { plan.steps[$0].kernel })
+    for (kernelIndex, kernel) in plan.kernels.enumerated() {
+      guard let template = CMatMulTemplate.match(kernel), let steps = stepsOfKernel[kernelIndex] else { continue }
+      for (operand, input) in template.prepackCandidates {
+        // Every step running this kernel must bind a float32 constant there.
+        let sources = steps.map { plan.steps[$0].inputs[input] }
+        guard sources.allSatisfy({ graph.constants[$0]?.type.dtype == .float32 }) else { continue }
+        var packed: [ValueID] = []
+        for source in sources {
+          let key = PackKey(source: source, kernel: kernelIndex, operand: operand)
+          if let id = packedValues[key] {
+            packed.append(id)
+            continue
+          }
+          guard let data = graph.constants[source], let values = template.prepack(operand, values: data.floats()) else { break }
+          let id = graph.addConstant(TensorData(values), name: "\(graph[source].name)#packed")
+          packedValues[key] = id
+          packed.append(id)
+          result.count += 1
+          result.bytes += values.count * 4
+        }
+        guard packed.count == sources.count else { continue }
+        for (step, id) in zip(steps, packed) { result.plan.steps[step].inputs[input] = id }
+        result.plan.kernels[kernelIndex].inputs[input].elementCount = graph.type(of: packed[0]).elementCount ?? 0
+        result.prepacked[kernelIndex, default: []].insert(operand)
+      }
+    }
+    result.plan.graph = graph
+    result.plan.materialized.formUnion(packedValues.values)
+    return result
+  }
+
+  /// One packing of one constant: the same constant used by two kernels with different tilings
+  /// packs once per kernel.
+  private struct PackKey: Hashable {
+    var source: ValueID
+    var kernel: Int
+    var operand: CMatMulTemplate.Operand
+  }
+}
