@@ -17,9 +17,10 @@ enum CMatMulSupport {
 
     static void kiln_gemm_free(float *p) { free(p); }
 
-    /* c[rows x cols] (row stride ldc) = (accumulate ? c : 0) + a-panel x b-panel over kc. */
-    static inline void kiln_gemm_micro(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-                                       int64_t ldc, int64_t rows, int64_t cols, int accumulate) {
+    /* c[rows x cols] (row stride ldc) = (accumulate ? c : 0) + a-panel x b-panel over kc; the
+     * b-panel's 16 columns of step k start ldb floats after those of step k - 1 (16 when packed). */
+    static inline void kiln_gemm_micro(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb,
+                                       float *restrict c, int64_t ldc, int64_t rows, int64_t cols, int accumulate) {
     #if defined(__AVX2__) && defined(__FMA__)
       __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
       __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
@@ -39,7 +40,7 @@ enum CMatMulSupport {
         x = _mm256_broadcast_ss(a + 5);
         c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
         a += 6;
-        b += 16;
+        b += ldb;
       }
       if (rows == 6 && cols == 16) {
         float *r0 = c, *r1 = c + ldc, *r2 = c + 2 * ldc, *r3 = c + 3 * ldc, *r4 = c + 4 * ldc, *r5 = c + 5 * ldc;
@@ -76,7 +77,7 @@ enum CMatMulSupport {
           for (int j = 0; j < 16; ++j) tile[i][j] += x * b[j];
         }
         a += 6;
-        b += 16;
+        b += ldb;
       }
     #endif
       for (int64_t i = 0; i < rows; ++i) {
@@ -89,13 +90,42 @@ enum CMatMulSupport {
       }
     }
 
+    /* One row of A (a matrix-vector product, or the last row of an M block): the 6-row
+     * microkernel would do six times the work for it. */
+    static inline void kiln_gemm_micro_row(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb,
+                                           float *restrict c, int64_t cols, int accumulate) {
+      float row[16] __attribute__((aligned(32)));
+    #if defined(__AVX2__) && defined(__FMA__)
+      __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m256 x = _mm256_broadcast_ss(a);
+        c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c0);
+        c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8), c1);
+        a += 6;
+        b += ldb;
+      }
+      _mm256_store_ps(row, c0);
+      _mm256_store_ps(row + 8, c1);
+    #else
+      for (int j = 0; j < 16; ++j) row[j] = 0.0f;
+      for (int64_t k = 0; k < kc; ++k) {
+        const float x = a[0];
+        for (int j = 0; j < 16; ++j) row[j] += x * b[j];
+        a += 6;
+        b += ldb;
+      }
+    #endif
+      for (int64_t j = 0; j < cols; ++j) c[j] = accumulate ? c[j] + row[j] : row[j];
+    }
+
     /* Runs a packed rows x cols block over kc into c (row stride ldc): B micro-panels outer (each
      * stays in L1), A micro-panels inner (the block stays in L2). Consecutive micro-panels are
-     * astride (A) and bstride (B) floats apart: kc x width when packed per block, K x width when
-     * pre-packed at compile time. Not inlined: one copy of the microkernel per translation unit
-     * keeps the C compiler fast on models with many kernels. */
+     * astride (A) and bstride (B) floats apart, and a B micro-panel's rows ldb floats apart: packed
+     * per block that is kc x width and 16, pre-packed at compile time K x width and 16, and read
+     * in place from a row-major B 16 and its row stride. Not inlined: one copy of the microkernel
+     * per translation unit keeps the C compiler fast on models with many kernels. */
     __attribute__((noinline)) static void kiln_gemm_block(int64_t kc, const float *restrict packa, int64_t astride,
-                                const float *restrict packb, int64_t bstride, float *restrict c,
+                                const float *restrict packb, int64_t bstride, int64_t ldb, float *restrict c,
                                 int64_t ldc, int64_t rows_total, int64_t cols_total, int accumulate) {
       for (int64_t j = 0; j < cols_total; j += 16) {
         const float *bp = packb + (j / 16) * bstride;
@@ -103,7 +133,11 @@ enum CMatMulSupport {
         for (int64_t i = 0; i < rows_total; i += 6) {
           const float *ap = packa + (i / 6) * astride;
           const int64_t rows = rows_total - i < 6 ? rows_total - i : 6;
-          kiln_gemm_micro(kc, ap, bp, c + i * ldc + j, ldc, rows, cols, accumulate);
+          if (rows == 1) {
+            kiln_gemm_micro_row(kc, ap, bp, ldb, c + i * ldc + j, cols, accumulate);
+          } else {
+            kiln_gemm_micro(kc, ap, bp, ldb, c + i * ldc + j, ldc, rows, cols, accumulate);
+          }
         }
       }
     }

@@ -82,18 +82,12 @@ public struct CMatMulTemplate: Sendable {
     }
   }
 
-  public var workgroups: Int { batch * groupsM * tilesN }
+  /// One workgroup per output tile, M tiles fastest: a call that runs a range of workgroups (the
+  /// CPU pool hands each thread contiguous ranges) multiplies each packed B panel by every M tile
+  /// of the range that shares its N tile, so B is packed once per range, not once per tile.
+  public var workgroups: Int { batch * tilesN * tilesM }
   var tilesM: Int { (m + mc - 1) / mc }
   var tilesN: Int { (n + nc - 1) / nc }
-  /// M tiles per workgroup: a workgroup runs `tilesPerGroup` M tiles of one N tile, so each
-  /// packed B panel serves all of them instead of being packed again per M tile. As many as
-  /// leave at least `wantedGroups` workgroups (or one group, for small problems).
-  var tilesPerGroup: Int {
-    let groups = max(1, min(tilesM, (Self.wantedGroups + batch * tilesN - 1) / (batch * tilesN)))
-    return (tilesM + groups - 1) / groups
-  }
-  var groupsM: Int { (tilesM + tilesPerGroup - 1) / tilesPerGroup }
-  static let wantedGroups = 8
 
   /// The match for `kernel`, or nil when it is not a float32 sum of products this template runs.
   public static func match(_ kernel: Kernel) -> CMatMulTemplate? {
@@ -476,9 +470,10 @@ public struct CMatMulTemplate: Sendable {
     out.append("    \(allocated.map { "kiln_gemm_free(\($0));" }.joined(separator: " "))")
     out.append("    return;")
     out.append("  }")
-    out.append("  for (int64_t wg = d->workgroup_begin; wg < (int64_t)d->workgroup_end; ++wg) {")
-    out.append("    const int64_t tn = wg % \(tilesN), group = (wg / \(tilesN)) % \(groupsM), batch = wg / \(tilesN * groupsM);")
-    out.append("    const int64_t tmBegin = group * \(tilesPerGroup), tmEnd = tmBegin + \(tilesPerGroup) < \(tilesM) ? tmBegin + \(tilesPerGroup) : \(tilesM);")
+    out.append("  for (int64_t wg = d->workgroup_begin, end = d->workgroup_end; wg < end;) {")
+    out.append("    const int64_t tmBegin = wg % \(tilesM), tn = (wg / \(tilesM)) % \(tilesN), batch = wg / \(tilesM * tilesN);")
+    out.append("    const int64_t tmEnd = end - wg < \(tilesM) - tmBegin ? tmBegin + (end - wg) : \(tilesM);")
+    out.append("    wg += tmEnd - tmBegin;")
     out.append("    int64_t batchc[\(max(batchAxes.count, 1))] = {0};")
     out += coordinateLines(batchAxes, from: "batch", indent: "    ").enumerated().map { slot, line in
       line.replacingOccurrences(of: "c\(batchAxes[slot]) = ", with: "batchc[\(slot)] = ")
@@ -489,15 +484,15 @@ public struct CMatMulTemplate: Sendable {
     let hasEpilogue = contractions.count > 1 || epilogue != Self.accumulator(0)
     if contractions.count == 1 {
       // One contraction accumulates straight into the output: each B panel is packed once and
-      // multiplied by every M tile of the group, then the epilogue runs over the finished tiles.
+      // multiplied by every M tile of the range, then the epilogue runs over the finished tiles.
       let contraction = contractions[0]
       out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
       out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
-      let (b, bStride) = panels(Operand(contraction: 0, a: false), into: &out, indent: "      ")
+      let b = panels(Operand(contraction: 0, a: false), into: &out, indent: "      ")
       out.append("      for (int64_t tm = tmBegin; tm < tmEnd; ++tm) {")
       out.append("        \(mRange)")
-      let (a, aStride) = panels(Operand(contraction: 0, a: true), into: &out, indent: "        ")
-      out.append("        kiln_gemm_block(kc, \(a), \(aStride), \(b), \(bStride), out + m0 * \(n) + n0, \(n), m1 - m0, n1 - n0, k0 > 0);")
+      let a = panels(Operand(contraction: 0, a: true), into: &out, indent: "        ")
+      out.append("        kiln_gemm_block(kc, \(a.pointer), \(a.stride), \(b.pointer), \(b.stride), \(b.step), out + m0 * \(n) + n0, \(n), m1 - m0, n1 - n0, k0 > 0);")
       out.append("      }")
       out.append("    }")
       if hasEpilogue {
@@ -514,9 +509,9 @@ public struct CMatMulTemplate: Sendable {
         let (tile, ldc) = index == 0 ? ("out + m0 * \(n) + n0", n) : ("tile\(index)", nc)
         out.append("    for (int64_t k0 = 0; k0 < \(contraction.k); k0 += \(contraction.kc)) {")
         out.append("      const int64_t kc = \(contraction.k) - k0 < \(contraction.kc) ? \(contraction.k) - k0 : \(contraction.kc);")
-        let (b, bStride) = panels(Operand(contraction: index, a: false), into: &out, indent: "      ")
-        let (a, aStride) = panels(Operand(contraction: index, a: true), into: &out, indent: "      ")
-        out.append("      kiln_gemm_block(kc, \(a), \(aStride), \(b), \(bStride), \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
+        let b = panels(Operand(contraction: index, a: false), into: &out, indent: "      ")
+        let a = panels(Operand(contraction: index, a: true), into: &out, indent: "      ")
+        out.append("      kiln_gemm_block(kc, \(a.pointer), \(a.stride), \(b.pointer), \(b.stride), \(b.step), \(tile), \(ldc), m1 - m0, n1 - n0, k0 > 0);")
         out.append("    }")
       }
       out += epilogueLines()
@@ -529,17 +524,32 @@ public struct CMatMulTemplate: Sendable {
   }
 
   /// The panels of `operand` for the block at rows m0 (A) or n0 (B) and reductions [k0, k0 + kc):
-  /// packed into the scratch buffer by the packing function, or, pre-packed, read in place.
-  /// Returns the panels' C pointer and the floats from one panel to the next.
-  private func panels(_ operand: Operand, into out: inout [String], indent: String) -> (pointer: String, stride: String) {
+  /// packed into the scratch buffer by the packing function; pre-packed, read in place; or, for a
+  /// B that is row-major along N (a 1x1 convolution's input, a MatMul's right operand), read in
+  /// place from the input when the tile's columns are whole micro-panels (the last tile of a
+  /// ragged N is packed, so no read goes past the input). Returns the panels' C pointer, the
+  /// floats from one panel to the next, and from one reduction step to the next within a panel.
+  private func panels(_ operand: Operand, into out: inout [String], indent: String) -> (pointer: String, stride: String, step: String) {
     let (width, k) = (operand.a ? Self.mr : Self.nr, contractions[operand.contraction].k)
     let (scratch, first, last) = operand.a ? ("packa", "m0", "m1") : ("packb", "n0", "n1")
-    if prepacked.contains(operand), let load = flatLoad(operand) {
-      return ("b\(load.input) + (\(first) / \(width)) * INT64_C(\(k * width)) + k0 * \(width)", "INT64_C(\(k * width))")
+    let load = flatLoad(operand)
+    if prepacked.contains(operand), let load {
+      return ("b\(load.input) + (\(first) / \(width)) * INT64_C(\(k * width)) + k0 * \(width)", "INT64_C(\(k * width))", "INT64_C(\(width))")
     }
     let name = "\(kernel.name)_pack_\(operand.a ? "a" : "b")\(operand.contraction)"
-    out.append("\(indent)\(name)(\(bindingArguments), batchc, \(first), \(last), k0, kc, \(scratch));")
-    return (scratch, "kc * \(width)")
+    let pack = "\(name)(\(bindingArguments), batchc, \(first), \(last), k0, kc, \(scratch));"
+    guard !operand.a, let load, load.stride == 1 else {
+      out.append(indent + pack)
+      return (scratch, "kc * \(width)", "INT64_C(\(width))")
+    }
+    var base = "INT64_C(\(load.map.constant))"
+    for (slot, axis) in batchAxes.enumerated() where load.map.coefficient(.coordinate(axis)) != 0 {
+      base += " + batchc[\(slot)] * \(load.map.coefficient(.coordinate(axis)))"
+    }
+    let direct = "direct\(operand.contraction)"
+    out.append("\(indent)const float *\(direct) = (n1 - n0) % \(width) == 0 ? b\(load.input) + \(base) + n0 + k0 * INT64_C(\(load.kStride)) : 0;")
+    out.append("\(indent)if (!\(direct)) \(pack)")
+    return ("(\(direct) ? \(direct) : \(scratch))", "(\(direct) ? INT64_C(\(width)) : kc * \(width))", "(\(direct) ? INT64_C(\(load.kStride)) : INT64_C(\(width)))")
   }
 
   /// Applies the epilogue to the tile [m0, m1) x [n0, n1) in place, stepping the N coordinates.

@@ -213,6 +213,16 @@ struct CMatMulTemplateTests {
     #expect(!batched.prepackCandidates.contains { $0.operand.a == false })
   }
 
+  /// A B operand that is row-major along N is read in place (whole micro-panels only: a ragged
+  /// last tile is packed); a transposed one is packed. `oddSizesWithEveryTail` and the other
+  /// agreement tests run both.
+  @Test func rowMajorBIsReadInPlace() throws {
+    let inPlace = try #require(CMatMulTemplate.match(matmul(batch: 1, m: 131, n: 403, k: 301))).source()
+    #expect(inPlace.contains("const float *direct0 = (n1 - n0) % 16 == 0 ?"))
+    let packed = try #require(CMatMulTemplate.match(matmul(batch: 1, m: 131, n: 403, k: 301, transB: true))).source()
+    #expect(!packed.contains("direct0"))
+  }
+
   /// relu(A1 B1 + A2 B2): a residual block's main and shortcut convolutions in one kernel.
   @Test func twoContractionsShareTheTiling() throws {
     let first = matmul(batch: 1, m: 21, n: 35, k: 13)
