@@ -110,8 +110,9 @@ public enum CKernel {
     if let interior = InteriorSpecialization(kernel) {
       return out + rowLoops(kernel, interior: interior, dialect: dialect)
     }
-    if kernel.body.hasReduction, let width = kernel.shape.last, width >= 8 {
-      // Rows without per-element coordinate arithmetic, even where nothing simplifies.
+    if let width = kernel.shape.last, width >= 8, kernel.shape.count > 1 {
+      // Rows without per-element coordinate arithmetic, even where nothing simplifies: a
+      // broadcast operand's index is then invariant along the row and the row vectorises.
       return out + rowLoops(kernel, interior: nil, dialect: dialect)
     }
     out += "  for (int64_t gid = first; gid < last; ++gid) {\n"

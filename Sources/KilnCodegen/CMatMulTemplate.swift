@@ -194,7 +194,9 @@ public struct CMatMulTemplate: Sendable {
     // channel, an N axis) is no GEMM: the per-element loops do it faster.
     guard m > 1 || k >= 64 else { return nil }
     let roundUp = { (value: Int, step: Int) in (value + step - 1) / step * step }
-    var mc = min(roundUp(m, mr), 120)
+    // At most 120 x 384, M split evenly: M = 128 is two tiles of 66 and 62 rows, not 120 and 8.
+    let even = { (extent: Int, most: Int, step: Int) in roundUp((extent + (extent + most - 1) / most - 1) / ((extent + most - 1) / most), step) }
+    var mc = even(m, 120, mr)
     var nc = min(roundUp(n, nr), 384)
     // Enough workgroups to keep the pool busy on big enough problems.
     let wanted = 8
