@@ -175,7 +175,8 @@ void kiln_cpu_pool_destroy(kiln_cpu_pool *pool) {
   free_pool(pool);
 }
 
-void kiln_cpu_pool_dispatch(kiln_cpu_pool *pool, kiln_cpu_kernel kernel, const kiln_cpu_dispatch *dispatch) {
+void kiln_cpu_pool_dispatch(kiln_cpu_pool *pool, kiln_cpu_kernel kernel, const kiln_cpu_dispatch *dispatch,
+                            uint32_t chunks_per_thread) {
   if (kernel == NULL || dispatch == NULL || dispatch->workgroup_begin >= dispatch->workgroup_end) return;
   uint32_t total = dispatch->workgroup_end - dispatch->workgroup_begin;
   if (pool == NULL || pool->worker_count == 0 || total == 1) {
@@ -183,7 +184,7 @@ void kiln_cpu_pool_dispatch(kiln_cpu_pool *pool, kiln_cpu_kernel kernel, const k
     return;
   }
   uint64_t participants = (uint64_t)pool->worker_count + 1;
-  uint64_t wanted = participants * KILN_CPU_CHUNKS_PER_THREAD;
+  uint64_t wanted = participants * (chunks_per_thread > 0 ? chunks_per_thread : KILN_CPU_CHUNKS_PER_THREAD);
   uint32_t chunk_count = total < wanted ? total : (uint32_t)wanted;
   uint32_t chunk_size = (uint32_t)(((uint64_t)total + chunk_count - 1) / chunk_count);
   chunk_count = (uint32_t)(((uint64_t)total + chunk_size - 1) / chunk_size);

@@ -162,7 +162,7 @@ public final class CPUCommandBuffer: CommandBuffer, @unchecked Sendable {
     }
     guard total > 0 else { return try checkRecording("dispatch") }
     let prepared = PreparedDispatch(
-      kernel: executable.kernels[entryPoint], bindings: addresses, sizes: bindings.map { UInt64($0.length) },
+      kernel: executable.kernels[entryPoint], chunksPerThread: executable.chunksPerThread[entryPoint], bindings: addresses, sizes: bindings.map { UInt64($0.length) },
       pushConstants: pushConstants,
       workgroups: (UInt32(workgroups.x), UInt32(workgroups.y), UInt32(workgroups.z)))
     try record(.dispatch(prepared), keeping: buffers)
@@ -273,7 +273,7 @@ enum Command: @unchecked Sendable {
         if let base = source.baseAddress, !source.isEmpty { memcpy(address, base, source.count) }
       }
     case .dispatch(let prepared):
-      kiln_cpu_pool_dispatch(pool, prepared.kernel, prepared.record)
+      kiln_cpu_pool_dispatch(pool, prepared.kernel, prepared.record, prepared.chunksPerThread)
     case .barrier:
       break  // Commands already run strictly one after another.
     case .timestamp(let slots, let index):
@@ -288,16 +288,18 @@ enum Command: @unchecked Sendable {
 final class PreparedDispatch: @unchecked Sendable {
   // @unchecked: immutable after init; the kernels only read the record and its arrays.
   let kernel: kiln_cpu_kernel
+  let chunksPerThread: UInt32
   let record: UnsafeMutablePointer<kiln_cpu_dispatch>
   private let bindings: UnsafeMutablePointer<UnsafeMutableRawPointer?>
   private let sizes: UnsafeMutablePointer<UInt64>
   private let pushConstants: UnsafeMutablePointer<UInt32>
 
   init(
-    kernel: @escaping kiln_cpu_kernel, bindings: [UnsafeMutableRawPointer], sizes: [UInt64], pushConstants: [UInt32],
-    workgroups: (UInt32, UInt32, UInt32)
+    kernel: @escaping kiln_cpu_kernel, chunksPerThread: UInt32, bindings: [UnsafeMutableRawPointer], sizes: [UInt64],
+    pushConstants: [UInt32], workgroups: (UInt32, UInt32, UInt32)
   ) {
     self.kernel = kernel
+    self.chunksPerThread = chunksPerThread
     self.bindings = .allocate(capacity: max(1, bindings.count))
     self.bindings.initialize(repeating: nil, count: max(1, bindings.count))
     for (slot, address) in bindings.enumerated() { self.bindings[slot] = address }

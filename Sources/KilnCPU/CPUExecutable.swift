@@ -10,6 +10,9 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
   public let entryPoints: [EntryPoint]
   /// One resolved kernel per entry point, in the same order.
   let kernels: [kiln_cpu_kernel]
+  /// Per entry point, the ranges per thread it asks for (`name_chunks_per_thread`; 0: the pool's
+  /// default).
+  let chunksPerThread: [UInt32]
   private let library: OpaquePointer
   private let resources: ResourceCounter
 
@@ -42,6 +45,7 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
     }
     // From here on `library` must be unloaded on every failure.
     var kernels: [kiln_cpu_kernel] = []
+    var chunksPerThread: [UInt32] = []
     do {
       guard let version = kiln_cpu_library_symbol(library, "kiln_cpu_abi_version") else {
         throw HALError(
@@ -61,6 +65,9 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
             .compilationFailed, "makeExecutable: the shared object does not export entry point '\(entryPoint.name)'")
         }
         kernels.append(unsafeBitCast(symbol, to: kiln_cpu_kernel.self))
+        // At most 64: a hint, not a way for a bundle to make the pool split a dispatch absurdly.
+        let hint = kiln_cpu_library_symbol(library, entryPoint.name + "_chunks_per_thread")?.loadUnaligned(as: UInt32.self)
+        chunksPerThread.append(min(hint ?? 0, 64))
       }
     } catch {
       kiln_cpu_library_unload(library)
@@ -68,6 +75,7 @@ public final class CPUExecutable: Executable, @unchecked Sendable {
     }
     self.library = library
     self.kernels = kernels
+    self.chunksPerThread = chunksPerThread
     self.entryPoints = spec.entryPoints
     self.resources = resources
     resources.add(.executable)

@@ -79,6 +79,9 @@ public enum CKernel {
     // ones are entry points that call the first, so the C compiler sees each body once.
     var firstWithBody: [String: String] = [:]
     for (kernel, template) in zip(kernels, templates) {
+      if template?.prefersCoarseChunks == true {
+        out += "\nKILN_CPU_EXPORT const uint32_t \(kernel.name)_chunks_per_thread = 1;\n"
+      }
       let source = template?.source() ?? function(for: kernel)
       let body = source.replacingOccurrences(of: kernel.name, with: "@KERNEL@").split(separator: "\n")
         .filter { !$0.hasPrefix("//") }.joined(separator: "\n")

@@ -198,17 +198,35 @@ public struct CMatMulTemplate: Sendable {
     let even = { (extent: Int, most: Int, step: Int) in roundUp((extent + (extent + most - 1) / most - 1) / ((extent + most - 1) / most), step) }
     var mc = even(m, 120, mr)
     var nc = min(roundUp(n, nr), 384)
-    // Enough workgroups to keep the pool busy on big enough problems.
-    let wanted = 8
-    func groups() -> Int { batch * ((m + mc - 1) / mc) * ((n + nc - 1) / nc) }
-    if m * n * k >= 1 << 20 {
-      while groups() < wanted, nc > 64 { nc = roundUp(nc / 2, nr) }
-      while groups() < wanted, mc > 24 { mc = roundUp(mc / 2, mr) }
+    func template() -> CMatMulTemplate {
+      CMatMulTemplate(
+        kernel: kernel, contractions: contractions, epilogue: epilogue, batchAxes: batchAxes, mAxes: mAxes, nAxes: nAxes,
+        batch: batch, m: m, n: n, mc: mc, nc: nc)
     }
-    return CMatMulTemplate(
-      kernel: kernel, contractions: contractions, epilogue: epilogue, batchAxes: batchAxes, mAxes: mAxes, nAxes: nAxes,
-      batch: batch, m: m, n: n, mc: mc, nc: nc)
+    func groups() -> Int { batch * ((m + mc - 1) / mc) * ((n + nc - 1) / nc) }
+    // Enough workgroups to keep the pool busy on big enough problems. A B that is evaluated per
+    // element (a padded convolution window) is costly to pack: when N is one tile, split only M,
+    // finely, so that one call packs B once for many M tiles (see `prefersCoarseChunks`).
+    if m * n * k >= 1 << 20 {
+      if nc >= n, template().packsBPerElement {
+        while groups() < 16, mc > 12 { mc = roundUp(mc / 2, mr) }
+      } else {
+        while groups() < 8, nc > 64 { nc = roundUp(nc / 2, nr) }
+        while groups() < 8, mc > 24 { mc = roundUp(mc / 2, mr) }
+      }
+    }
+    return template()
   }
+
+  /// Whether some B operand is evaluated per element when packed (not one affine load).
+  var packsBPerElement: Bool {
+    contractions.indices.contains { flatLoad(Operand(contraction: $0, a: false)) == nil }
+  }
+
+  /// Whether the CPU pool should hand each thread one contiguous range of this kernel's
+  /// workgroups (the `_chunks_per_thread` symbol): with one N tile and B packed per element, each
+  /// range then packs B once, where finer ranges would each pack it again.
+  public var prefersCoarseChunks: Bool { tilesN == 1 && tilesM > 1 && packsBPerElement }
 
   // MARK: Emission
 

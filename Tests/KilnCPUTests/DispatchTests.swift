@@ -66,6 +66,38 @@ import Testing
     }
   }
 
+  /// An entry point's optional `name_chunks_per_thread` symbol sets how many ranges each thread
+  /// gets: with 1, a 64-workgroup dispatch on 2 threads is at most 2 calls; without it, 8 (4 per
+  /// thread). Every workgroup still runs exactly once.
+  @Test func chunkHintsSetTheRangesPerThread() throws {
+    let body = """
+      KILN_CPU_DEFINE_ABI_VERSION();
+      static void count(const kiln_cpu_dispatch *d) {
+        uint32_t *out = (uint32_t *)d->bindings[0];
+        __atomic_fetch_add(&out[0], 1u, __ATOMIC_RELAXED);
+        for (uint32_t g = d->workgroup_begin; g < d->workgroup_end; ++g) out[1 + g] += 1;
+      }
+      KILN_CPU_EXPORT void fine(const kiln_cpu_dispatch *d) { count(d); }
+      KILN_CPU_EXPORT void coarse(const kiln_cpu_dispatch *d) { count(d); }
+      KILN_CPU_EXPORT const uint32_t coarse_chunks_per_thread = 1;
+      """
+    let device = try CPUDriver(threadCount: 2).openDevice()
+    let executable = try device.makeExecutable(
+      ExecutableSpec(
+        format: .sharedObject, code: try compileKernels(body, name: "chunk_hints"),
+        entryPoints: [EntryPoint(name: "fine", bindingCount: 1), EntryPoint(name: "coarse", bindingCount: 1)]))
+    for (entry, calls) in [(0, 8...8), (1, 1...2)] {
+      let out = try device.cpuAllocator.allocateBuffer(byteCount: 65 * 4)
+      let commands = try device.makeCommandBuffer()
+      try commands.dispatch(executable, entryPoint: entry, bindings: [BufferRange(out)], pushConstants: [], workgroups: WorkgroupCount(64))
+      try commands.end()
+      try device.submitAndWait(commands)
+      let words = try device.words(BufferRange(out))
+      #expect(calls.contains(Int(words[0])), "entry point \(entry): \(words[0]) calls")
+      #expect(Array(words[1...]) == [UInt32](repeating: 1, count: 64))
+    }
+  }
+
   @Test func aBarrierSeparatesDependentDispatches() throws {
     let device = try device()
     let executable = try device.makeExecutable(kernelSpec())

@@ -7,6 +7,10 @@
  *     shared object whose symbol is missing or holds another value.
  *   - one `void name(const kiln_cpu_dispatch *)` function (type kiln_cpu_kernel) per entry point,
  *     named exactly as the entry point.
+ *   - optionally, per entry point, `const uint32_t name_chunks_per_thread`: how many contiguous
+ *     ranges per thread the driver should split a dispatch into (1 suits a kernel whose call has
+ *     setup that its workgroups share, such as a GEMM packing one B panel for several M tiles;
+ *     without the symbol, or 0, the driver picks).
  *
  * How the driver calls a kernel:
  *
