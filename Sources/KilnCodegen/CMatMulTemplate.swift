@@ -402,6 +402,11 @@ public struct CMatMulTemplate: Sendable {
       out.append("}")
       return out
     }
+    let window = width % 8 == 0 ? maskedWindow(side) : nil
+    if let window {
+      out += windowGatherLines(window, contraction: contraction, axes: axes, width: width)
+      out.append("#else")
+    }
     // Generic: the coordinates of each lane once per panel, the variables once per k.
     out.append("  int64_t lanec[\(max(axes.count, 1))][\(width)];")
     out.append("  for (int64_t r = r0; r < r1; r += \(width)) {")
@@ -422,7 +427,112 @@ public struct CMatMulTemplate: Sendable {
     out.append("      dst += \(width);")
     out.append("    }")
     out.append("  }")
+    if window != nil { out.append("#endif") }
     out.append("}")
+    return out
+  }
+
+  /// A side that reads one float32 input under affine masks: `select(all(d_j op_j 0), load(input,
+  /// index), 0)` where every `d_j` and the index are affine once the clamps that the masks make
+  /// redundant are dropped. A padded convolution window (im2col) is one.
+  struct MaskedWindow {
+    var input: Int
+    var index: AffineIndex
+    var conditions: [(difference: AffineIndex, op: BinaryOp)]
+  }
+
+  func maskedWindow(_ side: Side) -> MaskedWindow? {
+    guard side.factors.count == 1, !side.conditions.isEmpty, case .load(let input, let rawIndex) = side.factors[0],
+      kernel.inputs[input].dtype == .float32, kernel.inputs[input].elementCount > 0, kernel.inputs[input].elementCount < Int(Int32.max)
+    else { return nil }
+    // What the masks say of each masked expression: its lower and upper bounds.
+    var bounds: [Expr: (lower: Int, upper: Int)] = [:]
+    var conditions: [(difference: AffineIndex, op: BinaryOp)] = []
+    for condition in side.conditions {
+      guard case .binary(let op, let x, let y) = condition, Self.comparison(op, "") != nil,
+        kernel.type(of: x) == .index, kernel.type(of: y) == .index, let difference = AffineIndex(.binary(.subtract, x, y))
+      else { return nil }
+      conditions.append((difference, op))
+      guard case .literal(let literal) = y else { continue }
+      let value = Int(literal.integer)
+      var bound = bounds[x] ?? (Int.min, Int.max)
+      switch op {
+      case .less: bound.upper = min(bound.upper, value - 1)
+      case .lessEqual: bound.upper = min(bound.upper, value)
+      case .greater: bound.lower = max(bound.lower, value + 1)
+      case .greaterEqual: bound.lower = max(bound.lower, value)
+      case .equal: bound = (max(bound.lower, value), min(bound.upper, value))
+      default: break
+      }
+      bounds[x] = bound
+    }
+    // Where the masks hold, min(e, hi) and max(e, lo) of a masked e within [lo, hi] are e.
+    func unclamped(_ e: Expr) -> Expr {
+      switch e {
+      case .binary(let op, let a, .literal(let literal)) where op == .minimum || op == .maximum:
+        let inner = unclamped(a)
+        let limit = Int(literal.integer)
+        if let bound = bounds[inner], op == .minimum ? bound.upper <= limit : bound.lower >= limit { return inner }
+        return .binary(op, inner, .literal(literal))
+      case .binary(let op, let a, let b): return .binary(op, unclamped(a), unclamped(b))
+      default: return e
+      }
+    }
+    guard let index = AffineIndex(unclamped(rawIndex)) else { return nil }
+    return MaskedWindow(input: input, index: index, conditions: conditions)
+  }
+
+  /// The AVX2 comparison of `d` (8 x int32) with 0 under `op`, or nil for an operator that is no
+  /// comparison.
+  private static func comparison(_ op: BinaryOp, _ d: String) -> String? {
+    switch op {
+    case .greaterEqual: "_mm256_cmpgt_epi32(\(d), _mm256_set1_epi32(-1))"
+    case .greater: "_mm256_cmpgt_epi32(\(d), _mm256_setzero_si256())"
+    case .less: "_mm256_cmpgt_epi32(_mm256_setzero_si256(), \(d))"
+    case .lessEqual: "_mm256_cmpgt_epi32(_mm256_set1_epi32(1), \(d))"
+    case .equal: "_mm256_cmpeq_epi32(\(d), _mm256_setzero_si256())"
+    case .notEqual: "_mm256_xor_si256(_mm256_cmpeq_epi32(\(d), _mm256_setzero_si256()), _mm256_set1_epi32(-1))"
+    default: nil
+    }
+  }
+
+  /// The AVX2 packing of a masked window (the object built for x86-64-v3; the generic loop follows
+  /// under `#else`): each lane's share of the index and of every mask once per panel, the
+  /// reduction's share once per k, then eight lanes at a time a masked gather, which reads nothing
+  /// where a mask fails. Lanes past r1 repeat row r1 - 1, as the generic loop's do.
+  private func windowGatherLines(_ window: MaskedWindow, contraction: Contraction, axes: [Int], width: Int) -> [String] {
+    func split(_ map: AffineIndex) -> (lane: String, k: String) {
+      var lane = "INT64_C(0)"
+      for (term, coefficient) in map.terms.sorted(by: { "\($0.key)" < "\($1.key)" }) {
+        if case .coordinate(let axis) = term, axes.contains(axis) { lane += " + c\(axis) * \(coefficient)" }
+      }
+      return (lane, baseText(map, groupAxes: axes))
+    }
+    let parts = ([window.index] + window.conditions.map(\.difference)).map(split)
+    let vectors = width / 8
+    var out = ["#if defined(__AVX2__)"]
+    out.append("  int32_t lane[\(parts.count)][\(width)] __attribute__((aligned(32)));")
+    out.append("  for (int64_t r = r0; r < r1; r += \(width)) {")
+    out.append("    for (int l = 0; l < \(width); ++l) {")
+    out.append("      int64_t row = r + l < r1 ? r + l : r1 - 1;")
+    out += coordinateLines(axes, from: "row", indent: "      ")
+    for (slot, part) in parts.enumerated() { out.append("      lane[\(slot)][l] = (int32_t)(\(part.lane));") }
+    out.append("    }")
+    out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
+    out += variableLines(contraction.variables, indent: "      ")
+    for (slot, part) in parts.enumerated() { out.append("      const __m256i at\(slot) = _mm256_set1_epi32((int32_t)(\(part.k)));") }
+    out.append("      for (int h = 0; h < \(vectors); ++h) {")
+    out.append("        __m256i inside = _mm256_set1_epi32(-1);")
+    for (slot, condition) in window.conditions.enumerated() {
+      let d = "_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lane[\(slot + 1)] + 8 * h)), at\(slot + 1))"
+      out.append("        inside = _mm256_and_si256(inside, \(Self.comparison(condition.op, d)!));")
+    }
+    out.append("        const __m256i at = _mm256_and_si256(_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lane[0] + 8 * h)), at0), inside);")
+    out.append("        _mm256_storeu_ps(dst + 8 * h, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), b\(window.input), at, _mm256_castsi256_ps(inside), 4));")
+    out.append("      }")
+    out.append("      dst += \(width);")
+    out.append("    }")
+    out.append("  }")
     return out
   }
 
