@@ -119,6 +119,9 @@ public struct ModelCompiler: Sendable {
       guard let data = cpu.plan.graph.constants[id] else { continue }
       packer.append(name: "\(cpu.plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
     }
+    // The C compiler runs in the background while the Vulkan target's shaders compile.
+    let cpuBuild = options.targets.contains(.cpu) ? try startCPUBuild(plan: cpu.plan, prepacked: cpu.prepacked) : nil
+    defer { cpuBuild?.group.wait() }
     var programs: [Manifest.Program] = []
     for target in options.targets {
       switch target {
@@ -126,7 +129,7 @@ public struct ModelCompiler: Sendable {
         let indices = try run("codegen-vulkan", { try emitVulkan(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) SPIR-V executables" })
         programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, weightIndex: { weightIndex[$0] }, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
       case .cpu:
-        let index = try run("codegen-cpu", { try emitCPU(plan: cpu.plan, prepacked: cpu.prepacked, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
+        let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
         programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, executableOf: { _ in index }, entryPoint: { cpu.plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: cpu.plan.kernels[$0], gemm: options.cpuGEMM), 1, 1] }) }, describe: describeProgram))
       }
     }
@@ -198,19 +201,29 @@ public struct ModelCompiler: Sendable {
     return bodies.map { body in executableOfSlot[uniqueIndex[body] ?? 0] }
   }
 
-  /// One C translation unit, built as an x86-64-v3 variant (preferred) and a baseline variant;
-  /// returns the preferred variant's executable index.
-  private func emitCPU(
-    plan: DispatchPlan, prepacked: [Int: Set<CMatMulTemplate.Operand>], writer: inout BundleWriter, manifest: inout Manifest
-  ) throws -> Int {
+  /// The CPU target's shared objects, being built in the background (so that the Vulkan target's
+  /// shaders compile meanwhile); `emitCPU` waits for them.
+  final class CPUBuild: Sendable {
+    let entryPoints: [String]
+    let variants: [String]
+    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
+    let group = DispatchGroup()
+    init(entryPoints: [String], variants: [String]) {
+      self.entryPoints = entryPoints
+      self.variants = variants
+    }
+  }
+
+  /// Starts building one C translation unit as an x86-64-v3 variant (preferred) and a baseline
+  /// variant, each in its own C compiler process; nil for a model without kernels.
+  private func startCPUBuild(plan: DispatchPlan, prepacked: [Int: Set<CMatMulTemplate.Operand>]) throws -> CPUBuild? {
     // A model whose outputs are all copies (or constants) needs no code at all.
-    if plan.kernels.isEmpty { return -1 }
+    if plan.kernels.isEmpty { return nil }
     let source = CKernel.translationUnit(for: plan.kernels, gemm: options.cpuGEMM, prepacked: prepacked)
     if let directory = options.dumpDirectory {
       try source.write(to: directory.appendingPathComponent("cpu-kernels.c"), atomically: true, encoding: .utf8)
     }
     let toolchain = try NativeToolchain()
-    let entryPoints = plan.kernels.map(\.name)
     #if arch(x86_64)
       let known = [("x86-64-v3", ["-march=x86-64-v3"]), ("baseline", ["-march=x86-64"])]
     #else
@@ -221,20 +234,30 @@ public struct ModelCompiler: Sendable {
       throw CodegenError(.invalidInput, "no buildable CPU variant among \(options.cpuVariants)")
     }
     let common = ["-fwrapv", "-fno-math-errno", "-ffp-contract=off"] + options.cpuFlags
-    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
-    DispatchQueue.concurrentPerform(iterations: variants.count) { index in
-      let result = Result {
-        try toolchain.compileSharedObject(source: source, flags: common + variants[index].1, name: "\(options.modelName)-\(variants[index].0)")
-      }
-      results.withLock { $0[index] = result }
-    }
-    let compiled = results.withLock { $0 }
-    var first = -1
+    let build = CPUBuild(entryPoints: plan.kernels.map(\.name), variants: variants.map(\.0))
+    let modelName = options.modelName
     for (index, variant) in variants.enumerated() {
-      guard let result = compiled[index] else { throw CodegenError(.internal, "CPU variant \(variant.0) was not built") }
+      DispatchQueue.global().async(group: build.group) {
+        let result = Result {
+          try toolchain.compileSharedObject(source: source, flags: common + variant.1, name: "\(modelName)-\(variant.0)")
+        }
+        build.results.withLock { $0[index] = result }
+      }
+    }
+    return build
+  }
+
+  /// Waits for `build` and adds its objects; returns the preferred variant's executable index.
+  private func emitCPU(_ build: CPUBuild?, writer: inout BundleWriter, manifest: inout Manifest) throws -> Int {
+    guard let build else { return -1 }
+    build.group.wait()
+    let compiled = build.results.withLock { $0 }
+    var first = -1
+    for (index, variant) in build.variants.enumerated() {
+      guard let result = compiled[index] else { throw CodegenError(.internal, "CPU variant \(variant) was not built") }
       let section = writer.addExecutable(try result.get())
       manifest.executables.append(
-        Manifest.ExecutableEntry(target: "cpu", format: "elf-x86_64", section: section, entryPoints: entryPoints, variant: variant.0))
+        Manifest.ExecutableEntry(target: "cpu", format: "elf-x86_64", section: section, entryPoints: build.entryPoints, variant: variant))
       if first < 0 { first = manifest.executables.count - 1 }
     }
     return first

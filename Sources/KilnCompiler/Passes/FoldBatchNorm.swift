@@ -78,14 +78,24 @@ public enum FoldBatchNorm {
     let (scale, shift, mean, variance) = (parameters[0], parameters[1], parameters[2], parameters[3])
     let factors = (0..<filters).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
     let perFilter = weight.elementCount / filters
-    var weights = weight.doubles()
-    for m in 0..<filters {
-      for i in (m * perFilter)..<((m + 1) * perFilter) { weights[i] *= factors[m] }
-    }
     let biases = (0..<filters).map { (bias[$0] - mean[$0]) * factors[$0] + shift[$0] }
-    return (
-      TensorData(type: weight.type, doubles: weights),
-      TensorData(type: TensorType(weight.dtype, [filters]), doubles: biases)
-    )
+    let folded: TensorData
+    if weight.dtype == .float32 {
+      // The common case, at memory speed: each product in double, rounded once, as below.
+      var weights = weight.floats()
+      weights.withUnsafeMutableBufferPointer { w in
+        for m in 0..<filters {
+          for i in (m * perFilter)..<((m + 1) * perFilter) { w[i] = Float(Double(w[i]) * factors[m]) }
+        }
+      }
+      folded = TensorData(weights, shape: weight.type.shape)
+    } else {
+      var weights = weight.doubles()
+      for m in 0..<filters {
+        for i in (m * perFilter)..<((m + 1) * perFilter) { weights[i] *= factors[m] }
+      }
+      folded = TensorData(type: weight.type, doubles: weights)
+    }
+    return (folded, TensorData(type: TensorType(weight.dtype, [filters]), doubles: biases))
   }
 }
