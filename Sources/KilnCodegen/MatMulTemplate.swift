@@ -152,7 +152,7 @@ public struct MatMulTemplate: Sendable, Hashable {
     let (tileM, tileN) =
       vectorB == nil && vectorA == nil
       ? (mAxis == nil ? 1 : min(tileM, m), min(mAxis == nil ? rowTileN : tileN, n))
-      : vectorTile(m: mAxis == nil ? 1 : m, n: n, batch: batchCount, vectorB: vectorB != nil)
+      : vectorTile(m: mAxis == nil ? 1 : m, n: n, k: k, batch: batchCount, vectorB: vectorB != nil)
     let tilesN = (n + tileN - 1) / tileN
     let lanes = min(maximumLanes, (tilesN + 7) / 8 * 8)
     return MatMulTemplate(
@@ -191,17 +191,21 @@ public struct MatMulTemplate: Sendable, Hashable {
   /// Tile of the vec4 path, the tuning table for lavapipe (the only Vulkan device measured so far).
   /// There each non-uniform load is a loop over the 8 SIMD lanes (one loop for all four components
   /// of a vec4), so the larger the block per invocation, the fewer loads per multiply-add. On a
-  /// 1024^3 MatMul, 4x4 ran in 544 ms, 4x8 in 271, 8x16 in 113 and 8x32 in 107-115 (noisy);
-  /// 8x16 has half 8x32's code, so compiles in half the time. The block shrinks (N first, then M)
-  /// until the kernel has at least `minimumTiles` invocations, to keep both cores' lanes busy.
-  static let vectorTiles = [(8, 16), (4, 16), (4, 8), (2, 8), (2, 4), (1, 4)]
+  /// 1024^3 MatMul, 4x4 ran in 544 ms, 4x8 in 271, 8x16 in 113, 8x32 in 107-115 (noisy) and 16x16
+  /// in 95-96. The 16x16 block is for contractions of at least 2^30 multiply-adds only: on the
+  /// benchmark networks it ran within noise of 8x16 (ResNet-50 2215 vs 2243 ms) and its larger
+  /// shaders added 0.55 s to ResNet-50's Vulkan compile. The block shrinks (N first, then M) until
+  /// the kernel has at least `minimumTiles` invocations, to keep both cores' lanes busy.
+  static let vectorTiles = [(16, 16), (8, 16), (4, 16), (4, 8), (2, 8), (2, 4), (1, 4)]
+  static let largeTileWork = 1 << 30
   /// With scalar B loads (a padded window), many rows share each column's loads instead
   /// (light SqueezeNet: 8x4, 16x4 and 16x8 all within 5%; 32x4 about 10% slower).
   static let scalarBTiles = [(16, 4), (8, 4), (4, 4), (2, 4), (1, 4)]
   static let minimumTiles = 256
 
-  static func vectorTile(m: Int, n: Int, batch: Int, vectorB: Bool) -> (Int, Int) {
-    for (tm, tn) in vectorB ? vectorTiles : scalarBTiles {
+  static func vectorTile(m: Int, n: Int, k: Int, batch: Int, vectorB: Bool) -> (Int, Int) {
+    let large = batch * m * n * k >= largeTileWork
+    for (tm, tn) in vectorB ? vectorTiles : scalarBTiles where large || tm * tn <= 128 {
       let tm = min(tm, m)
       let tn = min(tn, (n + 3) / 4 * 4)
       if batch * ((m + tm - 1) / tm) * ((n + tn - 1) / tn) >= minimumTiles { return (tm, tn) }

@@ -270,6 +270,36 @@ struct MatMulTemplateConvTests {
     }
   }
 
+  /// A contraction of at least 2^30 multiply-adds takes the 16x16 block (smaller ones 8x16 at
+  /// most); with tails in both directions, sampled outputs (every tail row and column among them)
+  /// match a reference.
+  @Test(arguments: TestDevices.vulkanURIs)
+  func largeContractionsTakeTheLargeBlock(uri: String) throws {
+    #expect(MatMulTemplate.vectorTile(m: 1024, n: 1024, k: 1024, batch: 1, vectorB: true) == (16, 16))
+    #expect(MatMulTemplate.vectorTile(m: 1024, n: 1024, k: 512, batch: 1, vectorB: true) == (8, 16))
+    let (m, n, k) = (1030, 1036, 1024)
+    let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0))
+    let product = Expr.binary(.multiply, .load(input: 0, index: i * k + v), .load(input: 1, index: v * n + j))
+    let kernel = Kernel(
+      name: "big", inputs: [.init(dtype: .float32, elementCount: m * k), .init(dtype: .float32, elementCount: k * n)],
+      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: .reduce(.sum, variable: 0, extent: k, body: product),
+      sourceOps: ["big"])
+    let template = try #require(MatMulTemplate.match(kernel))
+    #expect(template.tileM == 16 && template.tileN == 16)
+    let a = Self.random(m * k)
+    let b = Self.random(k * n)
+    let got = try Self.run(template, inputs: [a, b], outputCount: m * n, uri: uri)
+    var worst: Float = 0
+    for r in Array(stride(from: 0, to: m, by: 97)) + [m - 7, m - 1] {
+      for c in Array(stride(from: 0, to: n, by: 89)) + [n - 13, n - 1] {
+        var sum: Float = 0
+        for x in 0..<k { sum += a[r * k + x] * b[x * n + c] }
+        worst = max(worst, abs(got[r * n + c] - sum))
+      }
+    }
+    #expect(worst < 1e-3, "largest difference \(worst)")
+  }
+
   /// C[m, n] = sum_k A^T[k, m] * B[k, n] with sizes that leave tails in both block directions.
   @Test(arguments: TestDevices.vulkanURIs)
   func transposedOperandWithTails(uri: String) throws {
