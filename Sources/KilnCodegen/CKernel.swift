@@ -110,13 +110,10 @@ public enum CKernel {
     out += "  const int64_t first = (int64_t)d->workgroup_begin * \(elementsPerWorkgroup);\n"
     out += "  int64_t last = (int64_t)d->workgroup_end * \(elementsPerWorkgroup);\n"
     out += "  if (last > \(kernel.output.elementCount)) last = \(kernel.output.elementCount);\n"
-    if let interior = InteriorSpecialization(kernel) {
-      return out + rowLoops(kernel, interior: interior, dialect: dialect)
-    }
-    if let width = kernel.shape.last, width >= 8, kernel.shape.count > 1 {
-      // Rows without per-element coordinate arithmetic, even where nothing simplifies: a
-      // broadcast operand's index is then invariant along the row and the row vectorises.
-      return out + rowLoops(kernel, interior: nil, dialect: dialect)
+    // Rows without per-element coordinate arithmetic, even where nothing simplifies: a broadcast
+    // operand's index is then invariant along the row and the row vectorises.
+    if InteriorSpecialization(kernel) != nil || (kernel.shape.last ?? 0 >= 8 && kernel.shape.count > 1) {
+      return out + rowLoops(kernel, dialect: dialect)
     }
     out += "  for (int64_t gid = first; gid < last; ++gid) {\n"
     var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
@@ -131,10 +128,12 @@ public enum CKernel {
     return out
   }
 
-  /// The per-element loops as rows of the innermost axis. With an interior, the columns before
-  /// and after it run the full body and the interior runs the simplified one (see
-  /// `InteriorSpecialization`), which the C compiler can vectorise along the row.
-  static func rowLoops(_ kernel: Kernel, interior: InteriorSpecialization?, dialect: CDialect) -> String {
+  /// The per-element loops as rows of the innermost axis. Conditions that only outer coordinates
+  /// decide (a concatenation's choice of input) are decided once per row (`InvariantConditions`).
+  /// With an interior, the columns before and after it run the full body and the interior runs
+  /// the simplified one (see `InteriorSpecialization`), which the C compiler can vectorise along
+  /// the row.
+  static func rowLoops(_ kernel: Kernel, dialect: CDialect) -> String {
     let last = kernel.shape.count - 1
     let width = kernel.shape[last]
     var lines = ["  for (int64_t gid = first; gid < last;) {"]
@@ -145,38 +144,69 @@ public enum CKernel {
       let text = GLSLKernel.coordinateText(coordinate, dialect: dialect).replacingOccurrences(of: "gid", with: "row")
       lines.append("    const int64_t c\(axis) = \(text); (void)c\(axis);")
     }
-    func loop(_ body: Expr, from: String, to: String, indent: Int) {
+    func loop(_ body: Expr, from: String, to: String, indent: Int) -> [String] {
       let pad = String(repeating: "  ", count: indent)
-      lines.append("\(pad)for (int64_t c\(last) = \(from); c\(last) < \(to); ++c\(last)) {")
       var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
       emitter.withIndent(indent + 1) { emitter in
         let value = emitter.emit(body)
         emitter.line("result[rowBase + c\(last)] = \(dialect.store(value, dtype: kernel.output.dtype));")
       }
-      lines += emitter.lines
-      lines.append("\(pad)}")
+      return ["\(pad)for (int64_t c\(last) = \(from); c\(last) < \(to); ++c\(last)) {"] + emitter.lines + ["\(pad)}"]
     }
-    if let interior {
+    /// The row's segments for `body`.
+    func segments(_ body: Expr, indent: Int) -> [String] {
+      var specialised = kernel
+      specialised.body = body
+      guard let interior = InteriorSpecialization(specialised) else { return loop(body, from: "start", to: "end", indent: indent) }
+      let pad = String(repeating: "  ", count: indent)
       let (low, high) = (interior.columns.lowerBound, interior.columns.upperBound + 1)
       let (from, to) = ("(start > \(low) ? start : \(low))", "(end < \(high) ? end : \(high))")
-      loop(kernel.body, from: "start", to: "(end < \(low) ? end : \(low))", indent: 2)
+      var out = loop(body, from: "start", to: "(end < \(low) ? end : \(low))", indent: indent)
       if let rows = interior.rows {
         // Interior rows of a 2-D window: the interior columns there need no mask at all.
         let axis = last - 1
-        lines.append("    if (c\(axis) >= \(rows.range.lowerBound) && c\(axis) <= \(rows.range.upperBound)) {")
-        loop(rows.body, from: from, to: to, indent: 3)
-        lines.append("    } else {")
-        loop(interior.body, from: from, to: to, indent: 3)
-        lines.append("    }")
+        out.append("\(pad)if (c\(axis) >= \(rows.range.lowerBound) && c\(axis) <= \(rows.range.upperBound)) {")
+        out += loop(rows.body, from: from, to: to, indent: indent + 1)
+        out.append("\(pad)} else {")
+        out += loop(interior.body, from: from, to: to, indent: indent + 1)
+        out.append("\(pad)}")
       } else {
-        loop(interior.body, from: from, to: to, indent: 2)
+        out += loop(interior.body, from: from, to: to, indent: indent)
       }
-      loop(kernel.body, from: "(start > \(high) ? start : \(high))", to: "end", indent: 2)
+      return out + loop(body, from: "(start > \(high) ? start : \(high))", to: "end", indent: indent)
+    }
+    if let invariant = InvariantConditions(kernel.body, kernel: kernel, varying: [last], variables: []) {
+      lines += branches(invariant, dialect: dialect, kernel: kernel, indent: 2, emit: segments)
     } else {
-      loop(kernel.body, from: "start", to: "end", indent: 2)
+      lines += segments(kernel.body, indent: 2)
     }
     lines += ["    gid = rowBase + end;", "  }", "}"]
     return lines.joined(separator: "\n") + "\n"
+  }
+
+  /// Nested `if`s on the hoisted conditions, with `emit` called for each outcome's body.
+  static func branches(
+    _ invariant: InvariantConditions, dialect: CDialect, kernel: Kernel, indent: Int, emit: (Expr, Int) -> [String]
+  ) -> [String] {
+    var lines: [String] = []
+    func level(_ index: Int, outcome: Int, indent: Int) {
+      guard index < invariant.conditions.count else {
+        lines += emit(invariant.bodies[outcome], indent)
+        return
+      }
+      let pad = String(repeating: "  ", count: indent)
+      var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
+      var condition = ""
+      emitter.withIndent(indent) { emitter in condition = emitter.emit(invariant.conditions[index]) }
+      lines += emitter.lines
+      lines.append("\(pad)if (\(condition)) {")
+      level(index + 1, outcome: outcome | (1 << index), indent: indent + 1)
+      lines.append("\(pad)} else {")
+      level(index + 1, outcome: outcome, indent: indent + 1)
+      lines.append("\(pad)}")
+    }
+    level(0, outcome: 0, indent: indent)
+    return lines
   }
 
   /// Workgroups `kernel` is dispatched with: its GEMM tiles when `CMatMulTemplate` runs it, else

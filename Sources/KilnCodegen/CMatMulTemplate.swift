@@ -417,13 +417,24 @@ public struct CMatMulTemplate: Sendable {
     out.append("    }")
     out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
     out += variableLines(contraction.variables, indent: "      ")
-    // Scalar on purpose: vectorising this data-dependent body costs compile time, not run time.
-    out.append("      _Pragma(\"clang loop vectorize(disable)\") for (int lane = 0; lane < \(width); ++lane) {")
-    for (slot, axis) in axes.enumerated() { out.append("        c\(axis) = lanec[\(slot)][lane];") }
-    out.append("        float value;")
-    out += emitValue(side.value, into: "value", indent: 4)
-    out.append("        dst[lane] = value;")
-    out.append("      }")
+    func laneLoop(_ value: Expr, indent: Int) -> [String] {
+      let pad = String(repeating: "  ", count: indent)
+      // Scalar on purpose: vectorising this data-dependent body costs compile time, not run time.
+      var lines = ["\(pad)_Pragma(\"clang loop vectorize(disable)\") for (int lane = 0; lane < \(width); ++lane) {"]
+      for (slot, axis) in axes.enumerated() { lines.append("\(pad)  c\(axis) = lanec[\(slot)][lane];") }
+      lines.append("\(pad)  float value;")
+      lines += emitValue(value, into: "value", indent: indent + 1)
+      lines.append("\(pad)  dst[lane] = value;")
+      lines.append("\(pad)}")
+      return lines
+    }
+    // Conditions the reduction step alone decides (a concatenated input's choice of operand)
+    // are decided once per step, not once per lane.
+    if let invariant = InvariantConditions(side.value, kernel: kernel, varying: Set(axes), variables: Set(variables.map(\.id))) {
+      out += CKernel.branches(invariant, dialect: CDialect(), kernel: kernel, indent: 3, emit: laneLoop)
+    } else {
+      out += laneLoop(side.value, indent: 3)
+    }
     out.append("      dst += \(width);")
     out.append("    }")
     out.append("  }")

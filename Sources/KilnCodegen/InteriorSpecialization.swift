@@ -194,3 +194,89 @@ extension Expr {
     }
   }
 }
+
+/// Conditions of a loop body that do not change along the loop, and the body specialised for
+/// each outcome: a concatenation's `select(channel < 64, first, second)` is decided once per row
+/// of an elementwise loop, or once per reduction step of a GEMM packing loop, and each branch
+/// then runs a body without it (one input, affine: a loop the C compiler vectorises).
+struct InvariantConditions {
+  /// The hoisted comparisons, outermost first.
+  let conditions: [Expr]
+  /// Per outcome (bit i set: condition i holds), the body with the conditions replaced and folded.
+  let bodies: [Expr]
+
+  /// At most `limit` comparisons of `body` that use none of `varying` (output axes) and no
+  /// variable outside `variables`, and only where hoisting removes a select; nil when there are none.
+  init?(_ body: Expr, kernel: Kernel, varying: Set<Int>, variables: Set<Int>, limit: Int = 2) {
+    var found: [Expr] = []
+    func visit(_ e: Expr) {
+      switch e {
+      case .select(let c, let a, let b):
+        if found.count < limit, !found.contains(c), Self.isHoistable(c, kernel: kernel, varying: varying, variables: variables) {
+          found.append(c)
+        }
+        visit(c)
+        visit(a)
+        visit(b)
+      case .load(_, let index): visit(index)
+      case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): visit(a)
+      case .binary(_, let a, let b):
+        visit(a)
+        visit(b)
+      case .reduce(_, _, _, let b): visit(b)
+      case .literal, .coordinate, .variable: break
+      }
+    }
+    visit(body)
+    guard !found.isEmpty else { return nil }
+    conditions = found
+    bodies = (0..<(1 << found.count)).map { outcome in
+      var specialised = body
+      for (index, condition) in found.enumerated() {
+        specialised = specialised.replacing(condition, with: .literal(.of(outcome & (1 << index) != 0 ? 1 : 0, .bool)))
+      }
+      var folder = IntervalFolder(kernel: kernel, restricted: [:])
+      return folder.fold(specialised)
+    }
+  }
+
+  /// A comparison of index or integer values (no loads: a loaded value may differ per element)
+  /// that reads none of `varying` and no variable outside `variables`.
+  private static func isHoistable(_ c: Expr, kernel: Kernel, varying: Set<Int>, variables: Set<Int>) -> Bool {
+    guard case .binary(let op, let x, let y) = c, [.less, .lessEqual, .greater, .greaterEqual, .equal, .notEqual].contains(op),
+      kernel.type(of: x) == .index, kernel.type(of: y) == .index
+    else { return false }
+    return c.coordinatesUsed.isDisjoint(with: varying) && !c.usesVariable(except: variables) && !c.readsMemory
+  }
+}
+
+extension Expr {
+  /// The expression with every occurrence of `target` replaced by `replacement`.
+  func replacing(_ target: Expr, with replacement: Expr) -> Expr {
+    if self == target { return replacement }
+    switch self {
+    case .literal, .coordinate, .variable: return self
+    case .load(let input, let index): return .load(input: input, index: index.replacing(target, with: replacement))
+    case .unary(let op, let a): return .unary(op, a.replacing(target, with: replacement))
+    case .cast(let a, let type): return .cast(a.replacing(target, with: replacement), type)
+    case .bitcast(let a, let from, let to): return .bitcast(a.replacing(target, with: replacement), from: from, to: to)
+    case .binary(let op, let a, let b): return .binary(op, a.replacing(target, with: replacement), b.replacing(target, with: replacement))
+    case .select(let c, let a, let b):
+      return .select(c.replacing(target, with: replacement), a.replacing(target, with: replacement), b.replacing(target, with: replacement))
+    case .reduce(let op, let variable, let extent, let body):
+      return .reduce(op, variable: variable, extent: extent, body: body.replacing(target, with: replacement))
+    }
+  }
+
+  /// Whether the expression loads from memory anywhere.
+  var readsMemory: Bool {
+    switch self {
+    case .literal, .coordinate, .variable: false
+    case .load: true
+    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.readsMemory
+    case .binary(_, let a, let b): a.readsMemory || b.readsMemory
+    case .select(let c, let a, let b): c.readsMemory || a.readsMemory || b.readsMemory
+    case .reduce(_, _, _, let body): body.readsMemory
+    }
+  }
+}

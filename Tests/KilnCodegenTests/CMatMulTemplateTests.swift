@@ -228,6 +228,22 @@ struct CMatMulTemplateTests {
     #expect(!packed.contains("direct0"))
   }
 
+  /// A product whose B is a concatenation along the reduction (a 1x1 convolution after a Concat):
+  /// the packing decides the input once per reduction step.
+  @Test func concatenatedOperandsChooseTheirInputPerStep() throws {
+    let (m, n, k1, k2) = (22, 37, 9, 14)
+    let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(3))
+    let b = Expr.select(.binary(.less, v, .index(k1)), .load(input: 1, index: v * n + j), .load(input: 2, index: (v - k1) * n + j))
+    let kernel = Kernel(
+      name: "concatmm",
+      inputs: [.init(dtype: .float32, elementCount: m * (k1 + k2)), .init(dtype: .float32, elementCount: k1 * n), .init(dtype: .float32, elementCount: k2 * n)],
+      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n],
+      body: .reduce(.sum, variable: 3, extent: k1 + k2, body: .binary(.multiply, .load(input: 0, index: i * (k1 + k2) + v), b)),
+      sourceOps: ["concatmm"])
+    #expect(try #require(CMatMulTemplate.match(kernel)).source().contains("bool t1 = (v3 < INT64_C(9));"))
+    try expectAgreement(kernel)
+  }
+
   /// relu(A1 B1 + A2 B2): a residual block's main and shortcut convolutions in one kernel.
   @Test func twoContractionsShareTheTiling() throws {
     let first = matmul(batch: 1, m: 21, n: 35, k: 13)

@@ -226,6 +226,34 @@ struct EmitterTests {
     }
   }
 
+  /// A concatenation along channels (out[c, x] = c < 3 ? a[c, x] : b[c - 3, x]) decides its input
+  /// once per row: the C row loop branches on the channel, each branch reads one input, and
+  /// every element matches a Swift reference on each device.
+  @Test(arguments: TestDevices.uris)
+  func rowInvariantConditionsAreDecidedPerRow(uri: String) throws {
+    let (first, second, width) = (3, 4, 10)
+    let (c, x) = (Expr.coordinate(0), Expr.coordinate(1))
+    let inFirst = Expr.binary(.less, c, .index(first))
+    let body = Expr.select(
+      inFirst, .load(input: 0, index: c * width + x), .load(input: 1, index: (c - first) * width + x))
+    let kernel = Kernel(
+      name: "concat",
+      inputs: [.init(dtype: .float32, elementCount: first * width), .init(dtype: .float32, elementCount: second * width)],
+      output: .init(dtype: .float32, elementCount: (first + second) * width), shape: [first + second, width], body: body,
+      sourceOps: ["concat"])
+    let invariant = try #require(InvariantConditions(body, kernel: kernel, varying: [1], variables: []))
+    #expect(invariant.conditions == [inFirst])
+    // Each outcome's body is one load: no select is left.
+    #expect(invariant.bodies.allSatisfy { $0.conditionalCount == 0 })
+    let a = (0..<(first * width)).map { Float($0) }
+    let b = (0..<(second * width)).map { Float(-1 - $0) }
+    let got = floats(try run(kernel, inputs: [bytes(a), bytes(b)], on: uri))
+    #expect(got == a + b, "on \(uri)")
+    // A condition a loaded value decides is not hoisted.
+    let loaded = Expr.select(.binary(.less, .cast(.load(input: 0, index: x), .index), .index(1)), .literal(.of(1, .float32)), .literal(.of(0, .float32)))
+    #expect(InvariantConditions(loaded, kernel: kernel, varying: [1], variables: []) == nil)
+  }
+
   /// Interval folding decides only what the intervals decide: a condition on a coordinate that
   /// spans both outcomes stays, so a kernel without a border gets no interior body.
   @Test func undecidedConditionsStay() {
