@@ -67,13 +67,7 @@ public enum CKernel {
 
       """
     out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
-    let templates = kernels.enumerated().map { index, kernel in
-      gemm ? CMatMulTemplate.match(kernel).map { template in
-        var template = template
-        template.prepacked = prepacked[index] ?? []
-        return template
-      } : nil
-    }
+    let templates = kernels.enumerated().map { index, kernel in gemm ? CMatMulTemplate.match(kernel, prepacked: prepacked[index] ?? []) : nil }
     if templates.contains(where: { $0 != nil }) { out += CMatMulSupport.source }
     // Kernels that differ only in name (repeated blocks of a network) share one body: the later
     // ones are entry points that call the first, so the C compiler sees each body once.
@@ -211,8 +205,8 @@ public enum CKernel {
 
   /// Workgroups `kernel` is dispatched with: its GEMM tiles when `CMatMulTemplate` runs it, else
   /// one per `elementsPerWorkgroup` outputs.
-  public static func workgroups(for kernel: Kernel, gemm: Bool = true) -> Int {
-    (gemm ? CMatMulTemplate.match(kernel)?.workgroups : nil) ?? workgroups(for: kernel.output.elementCount)
+  public static func workgroups(for kernel: Kernel, gemm: Bool = true, prepacked: Set<CMatMulTemplate.Operand> = []) -> Int {
+    (gemm ? CMatMulTemplate.match(kernel, prepacked: prepacked)?.workgroups : nil) ?? workgroups(for: kernel.output.elementCount)
   }
 
   /// Workgroups a generic kernel of `elementCount` outputs needs.

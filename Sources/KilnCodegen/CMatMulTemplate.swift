@@ -90,7 +90,7 @@ public struct CMatMulTemplate: Sendable {
   var tilesN: Int { (n + nc - 1) / nc }
 
   /// The match for `kernel`, or nil when it is not a float32 sum of products this template runs.
-  public static func match(_ kernel: Kernel) -> CMatMulTemplate? {
+  public static func match(_ kernel: Kernel, prepacked: Set<Operand> = []) -> CMatMulTemplate? {
     guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
     var reductions: [Expr] = []
     var contractions: [Contraction] = []
@@ -199,16 +199,18 @@ public struct CMatMulTemplate: Sendable {
     var mc = even(m, 120, mr)
     var nc = min(roundUp(n, nr), 384)
     func template() -> CMatMulTemplate {
-      CMatMulTemplate(
+      var template = CMatMulTemplate(
         kernel: kernel, contractions: contractions, epilogue: epilogue, batchAxes: batchAxes, mAxes: mAxes, nAxes: nAxes,
         batch: batch, m: m, n: n, mc: mc, nc: nc)
+      template.prepacked = prepacked
+      return template
     }
     func groups() -> Int { batch * ((m + mc - 1) / mc) * ((n + nc - 1) / nc) }
-    // Enough workgroups to keep the pool busy on big enough problems. A B that is evaluated per
-    // element (a padded convolution window) is costly to pack: when N is one tile, split only M,
+    // Enough workgroups to keep the pool busy on big enough problems. When N is one tile and B is
+    // packed on every call (a padded window, or a ragged N such as 7x7 = 49), split only M,
     // finely, so that one call packs B once for many M tiles (see `prefersCoarseChunks`).
     if m * n * k >= 1 << 20 {
-      if nc >= n, template().packsBPerElement {
+      if nc >= n, template().packsBPerCall {
         while groups() < 16, mc > 12 { mc = roundUp(mc / 2, mr) }
       } else {
         while groups() < 8, nc > 64 { nc = roundUp(nc / 2, nr) }
@@ -218,15 +220,21 @@ public struct CMatMulTemplate: Sendable {
     return template()
   }
 
-  /// Whether some B operand is evaluated per element when packed (not one affine load).
-  var packsBPerElement: Bool {
-    contractions.indices.contains { flatLoad(Operand(contraction: $0, a: false)) == nil }
+  /// Whether some B operand is packed on every call: not pre-packed, and not row-major along N
+  /// with whole micro-panels (which the kernel reads in place).
+  var packsBPerCall: Bool {
+    contractions.indices.contains { index in
+      let operand = Operand(contraction: index, a: false)
+      guard !prepacked.contains(operand) else { return false }
+      guard let load = flatLoad(operand) else { return true }
+      return load.stride != 1 || n % Self.nr != 0
+    }
   }
 
   /// Whether the CPU pool should hand each thread one contiguous range of this kernel's
-  /// workgroups (the `_chunks_per_thread` symbol): with one N tile and B packed per element, each
-  /// range then packs B once, where finer ranges would each pack it again.
-  public var prefersCoarseChunks: Bool { tilesN == 1 && tilesM > 1 && packsBPerElement }
+  /// workgroups (the `_chunks_per_thread` symbol): with one N tile and B packed on every call,
+  /// each range then packs B once, where finer ranges would each pack it again.
+  public var prefersCoarseChunks: Bool { tilesN == 1 && tilesM > 1 && packsBPerCall }
 
   // MARK: Emission
 

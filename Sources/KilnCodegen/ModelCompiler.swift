@@ -130,7 +130,7 @@ public struct ModelCompiler: Sendable {
         programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, weightIndex: { weightIndex[$0] }, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, executableOf: { _ in index }, entryPoint: { cpu.plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: cpu.plan.kernels[$0], gemm: options.cpuGEMM), 1, 1] }) }, describe: describeProgram))
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, executableOf: { _ in index }, entryPoint: { cpu.plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: cpu.plan.kernels[$0], gemm: options.cpuGEMM, prepacked: cpu.prepacked[$0] ?? []), 1, 1] }) }, describe: describeProgram))
       }
     }
     if packer.count > 0 {

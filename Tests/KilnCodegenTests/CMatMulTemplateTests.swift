@@ -226,6 +226,15 @@ struct CMatMulTemplateTests {
     #expect(inPlace.contains("const float *direct0 = (n1 - n0) % 16 == 0 ?"))
     let packed = try #require(CMatMulTemplate.match(matmul(batch: 1, m: 131, n: 403, k: 301, transB: true))).source()
     #expect(!packed.contains("direct0"))
+    // One N tile packed on every call (a padded 7x7 window, or 49 row-major columns) splits M
+    // finely and asks the pool for one range per thread; 64 row-major columns are read in place
+    // and do not; a pre-packed B is not packed at all.
+    let ragged = try #require(CMatMulTemplate.match(conv(batch: 1, channels: 512, filters: 512, size: 7, kernelSize: 1, stride: 1, pad: 0)))
+    #expect(ragged.prefersCoarseChunks && ragged.workgroups >= 16)
+    #expect(try !#require(CMatMulTemplate.match(matmul(batch: 1, m: 512, n: 64, k: 512))).prefersCoarseChunks)
+    let weights = matmul(batch: 1, m: 512, n: 49, k: 512)
+    #expect(try #require(CMatMulTemplate.match(weights)).prefersCoarseChunks)
+    #expect(try !#require(CMatMulTemplate.match(weights, prepacked: [.init(contraction: 0, a: false)])).prefersCoarseChunks)
   }
 
   /// A product whose B is a concatenation along the reduction (a 1x1 convolution after a Concat):
