@@ -90,12 +90,12 @@ enum CMatMulSupport {
       }
     }
 
+    #if defined(__AVX2__) && defined(__FMA__)
     /* One row of A (a matrix-vector product, or the last row of an M block): the 6-row
-     * microkernel would do six times the work for it. */
+     * microkernel would do six times the work for it. (The portable object runs the 6x16 one.) */
     static inline void kiln_gemm_micro_row(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb,
                                            float *restrict c, int64_t cols, int accumulate) {
       float row[16] __attribute__((aligned(32)));
-    #if defined(__AVX2__) && defined(__FMA__)
       __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
       for (int64_t k = 0; k < kc; ++k) {
         const __m256 x = _mm256_broadcast_ss(a);
@@ -106,24 +106,14 @@ enum CMatMulSupport {
       }
       _mm256_store_ps(row, c0);
       _mm256_store_ps(row + 8, c1);
-    #else
-      for (int j = 0; j < 16; ++j) row[j] = 0.0f;
-      for (int64_t k = 0; k < kc; ++k) {
-        const float x = a[0];
-        for (int j = 0; j < 16; ++j) row[j] += x * b[j];
-        a += 6;
-        b += ldb;
-      }
-    #endif
       for (int64_t j = 0; j < cols; ++j) c[j] = accumulate ? c[j] + row[j] : row[j];
     }
 
     /* At most 8 columns (the last micro-panel of a ragged N, such as 7x7 = 49 outputs): half the
-     * 6x16 microkernel's work. */
+     * 6x16 microkernel's work. (The portable object runs the 6x16 one.) */
     static inline void kiln_gemm_micro_narrow(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb,
                                               float *restrict c, int64_t ldc, int64_t rows, int64_t cols, int accumulate) {
       float tile[6][8] __attribute__((aligned(32)));
-    #if defined(__AVX2__) && defined(__FMA__)
       __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
       __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps();
       for (int64_t k = 0; k < kc; ++k) {
@@ -139,23 +129,12 @@ enum CMatMulSupport {
       }
       _mm256_store_ps(tile[0], c0); _mm256_store_ps(tile[1], c1); _mm256_store_ps(tile[2], c2);
       _mm256_store_ps(tile[3], c3); _mm256_store_ps(tile[4], c4); _mm256_store_ps(tile[5], c5);
-    #else
-      for (int i = 0; i < 6; ++i)
-        for (int j = 0; j < 8; ++j) tile[i][j] = 0.0f;
-      for (int64_t k = 0; k < kc; ++k) {
-        for (int i = 0; i < 6; ++i) {
-          const float x = a[i];
-          for (int j = 0; j < 8; ++j) tile[i][j] += x * b[j];
-        }
-        a += 6;
-        b += ldb;
-      }
-    #endif
       for (int64_t i = 0; i < rows; ++i) {
         float *row = c + i * ldc;
         for (int64_t j = 0; j < cols; ++j) row[j] = accumulate ? row[j] + tile[i][j] : tile[i][j];
       }
     }
+    #endif
 
     /* Runs a packed rows x cols block over kc into c (row stride ldc): B micro-panels outer (each
      * stays in L1), A micro-panels inner (the block stays in L2). Consecutive micro-panels are
@@ -172,13 +151,17 @@ enum CMatMulSupport {
         for (int64_t i = 0; i < rows_total; i += 6) {
           const float *ap = packa + (i / 6) * astride;
           const int64_t rows = rows_total - i < 6 ? rows_total - i : 6;
+    #if defined(__AVX2__) && defined(__FMA__)
           if (rows == 1) {
             kiln_gemm_micro_row(kc, ap, bp, ldb, c + i * ldc + j, cols, accumulate);
-          } else if (cols <= 8) {
-            kiln_gemm_micro_narrow(kc, ap, bp, ldb, c + i * ldc + j, ldc, rows, cols, accumulate);
-          } else {
-            kiln_gemm_micro(kc, ap, bp, ldb, c + i * ldc + j, ldc, rows, cols, accumulate);
+            continue;
           }
+          if (cols <= 8) {
+            kiln_gemm_micro_narrow(kc, ap, bp, ldb, c + i * ldc + j, ldc, rows, cols, accumulate);
+            continue;
+          }
+    #endif
+          kiln_gemm_micro(kc, ap, bp, ldb, c + i * ldc + j, ldc, rows, cols, accumulate);
         }
       }
     }

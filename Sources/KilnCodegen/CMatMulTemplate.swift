@@ -417,14 +417,8 @@ public struct CMatMulTemplate: Sendable {
     }
     // Generic: the coordinates of each lane once per panel, the variables once per k.
     out.append("  int64_t lanec[\(max(axes.count, 1))][\(width)];")
-    out.append("  for (int64_t r = r0; r < r1; r += \(width)) {")
-    out.append("    for (int lane = 0; lane < \(width); ++lane) {")
-    out.append("      int64_t row = r + lane < r1 ? r + lane : r1 - 1;")
-    out += coordinateLines(axes, from: "row", indent: "      ")
-    for (slot, axis) in axes.enumerated() { out.append("      lanec[\(slot)][lane] = c\(axis);") }
-    out.append("    }")
-    out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
-    out += variableLines(contraction.variables, indent: "      ")
+    out += panelLoops(
+      contraction, axes: axes, width: width, perLane: axes.enumerated().map { slot, axis in "lanec[\(slot)][lane] = c\(axis);" })
     func laneLoop(_ value: Expr, indent: Int) -> [String] {
       let pad = String(repeating: "  ", count: indent)
       // Scalar on purpose: vectorising this data-dependent body costs compile time, not run time.
@@ -448,6 +442,21 @@ public struct CMatMulTemplate: Sendable {
     out.append("  }")
     if window != nil { out.append("#endif") }
     out.append("}")
+    return out
+  }
+
+  /// The loops both packing forms share, opened: panels of `width` rows from r0 to r1; per lane
+  /// its coordinates (lanes past r1 repeat row r1 - 1) and `perLane`; then the reduction steps
+  /// k0..<k0 + kc with every variable set. The caller writes the step's body and closes both.
+  private func panelLoops(_ contraction: Contraction, axes: [Int], width: Int, perLane: [String]) -> [String] {
+    var out = ["  for (int64_t r = r0; r < r1; r += \(width)) {"]
+    out.append("    for (int lane = 0; lane < \(width); ++lane) {")
+    out.append("      int64_t row = r + lane < r1 ? r + lane : r1 - 1;")
+    out += coordinateLines(axes, from: "row", indent: "      ")
+    out += perLane.map { "      " + $0 }
+    out.append("    }")
+    out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
+    out += variableLines(contraction.variables, indent: "      ")
     return out
   }
 
@@ -530,23 +539,17 @@ public struct CMatMulTemplate: Sendable {
     let parts = ([window.index] + window.conditions.map(\.difference)).map(split)
     let vectors = width / 8
     var out = ["#if defined(__AVX2__)"]
-    out.append("  int32_t lane[\(parts.count)][\(width)] __attribute__((aligned(32)));")
-    out.append("  for (int64_t r = r0; r < r1; r += \(width)) {")
-    out.append("    for (int l = 0; l < \(width); ++l) {")
-    out.append("      int64_t row = r + l < r1 ? r + l : r1 - 1;")
-    out += coordinateLines(axes, from: "row", indent: "      ")
-    for (slot, part) in parts.enumerated() { out.append("      lane[\(slot)][l] = (int32_t)(\(part.lane));") }
-    out.append("    }")
-    out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
-    out += variableLines(contraction.variables, indent: "      ")
+    out.append("  int32_t lanes[\(parts.count)][\(width)] __attribute__((aligned(32)));")
+    out += panelLoops(
+      contraction, axes: axes, width: width, perLane: parts.enumerated().map { slot, part in "lanes[\(slot)][lane] = (int32_t)(\(part.lane));" })
     for (slot, part) in parts.enumerated() { out.append("      const __m256i at\(slot) = _mm256_set1_epi32((int32_t)(\(part.k)));") }
     out.append("      for (int h = 0; h < \(vectors); ++h) {")
     out.append("        __m256i inside = _mm256_set1_epi32(-1);")
     for (slot, condition) in window.conditions.enumerated() {
-      let d = "_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lane[\(slot + 1)] + 8 * h)), at\(slot + 1))"
+      let d = "_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lanes[\(slot + 1)] + 8 * h)), at\(slot + 1))"
       out.append("        inside = _mm256_and_si256(inside, \(Self.comparison(condition.op, d)!));")
     }
-    out.append("        const __m256i at = _mm256_and_si256(_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lane[0] + 8 * h)), at0), inside);")
+    out.append("        const __m256i at = _mm256_and_si256(_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lanes[0] + 8 * h)), at0), inside);")
     out.append("        _mm256_storeu_ps(dst + 8 * h, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), b\(window.input), at, _mm256_castsi256_ps(inside), 4));")
     out.append("      }")
     out.append("      dst += \(width);")
