@@ -35,21 +35,22 @@ public enum WeightPrepacking {
         // Every step running this kernel must bind a float32 constant there.
         let sources = steps.map { plan.steps[$0].inputs[input] }
         guard sources.allSatisfy({ graph.constants[$0]?.type.dtype == .float32 }) else { continue }
-        var packed: [ValueID] = []
-        for source in sources {
-          let key = PackKey(source: source, kernel: kernelIndex, operand: operand)
-          if let id = packedValues[key] {
-            packed.append(id)
-            continue
-          }
-          guard let data = graph.constants[source], let values = template.prepack(operand, values: data.floats()) else { break }
-          let id = graph.addConstant(TensorData(values), name: "\(graph[source].name)#packed")
-          packedValues[key] = id
-          packed.append(id)
+        // Pack every source not packed yet; add the constants only when all of them pack, so no
+        // unbound constant is left in the graph or counted.
+        let keys = sources.map { PackKey(source: $0, kernel: kernelIndex, operand: operand) }
+        var fresh: [PackKey: [Float]] = [:]
+        for key in keys where packedValues[key] == nil && fresh[key] == nil {
+          guard let data = graph.constants[key.source], let values = template.prepack(operand, values: data.floats()) else { break }
+          fresh[key] = values
+        }
+        guard keys.allSatisfy({ packedValues[$0] != nil || fresh[$0] != nil }) else { continue }
+        for key in keys where packedValues[key] == nil {
+          guard let values = fresh[key] else { continue }
+          packedValues[key] = graph.addConstant(TensorData(values), name: "\(graph[key.source].name)#packed")
           result.count += 1
           result.bytes += values.count * 4
         }
-        guard packed.count == sources.count else { continue }
+        let packed = keys.compactMap { packedValues[$0] }
         for (step, id) in zip(steps, packed) { result.plan.steps[step].inputs[input] = id }
         result.plan.kernels[kernelIndex].inputs[input].elementCount = graph.type(of: packed[0]).elementCount ?? 0
         result.prepacked[kernelIndex, default: []].insert(operand)
