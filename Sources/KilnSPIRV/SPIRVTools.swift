@@ -7,7 +7,7 @@ public struct SPIRVError: Error, CustomStringConvertible, Sendable {
   public var description: String { message }
 }
 
-/// SPIRV-Tools entry points: validation (as `spirv-val`), disassembly, and the performance passes.
+/// SPIRV-Tools entry points: validation (as `spirv-val`), disassembly, and optimisation (a short list of passes).
 public enum SPIRVTools {
   public enum Environment: Sendable {
     case vulkan1_1, vulkan1_2, vulkan1_3
@@ -35,7 +35,7 @@ public enum SPIRVTools {
     return String(cString: text)
   }
 
-  /// Runs SPIRV-Tools' performance passes. The input is validated first (an invalid module is a
+  /// Runs a short list of SPIRV-Tools optimisation passes. The input is validated first (an invalid module is a
   /// thrown error, never optimised); validating the result is the caller's choice.
   public static func optimize(_ words: [UInt32], environment: Environment = .vulkan1_2) throws -> [UInt32] {
     var result = words.withUnsafeBufferPointer { kiln_spirv_optimize($0.baseAddress, $0.count, environment.c) }

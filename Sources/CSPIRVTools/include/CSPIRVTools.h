@@ -23,7 +23,7 @@ typedef struct kiln_spirv_result {
 kiln_spirv_result kiln_spirv_validate(const uint32_t *words, size_t word_count, kiln_spirv_env env);
 /// Disassembles a module to SPIR-V assembly text.
 kiln_spirv_result kiln_spirv_disassemble(const uint32_t *words, size_t word_count, kiln_spirv_env env);
-/// Runs the performance passes; the output is validated before it is returned.
+/// Runs a short list of optimisation passes (see spirv_tools.cpp); the output is validated before it is returned.
 kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t word_count, kiln_spirv_env env);
 /// Frees what a kiln_spirv_* call returned.
 void kiln_spirv_free(kiln_spirv_result *result);
