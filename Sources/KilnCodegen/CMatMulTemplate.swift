@@ -514,12 +514,12 @@ public struct CMatMulTemplate: Sendable {
   /// comparison.
   private static func comparison(_ op: BinaryOp, _ d: String) -> String? {
     switch op {
-    case .greaterEqual: "_mm256_cmpgt_epi32(\(d), _mm256_set1_epi32(-1))"
-    case .greater: "_mm256_cmpgt_epi32(\(d), _mm256_setzero_si256())"
-    case .less: "_mm256_cmpgt_epi32(_mm256_setzero_si256(), \(d))"
-    case .lessEqual: "_mm256_cmpgt_epi32(_mm256_set1_epi32(1), \(d))"
-    case .equal: "_mm256_cmpeq_epi32(\(d), _mm256_setzero_si256())"
-    case .notEqual: "_mm256_xor_si256(_mm256_cmpeq_epi32(\(d), _mm256_setzero_si256()), _mm256_set1_epi32(-1))"
+    case .greaterEqual: "kiln_i8_cmpgt(\(d), kiln_i8_set1(-1))"
+    case .greater: "kiln_i8_cmpgt(\(d), kiln_i8_zero())"
+    case .less: "kiln_i8_cmpgt(kiln_i8_zero(), \(d))"
+    case .lessEqual: "kiln_i8_cmpgt(kiln_i8_set1(1), \(d))"
+    case .equal: "kiln_i8_cmpeq(\(d), kiln_i8_zero())"
+    case .notEqual: "kiln_i8_xor(kiln_i8_cmpeq(\(d), kiln_i8_zero()), kiln_i8_set1(-1))"
     default: nil
     }
   }
@@ -542,15 +542,15 @@ public struct CMatMulTemplate: Sendable {
     out.append("  int32_t lanes[\(parts.count)][\(width)] __attribute__((aligned(32)));")
     out += panelLoops(
       contraction, axes: axes, width: width, perLane: parts.enumerated().map { slot, part in "lanes[\(slot)][lane] = (int32_t)(\(part.lane));" })
-    for (slot, part) in parts.enumerated() { out.append("      const __m256i at\(slot) = _mm256_set1_epi32((int32_t)(\(part.k)));") }
+    for (slot, part) in parts.enumerated() { out.append("      const kiln_i8 at\(slot) = kiln_i8_set1((int32_t)(\(part.k)));") }
     out.append("      for (int h = 0; h < \(vectors); ++h) {")
-    out.append("        __m256i inside = _mm256_set1_epi32(-1);")
+    out.append("        kiln_i8 inside = kiln_i8_set1(-1);")
     for (slot, condition) in window.conditions.enumerated() {
-      let d = "_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lanes[\(slot + 1)] + 8 * h)), at\(slot + 1))"
-      out.append("        inside = _mm256_and_si256(inside, \(Self.comparison(condition.op, d)!));")
+      let d = "kiln_i8_add(kiln_i8_load((const kiln_i8 *)(lanes[\(slot + 1)] + 8 * h)), at\(slot + 1))"
+      out.append("        inside = kiln_i8_and(inside, \(Self.comparison(condition.op, d)!));")
     }
-    out.append("        const __m256i at = _mm256_and_si256(_mm256_add_epi32(_mm256_load_si256((const __m256i *)(lanes[0] + 8 * h)), at0), inside);")
-    out.append("        _mm256_storeu_ps(dst + 8 * h, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), b\(window.input), at, _mm256_castsi256_ps(inside), 4));")
+    out.append("        const kiln_i8 at = kiln_i8_and(kiln_i8_add(kiln_i8_load((const kiln_i8 *)(lanes[0] + 8 * h)), at0), inside);")
+    out.append("        kiln_f8_storeu(dst + 8 * h, kiln_f8_gather(kiln_f8_zero(), b\(window.input), at, kiln_i8_as_f8(inside), 4));")
     out.append("      }")
     out.append("      dst += \(width);")
     out.append("    }")
