@@ -2,7 +2,7 @@ import CGlslang
 import KilnSPIRV
 
 /// Compiles GLSL compute shaders to SPIR-V in-process with glslang, validates the result with
-/// SPIRV-Tools and (optionally) runs its performance passes.
+/// SPIRV-Tools and (optionally) optimises it with a short list of its passes.
 public struct GLSLCompiler: Sendable {
   public enum VulkanVersion: Int, Sendable {
     case v1_1 = 1, v1_2 = 2, v1_3 = 3
@@ -22,6 +22,15 @@ public struct GLSLCompiler: Sendable {
   public init(target: VulkanVersion = .v1_2, optimize: Bool = true) {
     self.target = target
     self.optimize = optimize
+  }
+
+  /// What besides the source decides this compiler's output (for `KernelCache` keys).
+  public var identity: String { "glslang vulkan1.\(target.rawValue) optimize=\(optimize)" }
+
+  /// Whether `bytes` are a SPIR-V module that passes validation for this compiler's target.
+  public func isValid(_ bytes: [UInt8]) -> Bool {
+    guard let module = try? SPIRVModule(bytes: bytes) else { return false }
+    return (try? SPIRVTools.validate(module.words, environment: target.spirvEnvironment)) != nil
   }
 
   /// The SPIR-V words of `source`, validated (and optimised, then validated again).

@@ -29,6 +29,8 @@ public struct CompileOptions: Sendable {
   /// Whether CPU contractions use the blocked GEMM (`CMatMulTemplate`); `KILN_CPU_GEMM=0` in the
   /// environment turns it off, to compare with the generic per-element loops.
   public var cpuGEMM = ProcessInfo.processInfo.environment["KILN_CPU_GEMM"] != "0"
+  /// Compiled kernels to reuse, and to add to (nil: compile everything).
+  public var cache: KernelCache?
 
   public init(
     targets: [Target] = Target.allCases, printIRAfter: Set<String> = [], dumpDirectory: URL? = nil,
@@ -97,6 +99,10 @@ public struct ModelCompiler: Sendable {
     let folded = try run("fold-batchnorm", { FoldBatchNorm.run(decomposed) }, describe: { $0.description })
     let plan = try run("form-dispatch-regions", { try FormDispatchRegions.run(folded) }, describe: describePlan)
     let memory = try run("plan-memory", { try PlanMemory.run(plan) }, describe: { describeMemory($0, plan: plan) })
+    // The shaders compile in the background from here on, and the C compiler from when its source
+    // is ready: on a 2-core machine the weight pre-packing and packing run meanwhile.
+    let vulkanBuild = options.targets.contains(.vulkan) ? startVulkanBuild(plan: plan) : nil
+    defer { vulkanBuild?.group.wait() }
 
     // The CPU program binds its GEMM kernels' constant operands pre-packed (its own plan and
     // memory plan); the bundle ships the constants some program binds, each once.
@@ -111,6 +117,8 @@ public struct ModelCompiler: Sendable {
     if options.targets.contains(.cpu) { weights += cpu.memory.weights.filter { !weights.contains($0) } }
     let weightIndex = Dictionary(uniqueKeysWithValues: weights.enumerated().map { ($1, $0) })
 
+    let cpuBuild = options.targets.contains(.cpu) ? try startCPUBuild(plan: cpu.plan, prepacked: cpu.prepacked) : nil
+    defer { cpuBuild?.group.wait() }
     var writer = BundleWriter()
     var manifest = Manifest(
       modelName: options.modelName, producer: "kiln", createdBy: "kiln \(KilnCodegenVersion.string)")
@@ -119,14 +127,11 @@ public struct ModelCompiler: Sendable {
       guard let data = cpu.plan.graph.constants[id] else { continue }
       packer.append(name: "\(cpu.plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
     }
-    // The C compiler runs in the background while the Vulkan target's shaders compile.
-    let cpuBuild = options.targets.contains(.cpu) ? try startCPUBuild(plan: cpu.plan, prepacked: cpu.prepacked) : nil
-    defer { cpuBuild?.group.wait() }
     var programs: [Manifest.Program] = []
     for target in options.targets {
       switch target {
       case .vulkan:
-        let indices = try run("codegen-vulkan", { try emitVulkan(plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) SPIR-V executables" })
+        let indices = try run("codegen-vulkan", { try emitVulkan(vulkanBuild, plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) SPIR-V executables" })
         programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, weightIndex: { weightIndex[$0] }, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
@@ -144,6 +149,7 @@ public struct ModelCompiler: Sendable {
     manifest.functions = [
       Manifest.Function(name: "main", inputs: graph.inputs.map(signature), outputs: graph.outputs.map(signature), programs: programs)
     ]
+    options.cache?.prune()
     return CompiledModel(manifest: manifest, writer: writer, kernelCount: plan.kernels.count, timings: timings)
   }
 
@@ -157,30 +163,73 @@ public struct ModelCompiler: Sendable {
     return [x, (groups + x - 1) / x, 1]
   }
 
-  /// One SPIR-V module per distinct kernel source, compiled in parallel; kernels with identical
-  /// source share one executable. Returns the executable index per kernel.
-  private func emitVulkan(plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> [Int] {
+  /// The Vulkan target's shaders, being compiled in the background: one SPIR-V module per
+  /// distinct kernel source (kernels with identical source share one), each its own work item.
+  final class VulkanBuild: Sendable {
+    let sources: [String]
+    /// Per kernel, the index into `unique` of the kernel whose module it uses.
+    let slotOfKernel: [Int]
+    /// The kernels whose sources are compiled, first of each distinct body.
+    let unique: [Int]
+    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
+    let group = DispatchGroup()
+    init(sources: [String], slotOfKernel: [Int], unique: [Int]) {
+      self.sources = sources
+      self.slotOfKernel = slotOfKernel
+      self.unique = unique
+    }
+  }
+
+  private func startVulkanBuild(plan: DispatchPlan) -> VulkanBuild {
     // Kernel names differ; the shader body does not mention them except in a comment line.
     // Contractions use the hand-written tiled template (shaders/matmul_tiled.comp), the rest the
     // generic one-invocation-per-element form.
     let sources = plan.kernels.map { MatMulTemplate.match($0)?.source() ?? GLSLKernel.source(for: $0) }
-    let bodies = sources.map { source in source.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("// ") }.joined(separator: "\n") }
-    var uniqueIndex: [String: Int] = [:]
+    var slotOfBody: [String: Int] = [:]
     var unique: [Int] = []
-    for (index, body) in bodies.enumerated() where uniqueIndex[body] == nil {
-      uniqueIndex[body] = unique.count
-      unique.append(index)
+    var bodies: [String] = []
+    var slotOfKernel: [Int] = []
+    for (index, source) in sources.enumerated() {
+      let body = source.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("// ") }.joined(separator: "\n")
+      if let slot = slotOfBody[body] {
+        slotOfKernel.append(slot)
+      } else {
+        slotOfBody[body] = unique.count
+        slotOfKernel.append(unique.count)
+        unique.append(index)
+        bodies.append(body)
+      }
     }
-    let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
-    let toCompile = unique
-    DispatchQueue.concurrentPerform(iterations: toCompile.count) { slot in
-      let index = toCompile[slot]
-      let result = Result { try GLSLCompiler().compileToBytes(sources[index], name: plan.kernels[index].name) }
-      results.withLock { $0[slot] = result }
-    }
-    let compiled = results.withLock { $0 }
-    var executableOfSlot: [Int] = []
+    let build = VulkanBuild(sources: sources, slotOfKernel: slotOfKernel, unique: unique)
+    let names = plan.kernels.map(\.name)
+    let cache = options.cache
     for (slot, index) in unique.enumerated() {
+      let bodies = bodies
+      DispatchQueue.global().async(group: build.group) {
+        let compiler = GLSLCompiler()
+        // Keyed by the body: kernels of other models with the same code share the entry.
+        let key = KernelCache.key("spirv", [compiler.identity, bodies[slot]])
+        let result = Result {
+          if let cached = cache?.load(key, verify: compiler.isValid) {
+            return cached
+          }
+          let code = try compiler.compileToBytes(sources[index], name: names[index])
+          cache?.store(key, code)
+          return code
+        }
+        build.results.withLock { $0[slot] = result }
+      }
+    }
+    return build
+  }
+
+  /// Waits for `build` and adds its modules; returns the executable index per kernel.
+  private func emitVulkan(_ build: VulkanBuild?, plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> [Int] {
+    guard let build else { throw CodegenError(.internal, "the Vulkan target was not started") }
+    build.group.wait()
+    let compiled = build.results.withLock { $0 }
+    var executableOfSlot: [Int] = []
+    for (slot, index) in build.unique.enumerated() {
       guard let result = compiled[slot] else { throw CodegenError(.internal, "kernel \(index) was not compiled") }
       let code = try result.get()
       let section = writer.addExecutable(code)
@@ -194,15 +243,15 @@ public struct ModelCompiler: Sendable {
       }
     }
     if let directory = options.dumpDirectory {
-      for (index, source) in sources.enumerated() {
+      for (index, source) in build.sources.enumerated() {
         try source.write(to: directory.appendingPathComponent("\(plan.kernels[index].name).comp"), atomically: true, encoding: .utf8)
       }
     }
-    return bodies.map { body in executableOfSlot[uniqueIndex[body] ?? 0] }
+    return build.slotOfKernel.map { executableOfSlot[$0] }
   }
 
-  /// The CPU target's shared objects, being built in the background (so that the Vulkan target's
-  /// shaders compile meanwhile); `emitCPU` waits for them.
+  /// The CPU target's shared objects, being built in the background (while the Vulkan target's
+  /// shaders compile and the weights are packed); `emitCPU` waits for them.
   final class CPUBuild: Sendable {
     let entryPoints: [String]
     let variants: [String]
@@ -236,13 +285,24 @@ public struct ModelCompiler: Sendable {
     let common = ["-fwrapv", "-fno-math-errno", "-ffp-contract=off"] + options.cpuFlags
     let build = CPUBuild(entryPoints: plan.kernels.map(\.name), variants: variants.map(\.0))
     let modelName = options.modelName
+    // A thread of its own per variant, not a work item: the shaders queued before would otherwise
+    // hold the C compiler, the longest job, back until they are all done.
     for (index, variant) in variants.enumerated() {
-      DispatchQueue.global().async(group: build.group) {
+      build.group.enter()
+      let cache = options.cache
+      let thread = Thread {
+        let flags = common + variant.1
+        let key = KernelCache.key("cpu-\(variant.0)", [toolchain.identity, flags.joined(separator: " "), source])
         let result = Result {
-          try toolchain.compileSharedObject(source: source, flags: common + variant.1, name: "\(modelName)-\(variant.0)")
+          if let cached = cache?.load(key, verify: { $0.starts(with: [0x7f, 0x45, 0x4c, 0x46]) }) { return cached }
+          let code = try toolchain.compileSharedObject(source: source, flags: flags, name: "\(modelName)-\(variant.0)")
+          cache?.store(key, code)
+          return code
         }
         build.results.withLock { $0[index] = result }
+        build.group.leave()
       }
+      thread.start()
     }
     return build
   }

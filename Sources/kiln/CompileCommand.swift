@@ -53,6 +53,19 @@ struct CompileCommand: ParsableCommand {
     help: ArgumentHelp("Most bytes of constant data, and of any one tensor, the importer accepts (default 4 GiB).", valueName: "BYTES"))
   var memoryBudget: Int?
 
+  @Flag(name: .customLong("time-passes"), help: "Print each pass's wall time to standard error.")
+  var timePasses = false
+
+  @Option(
+    name: .customLong("cache-dir"),
+    help: ArgumentHelp(
+      "The compiled-kernel cache (default: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).",
+      valueName: "DIR"))
+  var cacheDirectory: String?
+
+  @Flag(name: .customLong("no-cache"), help: "Compile every kernel; neither read nor write the kernel cache.")
+  var noCache = false
+
   func validate() throws {
     for entry in bindings + inputShapes where Self.splitAssignment(entry) == nil {
       throw ValidationError("expected NAME=VALUE, got '\(entry)'")
@@ -110,6 +123,9 @@ struct CompileCommand: ParsableCommand {
         }
       }
       options.printer = { printError($0) }
+      if !noCache, let directory = cacheDirectory.map({ URL(fileURLWithPath: $0, isDirectory: true) }) ?? KernelCache.defaultDirectory() {
+        options.cache = KernelCache(directory: directory)
+      }
 
       let clock = ContinuousClock()
       let start = clock.now
@@ -120,16 +136,27 @@ struct CompileCommand: ParsableCommand {
       let compiledAt = clock.now
       try compiled.writer.write(manifest: compiled.manifest, to: outputURL)
       let end = clock.now
+      if timePasses {
+        var lines = ["pass timings (wall, seconds):", Self.timingLine("import", (imported - start).seconds)]
+        for (pass, seconds) in compiled.timings { lines.append(Self.timingLine(pass, seconds)) }
+        lines.append(Self.timingLine("write", (end - compiledAt).seconds))
+        printError(lines.joined(separator: "\n"))
+      }
 
       let size = (try? FileManager.default.attributesOfItem(atPath: outputURL.path)[.size] as? Int) ?? 0
       printError(
         "compiled \(model) -> \(outputURL.relativePath): \(compiled.kernelCount) kernels, "
           + "targets \(chosen.joined(separator: "+")), \(Self.formatBytes(size)), "
+          + (options.cache.map { "\($0.hits) of \($0.hits + $0.misses) compiled modules from the cache, " } ?? "")
           + "compile time \(String(format: "%.3f", (end - start).seconds)) s "
           + "(import \(String(format: "%.3f", (imported - start).seconds)) s, "
           + "codegen \(String(format: "%.3f", (compiledAt - imported).seconds)) s, "
           + "write \(String(format: "%.3f", (end - compiledAt).seconds)) s)")
     }
+  }
+
+  static func timingLine(_ name: String, _ seconds: Double) -> String {
+    "  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%.3f", seconds)
   }
 
   /// Import options from `--bind`, `--input-shape` and `--memory-budget`.

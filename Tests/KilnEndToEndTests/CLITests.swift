@@ -35,6 +35,28 @@ struct CLITests {
     #expect(result.stderr.contains(text), "'\(result.stderr)' should mention '\(text)'", sourceLocation: sourceLocation)
   }
 
+  /// `--cache-dir` names the kernel cache: the second compile reads every module from it and
+  /// writes the same bundle; `--no-cache` neither reads nor mentions it; `--time-passes` lists
+  /// every pass.
+  @Test func compileUsesTheKernelCacheUnlessTold() throws {
+    let folder = try workspace()
+    let dir = folder.url
+    let first = try kiln("compile", "model.onnx", "-o", "a.kiln", "--cache-dir", "cache", in: dir)
+    #expect(first.status == 0, "\(first.stderr)")
+    let counts = first.stderr.firstMatch(of: /(\d+) of (\d+) compiled modules from the cache/)
+    #expect(counts?.output.1 == "0" && (Int(counts?.output.2 ?? "") ?? 0) > 2, "\(first.stderr)")
+    let second = try kiln("compile", "model.onnx", "-o", "b.kiln", "--cache-dir", "cache", "--time-passes", in: dir)
+    let total = counts?.output.2 ?? "?"
+    #expect(second.stderr.contains("\(total) of \(total) compiled modules from the cache"), "\(second.stderr)")
+    for pass in ["import", "prepack-weights", "codegen-vulkan", "codegen-cpu", "write"] {
+      #expect(second.stderr.contains("\n  \(pass) "), "no time for \(pass): \(second.stderr)")
+    }
+    let third = try kiln("compile", "model.onnx", "-o", "c.kiln", "--no-cache", "--cache-dir", "cache", in: dir)
+    #expect(third.status == 0 && !third.stderr.contains("cache"), "\(third.stderr)")
+    let bundles = try ["a", "b", "c"].map { try Data(contentsOf: dir.appendingPathComponent("\($0).kiln")) }
+    #expect(bundles[0] == bundles[1] && bundles[1] == bundles[2])
+  }
+
   @Test func compileRunInspectRoundTrip() throws {
     let folder = try workspace()
     let dir = folder.url
