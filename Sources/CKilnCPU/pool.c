@@ -17,8 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Chunks per participating thread: enough to balance uneven workgroups, few enough to stay cheap. */
-#define KILN_CPU_CHUNKS_PER_THREAD 4
+/* Without a hint, chunks shrink as the range empties (guided scheduling): each claim takes the
+ * remaining workgroups over twice the participants, but never less than a sixteenth of an equal
+ * share. Big first chunks keep claims few; small last ones leave no thread waiting long for
+ * another's last chunk. */
+#define KILN_CPU_GUIDED_DIVISOR 2
+#define KILN_CPU_GUIDED_MIN_FRACTION 16
 /* Busy-wait iterations before blocking (keeps back-to-back dispatches off the futex path). */
 #define KILN_CPU_SPIN_ITERATIONS 2000
 
@@ -34,10 +38,21 @@ static inline void cpu_relax(void) {
 typedef struct job {
   kiln_cpu_kernel kernel;
   kiln_cpu_dispatch dispatch; /* workgroup_begin/end: the whole range of the job */
-  uint32_t chunk_size;
-  uint32_t chunk_count;
+  uint32_t total;             /* workgroups in the range */
+  uint32_t chunk_size;        /* fixed chunks (a kernel's hint); 0: guided */
+  uint32_t guided_divisor;    /* guided: a claim takes remaining / guided_divisor ... */
+  uint32_t min_chunk;         /* ... and at least this many */
   uint32_t generation;
 } job;
+
+static inline uint32_t chunk_for(const job *work, uint32_t remaining) {
+  uint32_t size = work->chunk_size;
+  if (size == 0) {
+    size = (remaining + work->guided_divisor - 1) / work->guided_divisor;
+    if (size < work->min_chunk) size = work->min_chunk;
+  }
+  return size < remaining ? size : remaining;
+}
 
 struct kiln_cpu_pool {
   pthread_mutex_t mutex;
@@ -47,8 +62,8 @@ struct kiln_cpu_pool {
   job current;                   /* guarded by mutex */
   bool stopping;                 /* guarded by mutex */
   _Atomic uint32_t generation;   /* written under mutex; read without it while spinning */
-  _Atomic uint64_t claim;        /* generation << 32 | index of the next unclaimed chunk */
-  _Atomic uint32_t finished;     /* chunks of the current job that have run */
+  _Atomic uint64_t claim;        /* generation << 32 | offset of the first unclaimed workgroup */
+  _Atomic uint32_t finished;     /* workgroups of the current job that have run */
   uint32_t worker_count;
   pthread_t *threads;
 };
@@ -58,21 +73,19 @@ static void run_chunks(kiln_cpu_pool *pool, const job *work) {
   for (;;) {
     uint64_t claim = atomic_load_explicit(&pool->claim, memory_order_acquire);
     if ((uint32_t)(claim >> 32) != work->generation) return;
-    uint32_t index = (uint32_t)claim;
-    if (index >= work->chunk_count) return;
+    uint32_t next = (uint32_t)claim;
+    if (next >= work->total) return;
+    uint32_t size = chunk_for(work, work->total - next);
     if (!atomic_compare_exchange_weak_explicit(
-          &pool->claim, &claim, claim + 1, memory_order_acq_rel, memory_order_relaxed)) {
+          &pool->claim, &claim, claim + size, memory_order_acq_rel, memory_order_relaxed)) {
       continue;
     }
     kiln_cpu_dispatch dispatch = work->dispatch;
-    uint64_t begin = (uint64_t)work->dispatch.workgroup_begin + (uint64_t)index * work->chunk_size;
-    uint64_t end = begin + work->chunk_size;
-    if (end > work->dispatch.workgroup_end) end = work->dispatch.workgroup_end;
-    dispatch.workgroup_begin = (uint32_t)begin;
-    dispatch.workgroup_end = (uint32_t)end;
+    dispatch.workgroup_begin = work->dispatch.workgroup_begin + next;
+    dispatch.workgroup_end = dispatch.workgroup_begin + size;
     work->kernel(&dispatch);
-    uint32_t done = atomic_fetch_add_explicit(&pool->finished, 1, memory_order_acq_rel) + 1;
-    if (done == work->chunk_count) {
+    uint32_t done = atomic_fetch_add_explicit(&pool->finished, size, memory_order_acq_rel) + size;
+    if (done == work->total) {
       pthread_mutex_lock(&pool->mutex);
       pthread_cond_broadcast(&pool->work_finished);
       pthread_mutex_unlock(&pool->mutex);
@@ -184,16 +197,23 @@ void kiln_cpu_pool_dispatch(kiln_cpu_pool *pool, kiln_cpu_kernel kernel, const k
     return;
   }
   uint64_t participants = (uint64_t)pool->worker_count + 1;
-  uint64_t wanted = participants * (chunks_per_thread > 0 ? chunks_per_thread : KILN_CPU_CHUNKS_PER_THREAD);
-  uint32_t chunk_count = total < wanted ? total : (uint32_t)wanted;
-  uint32_t chunk_size = (uint32_t)(((uint64_t)total + chunk_count - 1) / chunk_count);
-  chunk_count = (uint32_t)(((uint64_t)total + chunk_size - 1) / chunk_size);
+  uint32_t chunk_size = 0, min_chunk = 1, chunk_count = total;
+  if (chunks_per_thread > 0) {
+    uint64_t wanted = participants * chunks_per_thread;
+    chunk_count = total < wanted ? total : (uint32_t)wanted;
+    chunk_size = (uint32_t)(((uint64_t)total + chunk_count - 1) / chunk_count);
+    chunk_count = (uint32_t)(((uint64_t)total + chunk_size - 1) / chunk_size);
+  } else {
+    uint64_t floor = (uint64_t)total / (participants * KILN_CPU_GUIDED_MIN_FRACTION);
+    min_chunk = floor > 1 ? (uint32_t)floor : 1;
+  }
+  uint64_t divisor = participants * KILN_CPU_GUIDED_DIVISOR;
 
   pthread_mutex_lock(&pool->dispatch_lock);
   pthread_mutex_lock(&pool->mutex);
   uint32_t generation = atomic_load_explicit(&pool->generation, memory_order_relaxed) + 1;
   if (generation == 0) generation = 1; /* 0 is the workers' initial "seen" */
-  job work = {kernel, *dispatch, chunk_size, chunk_count, generation};
+  job work = {kernel, *dispatch, total, chunk_size, divisor < UINT32_MAX ? (uint32_t)divisor : UINT32_MAX, min_chunk, generation};
   pool->current = work;
   atomic_store_explicit(&pool->finished, 0, memory_order_relaxed);
   atomic_store_explicit(&pool->claim, (uint64_t)generation << 32, memory_order_release);
@@ -209,12 +229,12 @@ void kiln_cpu_pool_dispatch(kiln_cpu_pool *pool, kiln_cpu_kernel kernel, const k
   run_chunks(pool, &work);
 
   for (int i = 0; i < KILN_CPU_SPIN_ITERATIONS; i++) {
-    if (atomic_load_explicit(&pool->finished, memory_order_acquire) >= chunk_count) break;
+    if (atomic_load_explicit(&pool->finished, memory_order_acquire) >= total) break;
     cpu_relax();
   }
-  if (atomic_load_explicit(&pool->finished, memory_order_acquire) < chunk_count) {
+  if (atomic_load_explicit(&pool->finished, memory_order_acquire) < total) {
     pthread_mutex_lock(&pool->mutex);
-    while (atomic_load_explicit(&pool->finished, memory_order_acquire) < chunk_count) {
+    while (atomic_load_explicit(&pool->finished, memory_order_acquire) < total) {
       pthread_cond_wait(&pool->work_finished, &pool->mutex);
     }
     pthread_mutex_unlock(&pool->mutex);

@@ -95,10 +95,12 @@ void kiln_cpu_pool_destroy(kiln_cpu_pool *pool);
 
 /*
  * Runs `kernel` over the workgroups [dispatch->workgroup_begin, dispatch->workgroup_end) and returns
- * when all of them have finished. The calling thread takes part; the range is split into up to
- * `chunks_per_thread` contiguous chunks per participating thread (0: the default, 4) that the
- * participants claim one at a time. `pool` may be NULL: the caller then runs the whole range in one
- * call, as it does for a single workgroup. Calls on one pool are serialised internally.
+ * when all of them have finished. The calling thread takes part; the participants claim
+ * contiguous chunks of the range one at a time: `chunks_per_thread` equal chunks per participating
+ * thread, or with 0, chunks that shrink as the range empties (each the remaining workgroups over
+ * twice the participants, at least a sixteenth of an equal share). `pool` may be NULL: the caller
+ * then runs the whole range in one call, as it does for a single workgroup. Calls on one pool are
+ * serialised internally.
  */
 void kiln_cpu_pool_dispatch(kiln_cpu_pool *pool, kiln_cpu_kernel kernel, const kiln_cpu_dispatch *dispatch,
                             uint32_t chunks_per_thread);
