@@ -29,6 +29,7 @@ enum CMatMulSupport {
     static inline kiln_i8 kiln_i8_cmpeq(kiln_i8 a, kiln_i8 b) { return a == b; }
     static inline kiln_i8 kiln_i8_cmpgt(kiln_i8 a, kiln_i8 b) { return a > b; }
     static inline kiln_f8 kiln_i8_as_f8(kiln_i8 a) { return (kiln_f8)a; }
+    static inline int kiln_i8_all(kiln_i8 a) { return __builtin_ia32_movmskps256(kiln_i8_as_f8(a)) == 0xff; }
     #define kiln_f8_gather(src, base, index, mask, scale) \
       ((kiln_f8)__builtin_ia32_gatherd_ps256((src), (const float *)(base), (index), (mask), (scale)))
     #else
@@ -52,6 +53,7 @@ enum CMatMulSupport {
     #define kiln_i8_cmpgt _mm256_cmpgt_epi32
     #define kiln_i8_as_f8 _mm256_castsi256_ps
     #define kiln_f8_gather _mm256_mask_i32gather_ps
+    #define kiln_i8_all(a) (_mm256_movemask_ps(_mm256_castsi256_ps(a)) == 0xff)
     #endif
     #endif
 

@@ -448,13 +448,14 @@ public struct CMatMulTemplate: Sendable {
   /// The loops both packing forms share, opened: panels of `width` rows from r0 to r1; per lane
   /// its coordinates (lanes past r1 repeat row r1 - 1) and `perLane`; then the reduction steps
   /// k0..<k0 + kc with every variable set. The caller writes the step's body and closes both.
-  private func panelLoops(_ contraction: Contraction, axes: [Int], width: Int, perLane: [String]) -> [String] {
+  private func panelLoops(_ contraction: Contraction, axes: [Int], width: Int, perLane: [String], perPanel: [String] = []) -> [String] {
     var out = ["  for (int64_t r = r0; r < r1; r += \(width)) {"]
     out.append("    for (int lane = 0; lane < \(width); ++lane) {")
     out.append("      int64_t row = r + lane < r1 ? r + lane : r1 - 1;")
     out += coordinateLines(axes, from: "row", indent: "      ")
     out += perLane.map { "      " + $0 }
     out.append("    }")
+    out += perPanel.map { "    " + $0 }
     out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
     out += variableLines(contraction.variables, indent: "      ")
     return out
@@ -527,7 +528,9 @@ public struct CMatMulTemplate: Sendable {
   /// The AVX2 packing of a masked window (the object built for x86-64-v3; the generic loop follows
   /// under `#else`): each lane's share of the index and of every mask once per panel, the
   /// reduction's share once per k, then eight lanes at a time a masked gather, which reads nothing
-  /// where a mask fails. Lanes past r1 repeat row r1 - 1, as the generic loop's do.
+  /// where a mask fails. Where eight lanes read consecutive elements (columns of one output row,
+  /// stride 1: known once per panel) and every mask holds, one unaligned load replaces the gather.
+  /// Lanes past r1 repeat row r1 - 1, as the generic loop's do.
   private func windowGatherLines(_ window: MaskedWindow, contraction: Contraction, axes: [Int], width: Int) -> [String] {
     func split(_ map: AffineIndex) -> (lane: String, k: String) {
       var lane = "INT64_C(0)"
@@ -540,17 +543,31 @@ public struct CMatMulTemplate: Sendable {
     let vectors = width / 8
     var out = ["#if defined(__AVX2__)"]
     out.append("  int32_t lanes[\(parts.count)][\(width)] __attribute__((aligned(32)));")
+    let perPanel = [
+      "int runs[\(vectors)];",
+      "for (int h = 0; h < \(vectors); ++h) {",
+      "  runs[h] = 1;",
+      "  for (int i = 1; i < 8; ++i) runs[h] &= lanes[0][8 * h + i] == lanes[0][8 * h] + i;",
+      "}",
+    ]
     out += panelLoops(
-      contraction, axes: axes, width: width, perLane: parts.enumerated().map { slot, part in "lanes[\(slot)][lane] = (int32_t)(\(part.lane));" })
-    for (slot, part) in parts.enumerated() { out.append("      const kiln_i8 at\(slot) = kiln_i8_set1((int32_t)(\(part.k)));") }
+      contraction, axes: axes, width: width, perLane: parts.enumerated().map { slot, part in "lanes[\(slot)][lane] = (int32_t)(\(part.lane));" },
+      perPanel: perPanel)
+    out.append("      const int32_t k0part = (int32_t)(\(parts[0].k));")
+    out.append("      const kiln_i8 at0 = kiln_i8_set1(k0part);")
+    for (slot, part) in parts.enumerated().dropFirst() { out.append("      const kiln_i8 at\(slot) = kiln_i8_set1((int32_t)(\(part.k)));") }
     out.append("      for (int h = 0; h < \(vectors); ++h) {")
     out.append("        kiln_i8 inside = kiln_i8_set1(-1);")
     for (slot, condition) in window.conditions.enumerated() {
       let d = "kiln_i8_add(kiln_i8_load((const kiln_i8 *)(lanes[\(slot + 1)] + 8 * h)), at\(slot + 1))"
       out.append("        inside = kiln_i8_and(inside, \(Self.comparison(condition.op, d)!));")
     }
-    out.append("        const kiln_i8 at = kiln_i8_and(kiln_i8_add(kiln_i8_load((const kiln_i8 *)(lanes[0] + 8 * h)), at0), inside);")
-    out.append("        kiln_f8_storeu(dst + 8 * h, kiln_f8_gather(kiln_f8_zero(), b\(window.input), at, kiln_i8_as_f8(inside), 4));")
+    out.append("        if (runs[h] && kiln_i8_all(inside)) {")
+    out.append("          kiln_f8_storeu(dst + 8 * h, kiln_f8_loadu(b\(window.input) + lanes[0][8 * h] + k0part));")
+    out.append("        } else {")
+    out.append("          const kiln_i8 at = kiln_i8_and(kiln_i8_add(kiln_i8_load((const kiln_i8 *)(lanes[0] + 8 * h)), at0), inside);")
+    out.append("          kiln_f8_storeu(dst + 8 * h, kiln_f8_gather(kiln_f8_zero(), b\(window.input), at, kiln_i8_as_f8(inside), 4));")
+    out.append("        }")
     out.append("      }")
     out.append("      dst += \(width);")
     out.append("    }")
