@@ -68,15 +68,17 @@ public enum CKernel {
       """
     out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
     let templates = kernels.enumerated().map { index, kernel in gemm ? CMatMulTemplate.match(kernel, prepacked: prepacked[index] ?? []) : nil }
-    if templates.contains(where: { $0 != nil }) { out += CMatMulSupport.source }
+    let windows = zip(kernels, templates).map { kernel, template in gemm && template == nil ? CWindowTemplate.match(kernel) : nil }
+    if templates.contains(where: { $0 != nil }) || windows.contains(where: { $0 != nil }) { out += CMatMulSupport.source }
     // Kernels that differ only in name (repeated blocks of a network) share one body: the later
     // ones are entry points that call the first, so the C compiler sees each body once.
     var firstWithBody: [String: String] = [:]
-    for (kernel, template) in zip(kernels, templates) {
+    for (index, kernel) in kernels.enumerated() {
+      let template = templates[index]
       if template?.prefersCoarseChunks == true {
         out += "\nKILN_CPU_EXPORT const uint32_t \(kernel.name)_chunks_per_thread = 1;\n"
       }
-      let source = template?.source() ?? function(for: kernel)
+      let source = template?.source() ?? windows[index]?.source() ?? function(for: kernel)
       let body = source.replacingOccurrences(of: kernel.name, with: "@KERNEL@").split(separator: "\n")
         .filter { !$0.hasPrefix("//") }.joined(separator: "\n")
       if let first = firstWithBody[body] {
@@ -206,7 +208,9 @@ public enum CKernel {
   /// Workgroups `kernel` is dispatched with: its GEMM tiles when `CMatMulTemplate` runs it, else
   /// one per `elementsPerWorkgroup` outputs.
   public static func workgroups(for kernel: Kernel, gemm: Bool = true, prepacked: Set<CMatMulTemplate.Operand> = []) -> Int {
-    (gemm ? CMatMulTemplate.match(kernel, prepacked: prepacked)?.workgroups : nil) ?? workgroups(for: kernel.output.elementCount)
+    guard gemm else { return workgroups(for: kernel.output.elementCount) }
+    return CMatMulTemplate.match(kernel, prepacked: prepacked)?.workgroups ?? CWindowTemplate.match(kernel)?.workgroups
+      ?? workgroups(for: kernel.output.elementCount)
   }
 
   /// Workgroups a generic kernel of `elementCount` outputs needs.

@@ -91,60 +91,8 @@ public struct CMatMulTemplate: Sendable {
 
   /// The match for `kernel`, or nil when it is not a float32 sum of products this template runs.
   public static func match(_ kernel: Kernel, prepacked: Set<Operand> = []) -> CMatMulTemplate? {
-    guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
-    var reductions: [Expr] = []
-    var contractions: [Contraction] = []
-    var bodies: [Expr] = []
-    let replaced = kernel.body.replacingReductions { op, variable, extent, body in
-      let this = Expr.reduce(op, variable: variable, extent: extent, body: body)
-      // A reduction used twice (an epilogue such as Relu's select) is one contraction.
-      if let index = reductions.firstIndex(of: this) { return accumulator(index) }
-      guard op == .sum, reductions.count < maximumContractions else { return nil }
-      var variables = [(id: variable, extent: extent)]
-      var inner = body
-      while case .reduce(.sum, let v, let e, let b) = inner {
-        variables.append((v, e))
-        inner = b
-      }
-      guard !inner.containsReduction else { return nil }
-      reductions.append(this)
-      contractions.append(Contraction(variables: variables))
-      bodies.append(inner)
-      return accumulator(reductions.count - 1)
-    }
-    guard let epilogue = replaced, !contractions.isEmpty, bodies.allSatisfy({ kernel.type(of: $0) == .float32 }) else { return nil }
-    let accumulators = Set(contractions.indices.map { MatMulTemplate.accumulatorVariable + $0 })
-    guard !epilogue.usesVariable(except: accumulators) else { return nil }
-    for (index, body) in bodies.enumerated() {
-      let reductionIDs = Set(contractions[index].variables.map(\.id))
-      // Split the body into factors and the conditions masking them to zero.
-      var factors: [Expr] = []
-      var conditions: [Expr] = []
-      func split(_ e: Expr) {
-        switch e {
-        case .binary(.multiply, let a, let b):
-          split(a)
-          split(b)
-        case .select(let c, let a, .literal(let zero)) where zero.type == .float32 && zero.float == 0 && zero.float.sign == .plus:
-          conjuncts(c)
-          split(a)
-        default: factors.append(e)
-        }
-      }
-      func conjuncts(_ c: Expr) {
-        if case .binary(.logicalAnd, let a, let b) = c {
-          conjuncts(a)
-          conjuncts(b)
-        } else {
-          conditions.append(c)
-        }
-      }
-      split(body)
-      let items = factors.map { (expr: $0, isCondition: false) } + conditions.map { (expr: $0, isCondition: true) }
-      guard items.allSatisfy({ !$0.expr.usesVariable(except: reductionIDs) }) else { return nil }
-      contractions[index].items = items
-    }
-
+    guard let (epilogue, parsed) = parse(kernel) else { return nil }
+    var contractions = parsed
     let shape = kernel.shape
     let nonUnit = shape.indices.filter { shape[$0] != 1 }
     // Every contraction's items, flattened (the split below must suit them all).
@@ -218,6 +166,67 @@ public struct CMatMulTemplate: Sendable {
       }
     }
     return template()
+  }
+
+  /// `kernel` as float32 sums of products (up to `maximumContractions`, each a nest of sum
+  /// reductions over factors and the conditions masking them to zero: `Contraction.items`) and
+  /// the epilogue that combines them (reading contraction i as `accumulator(i)`); nil when it is
+  /// not one.
+  static func parse(_ kernel: Kernel) -> (epilogue: Expr, contractions: [Contraction])? {
+    guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
+    var reductions: [Expr] = []
+    var contractions: [Contraction] = []
+    var bodies: [Expr] = []
+    let replaced = kernel.body.replacingReductions { op, variable, extent, body in
+      let this = Expr.reduce(op, variable: variable, extent: extent, body: body)
+      // A reduction used twice (an epilogue such as Relu's select) is one contraction.
+      if let index = reductions.firstIndex(of: this) { return accumulator(index) }
+      guard op == .sum, reductions.count < maximumContractions else { return nil }
+      var variables = [(id: variable, extent: extent)]
+      var inner = body
+      while case .reduce(.sum, let v, let e, let b) = inner {
+        variables.append((v, e))
+        inner = b
+      }
+      guard !inner.containsReduction else { return nil }
+      reductions.append(this)
+      contractions.append(Contraction(variables: variables))
+      bodies.append(inner)
+      return accumulator(reductions.count - 1)
+    }
+    guard let epilogue = replaced, !contractions.isEmpty, bodies.allSatisfy({ kernel.type(of: $0) == .float32 }) else { return nil }
+    let accumulators = Set(contractions.indices.map { MatMulTemplate.accumulatorVariable + $0 })
+    guard !epilogue.usesVariable(except: accumulators) else { return nil }
+    for (index, body) in bodies.enumerated() {
+      let reductionIDs = Set(contractions[index].variables.map(\.id))
+      // Split the body into factors and the conditions masking them to zero.
+      var factors: [Expr] = []
+      var conditions: [Expr] = []
+      func split(_ e: Expr) {
+        switch e {
+        case .binary(.multiply, let a, let b):
+          split(a)
+          split(b)
+        case .select(let c, let a, .literal(let zero)) where zero.type == .float32 && zero.float == 0 && zero.float.sign == .plus:
+          conjuncts(c)
+          split(a)
+        default: factors.append(e)
+        }
+      }
+      func conjuncts(_ c: Expr) {
+        if case .binary(.logicalAnd, let a, let b) = c {
+          conjuncts(a)
+          conjuncts(b)
+        } else {
+          conditions.append(c)
+        }
+      }
+      split(body)
+      let items = factors.map { (expr: $0, isCondition: false) } + conditions.map { (expr: $0, isCondition: true) }
+      guard items.allSatisfy({ !$0.expr.usesVariable(except: reductionIDs) }) else { return nil }
+      contractions[index].items = items
+    }
+    return (epilogue, contractions)
   }
 
   /// Whether some B operand is packed on every call: not pre-packed, and not row-major along N
@@ -470,7 +479,9 @@ public struct CMatMulTemplate: Sendable {
     var conditions: [(difference: AffineIndex, op: BinaryOp)]
   }
 
-  func maskedWindow(_ side: Side) -> MaskedWindow? {
+  func maskedWindow(_ side: Side) -> MaskedWindow? { Self.maskedWindow(side, kernel: kernel) }
+
+  static func maskedWindow(_ side: Side, kernel: Kernel) -> MaskedWindow? {
     guard side.factors.count == 1, !side.conditions.isEmpty, case .load(let input, let rawIndex) = side.factors[0],
       kernel.inputs[input].dtype == .float32, kernel.inputs[input].elementCount > 0, kernel.inputs[input].elementCount < Int(Int32.max)
     else { return nil }
