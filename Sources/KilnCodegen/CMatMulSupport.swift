@@ -30,6 +30,8 @@ enum CMatMulSupport {
     static inline kiln_i8 kiln_i8_cmpgt(kiln_i8 a, kiln_i8 b) { return a > b; }
     static inline kiln_f8 kiln_i8_as_f8(kiln_i8 a) { return (kiln_f8)a; }
     static inline int kiln_i8_all(kiln_i8 a) { return __builtin_ia32_movmskps256(kiln_i8_as_f8(a)) == 0xff; }
+    /* Elements 0, 2, 4, 6 of a and 1, 3, 5, 7 of b. */
+    static inline kiln_f8 kiln_f8_even(kiln_f8 a, kiln_f8 b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15); }
     #define kiln_f8_gather(src, base, index, mask, scale) \
       ((kiln_f8)__builtin_ia32_gatherd_ps256((src), (const float *)(base), (index), (mask), (scale)))
     #else
@@ -54,6 +56,9 @@ enum CMatMulSupport {
     #define kiln_i8_as_f8 _mm256_castsi256_ps
     #define kiln_f8_gather _mm256_mask_i32gather_ps
     #define kiln_i8_all(a) (_mm256_movemask_ps(_mm256_castsi256_ps(a)) == 0xff)
+    static inline __m256 kiln_f8_even(__m256 a, __m256 b) {
+      return _mm256_permutevar8x32_ps(_mm256_blend_ps(a, b, 0xaa), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    }
     #endif
     #endif
 

@@ -540,7 +540,9 @@ public struct CMatMulTemplate: Sendable {
   /// under `#else`): each lane's share of the index and of every mask once per panel, the
   /// reduction's share once per k, then eight lanes at a time a masked gather, which reads nothing
   /// where a mask fails. Where eight lanes read consecutive elements (columns of one output row,
-  /// stride 1: known once per panel) and every mask holds, one unaligned load replaces the gather.
+  /// stride 1: known once per panel) and every mask holds, one unaligned load replaces the gather;
+  /// where they read every other element (stride 2), two loads and a shuffle do (the second load
+  /// starts at the seventh element, so nothing past the last lane's element is read).
   /// Lanes past r1 repeat row r1 - 1, as the generic loop's do.
   private func windowGatherLines(_ window: MaskedWindow, contraction: Contraction, axes: [Int], width: Int) -> [String] {
     func split(_ map: AffineIndex) -> (lane: String, k: String) {
@@ -555,10 +557,14 @@ public struct CMatMulTemplate: Sendable {
     var out = ["#if defined(__AVX2__)"]
     out.append("  int32_t lanes[\(parts.count)][\(width)] __attribute__((aligned(32)));")
     let perPanel = [
-      "int runs[\(vectors)];",
+      "int runs[\(vectors)], pairs[\(vectors)];",
       "for (int h = 0; h < \(vectors); ++h) {",
       "  runs[h] = 1;",
-      "  for (int i = 1; i < 8; ++i) runs[h] &= lanes[0][8 * h + i] == lanes[0][8 * h] + i;",
+      "  pairs[h] = 1;",
+      "  for (int i = 1; i < 8; ++i) {",
+      "    runs[h] &= lanes[0][8 * h + i] == lanes[0][8 * h] + i;",
+      "    pairs[h] &= lanes[0][8 * h + i] == lanes[0][8 * h] + 2 * i;",
+      "  }",
       "}",
     ]
     out += panelLoops(
@@ -573,8 +579,12 @@ public struct CMatMulTemplate: Sendable {
       let d = "kiln_i8_add(kiln_i8_load((const kiln_i8 *)(lanes[\(slot + 1)] + 8 * h)), at\(slot + 1))"
       out.append("        inside = kiln_i8_and(inside, \(Self.comparison(condition.op, d)!));")
     }
-    out.append("        if (runs[h] && kiln_i8_all(inside)) {")
+    out.append("        const int all = kiln_i8_all(inside);")
+    out.append("        if (runs[h] && all) {")
     out.append("          kiln_f8_storeu(dst + 8 * h, kiln_f8_loadu(b\(window.input) + lanes[0][8 * h] + k0part));")
+    out.append("        } else if (pairs[h] && all) {")
+    out.append("          const float *p = b\(window.input) + lanes[0][8 * h] + k0part;")
+    out.append("          kiln_f8_storeu(dst + 8 * h, kiln_f8_even(kiln_f8_loadu(p), kiln_f8_loadu(p + 7)));")
     out.append("        } else {")
     out.append("          const kiln_i8 at = kiln_i8_and(kiln_i8_add(kiln_i8_load((const kiln_i8 *)(lanes[0] + 8 * h)), at0), inside);")
     out.append("          kiln_f8_storeu(dst + 8 * h, kiln_f8_gather(kiln_f8_zero(), b\(window.input), at, kiln_i8_as_f8(inside), 4));")

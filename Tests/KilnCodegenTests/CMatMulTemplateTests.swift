@@ -178,6 +178,10 @@ struct CMatMulTemplateTests {
     #expect(try #require(CMatMulTemplate.match(padded)).source().contains("kiln_f8_gather"))
     try expectAgreement(padded)
     try expectAgreement(conv(batch: 1, channels: 5, filters: 7, size: 20, kernelSize: 7, stride: 2, pad: 3))
+    // Rows of 20 at stride 1 and 2: eight lanes in one row read consecutive elements (one load) or
+    // every other one (two loads and a shuffle) where the masks hold.
+    try expectAgreement(conv(batch: 1, channels: 3, filters: 8, size: 20, kernelSize: 3, stride: 1, pad: 1))
+    try expectAgreement(conv(batch: 1, channels: 3, filters: 8, size: 40, kernelSize: 3, stride: 2, pad: 1))
     try expectAgreement(conv(batch: 1, channels: 16, filters: 20, size: 13, kernelSize: 1, stride: 1, pad: 0))
     // A depthwise convolution is one row of weights per channel over 9 taps: no GEMM.
     #expect(CMatMulTemplate.match(conv(batch: 1, channels: 7, filters: 7, size: 12, kernelSize: 3, stride: 1, pad: 1, depthwise: true)) == nil)
