@@ -269,7 +269,7 @@ public struct CMatMulTemplate: Sendable {
   }
 
   /// Statements setting every reduction variable from the flattened reduction index `k`.
-  private func variableLines(_ variables: [(id: Int, extent: Int)], indent: String) -> [String] {
+  static func variableLines(_ variables: [(id: Int, extent: Int)], indent: String) -> [String] {
     var lines: [String] = []
     var step = 1
     for (id, extent) in variables.reversed() {
@@ -379,6 +379,11 @@ public struct CMatMulTemplate: Sendable {
   }
 
   private func emitValue(_ expr: Expr, into target: String, indent: Int) -> [String] {
+    Self.emitValue(expr, kernel: kernel, into: target, indent: indent)
+  }
+
+  /// `target = expr;` as C statements over `kernel`'s inputs, in a block at `indent`.
+  static func emitValue(_ expr: Expr, kernel: Kernel, into target: String, indent: Int) -> [String] {
     var emitter = ExprEmitter(dialect: CDialect(), kernel: kernel)
     var lines: [String] = []
     emitter.withIndent(indent) { emitter in
@@ -466,7 +471,7 @@ public struct CMatMulTemplate: Sendable {
     out.append("    }")
     out += perPanel.map { "    " + $0 }
     out.append("    for (int64_t k = k0; k < k0 + kc; ++k) {")
-    out += variableLines(contraction.variables, indent: "      ")
+    out += Self.variableLines(contraction.variables, indent: "      ")
     return out
   }
 

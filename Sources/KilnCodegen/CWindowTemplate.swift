@@ -134,28 +134,6 @@ public struct CWindowTemplate: Sendable {
 
   // MARK: Emission
 
-  /// Statements setting every reduction variable from the flattened tap index `k`.
-  private func variableLines(indent: String) -> [String] {
-    var lines: [String] = []
-    var step = 1
-    for (id, extent) in variables.reversed() {
-      let quotient = step == 1 ? "k" : "k / \(step)"
-      lines.insert("\(indent)v\(id) = (\(quotient)) % \(extent);", at: 0)
-      step *= extent
-    }
-    return lines
-  }
-
-  private func emitValue(_ expr: Expr, into target: String, indent: Int) -> [String] {
-    var emitter = ExprEmitter(dialect: CDialect(), kernel: kernel)
-    emitter.withIndent(indent + 1) { emitter in
-      let value = emitter.emit(expr)
-      emitter.line("\(target) = \(value);")
-    }
-    let pad = String(repeating: "  ", count: indent)
-    return ["\(pad){"] + emitter.lines + ["\(pad)}"]
-  }
-
   /// Each tap's distance, in the phase planes, from the virtual output that reads it.
   var offsets: [Int] {
     (0..<taps).map { flat in
@@ -211,9 +189,9 @@ public struct CWindowTemplate: Sendable {
     out += coordinates
     out.append("    float weights[\(taps)];")
     out.append("    for (int64_t k = 0; k < \(taps); ++k) {")
-    out += variableLines(indent: "      ")
+    out += CMatMulTemplate.variableLines(variables, indent: "      ")
     if let weight {
-      out += emitValue(weight, into: "weights[k]", indent: 3)
+      out += CMatMulTemplate.emitValue(weight, kernel: kernel, into: "weights[k]", indent: 3)
     } else {
       out.append("      weights[k] = 1.0f;")
     }
@@ -255,7 +233,7 @@ public struct CWindowTemplate: Sendable {
     out.append("    for (c\(hAxis) = 0; c\(hAxis) < \(height); ++c\(hAxis)) {")
     out.append("      for (c\(wAxis) = 0; c\(wAxis) < \(width); ++c\(wAxis)) {")
     out.append("        float v\(MatMulTemplate.accumulatorVariable) = sums[c\(hAxis) * \(phaseWidth) + c\(wAxis)];")
-    out += emitValue(epilogue, into: "out[c\(hAxis) * \(width) + c\(wAxis)]", indent: 4)
+    out += CMatMulTemplate.emitValue(epilogue, kernel: kernel, into: "out[c\(hAxis) * \(width) + c\(wAxis)]", indent: 4)
     out.append("      }")
     out.append("    }")
     out.append("  }")

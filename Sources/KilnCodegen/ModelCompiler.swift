@@ -202,13 +202,12 @@ public struct ModelCompiler: Sendable {
     }
     let build = VulkanBuild(sources: sources, slotOfKernel: slotOfKernel, unique: unique)
     let names = plan.kernels.map(\.name)
-    let cache = options.cache
+    let (cache, distinct) = (options.cache, bodies)
     for (slot, index) in unique.enumerated() {
-      let bodies = bodies
       DispatchQueue.global().async(group: build.group) {
         let compiler = GLSLCompiler()
         // Keyed by the body: kernels of other models with the same code share the entry.
-        let key = KernelCache.key("spirv", [compiler.identity, bodies[slot]])
+        let key = KernelCache.key("spirv", [compiler.identity, distinct[slot]])
         let result = Result {
           if let cached = cache?.load(key, verify: compiler.isValid) {
             return cached

@@ -120,15 +120,23 @@ struct CMatMulTemplateTests {
   /// Checks that `kernel` takes the GEMM path and agrees with the generic loop.
   func expectAgreement(_ kernel: Kernel, tolerance: Float = 1e-4) throws {
     #expect(CMatMulTemplate.match(kernel) != nil, "\(kernel.name) should use the GEMM path")
+    try expectTemplatesAgreeWithGenericLoop(kernel, tolerance: tolerance)
+  }
+
+  /// Runs `kernel` through its template (GEMM or window) in both objects a bundle carries (the
+  /// portable one and the AVX2/FMA one) and through the generic per-element loop, on the same
+  /// random inputs, and checks the largest relative difference.
+  func expectTemplatesAgreeWithGenericLoop(
+    _ kernel: Kernel, tolerance: Float, sourceLocation: SourceLocation = #_sourceLocation
+  ) throws {
     let inputs = kernel.inputs.map { random($0.elementCount) }
     let reference = try run(kernel, gemm: false, inputs: inputs)
-    // Both objects a bundle carries: the portable microkernel and the AVX2/FMA one.
     for flags in Self.variants {
       let fast = try run(kernel, gemm: true, inputs: inputs, flags: flags)
       var worst: Float = 0
       for (x, y) in zip(fast, reference) { worst = max(worst, abs(x - y) / max(1, abs(y))) }
-      #expect(fast.count == reference.count)
-      #expect(worst < tolerance, "\(flags): largest relative difference \(worst)")
+      #expect(fast.count == reference.count, sourceLocation: sourceLocation)
+      #expect(worst < tolerance, "\(flags): largest relative difference \(worst)", sourceLocation: sourceLocation)
     }
   }
 

@@ -51,15 +51,7 @@ extension CMatMulTemplateTests {
   func expectWindowAgreement(_ kernel: Kernel, sourceLocation: SourceLocation = #_sourceLocation) throws {
     #expect(CMatMulTemplate.match(kernel) == nil, sourceLocation: sourceLocation)
     #expect(CWindowTemplate.match(kernel) != nil, "\(kernel.shape) should use the window path", sourceLocation: sourceLocation)
-    let inputs = kernel.inputs.map { random($0.elementCount) }
-    let reference = try run(kernel, gemm: false, inputs: inputs)
-    for flags in Self.variants {
-      let fast = try run(kernel, gemm: true, inputs: inputs, flags: flags)
-      var worst: Float = 0
-      for (x, y) in zip(fast, reference) { worst = max(worst, abs(x - y) / max(1, abs(y))) }
-      #expect(fast.count == reference.count, sourceLocation: sourceLocation)
-      #expect(worst < 1e-5, "\(flags): largest relative difference \(worst)", sourceLocation: sourceLocation)
-    }
+    try expectTemplatesAgreeWithGenericLoop(kernel, tolerance: 1e-5, sourceLocation: sourceLocation)
   }
 
   @Test func depthwiseWindowsOfEveryShape() throws {
