@@ -30,6 +30,12 @@ enum CMatMulSupport {
     static inline kiln_i8 kiln_i8_cmpgt(kiln_i8 a, kiln_i8 b) { return a > b; }
     static inline kiln_f8 kiln_i8_as_f8(kiln_i8 a) { return (kiln_f8)a; }
     static inline int kiln_i8_all(kiln_i8 a) { return __builtin_ia32_movmskps256(kiln_i8_as_f8(a)) == 0xff; }
+    /* max(acc, x) per lane, NaN from either side kept (NaN in acc stays; a NaN x replaces acc). */
+    static inline kiln_f8 kiln_f8_max_nan(kiln_f8 acc, kiln_f8 x) {
+      const kiln_f8 m = __builtin_ia32_maxps256(x, acc);
+      const kiln_i8 nan = x != x;
+      return (kiln_f8)(((kiln_i8)m & ~nan) | ((kiln_i8)x & nan));
+    }
     /* Elements 0, 2, 4, 6 of a and 1, 3, 5, 7 of b. */
     static inline kiln_f8 kiln_f8_even(kiln_f8 a, kiln_f8 b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15); }
     #define kiln_f8_gather(src, base, index, mask, scale) \
@@ -56,6 +62,9 @@ enum CMatMulSupport {
     #define kiln_i8_as_f8 _mm256_castsi256_ps
     #define kiln_f8_gather _mm256_mask_i32gather_ps
     #define kiln_i8_all(a) (_mm256_movemask_ps(_mm256_castsi256_ps(a)) == 0xff)
+    static inline __m256 kiln_f8_max_nan(__m256 acc, __m256 x) {
+      return _mm256_blendv_ps(_mm256_max_ps(x, acc), x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    }
     static inline __m256 kiln_f8_even(__m256 a, __m256 b) {
       return _mm256_permutevar8x32_ps(_mm256_blend_ps(a, b, 0xaa), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
     }

@@ -27,7 +27,8 @@ extension CMatMulTemplateTests {
       .logicalAnd, .binary(.logicalAnd, .binary(.greaterEqual, ih, .index(0)), .binary(.less, ih, .index(height))),
       .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(width))))
     let channel = multiplier == 1 ? co : Expr.binary(.divide, co, .index(multiplier))
-    let x = Expr.load(input: 0, index: nn * (channels * height * width) + channel * (height * width) + clamp(ih, height) * width + clamp(iw, width))
+    let (row, column) = masked ? (clamp(ih, height), clamp(iw, width)) : (ih, iw)
+    let x = Expr.load(input: 0, index: nn * (channels * height * width) + channel * (height * width) + row * width + column)
     let taps = kernel.h * kernel.w
     let w = Expr.load(input: 1, index: co * taps + kh * kernel.w + kw)
     let product = Expr.binary(.multiply, x, w)
@@ -61,14 +62,14 @@ extension CMatMulTemplateTests {
     // Odd, non-square planes and kernels; strides that differ per axis; padding on some sides.
     try expectWindowAgreement(depthwise(channels: 4, height: 13, width: 11, kernel: (3, 5), stride: (1, 2), pads: (1, 2, 1, 2)))
     try expectWindowAgreement(depthwise(channels: 3, height: 10, width: 9, kernel: (3, 3), stride: (2, 3), pads: (0, 1, 2, 0)))
+    // No padding, so no masks: the window's rows and columns come from the index alone.
+    try expectWindowAgreement(depthwise(channels: 4, height: 9, width: 9, kernel: (3, 3), stride: (2, 2), pads: (0, 0, 0, 0), masked: false))
     // Dilated taps, and no epilogue.
     try expectWindowAgreement(depthwise(channels: 2, height: 12, width: 16, kernel: (3, 3), pads: (2, 2, 2, 2), dilation: (2, 2)))
     try expectWindowAgreement(depthwise(channels: 3, height: 9, width: 9, kernel: (5, 5), pads: (2, 2, 2, 2), epilogue: false))
   }
 
   @Test func windowsTheTemplateLeavesToOthers() {
-    // Without masks (no padding) nothing says where the window's rows are: the generic loops run it.
-    #expect(CWindowTemplate.match(depthwise(channels: 4, height: 9, width: 9, kernel: (3, 3), pads: (0, 0, 0, 0), masked: false)) == nil)
     // A plane of fewer than eight positions, and one padded far wider than it is.
     #expect(CWindowTemplate.match(depthwise(channels: 4, height: 2, width: 2, kernel: (3, 3), pads: (1, 1, 1, 1))) == nil)
     #expect(CWindowTemplate.match(depthwise(channels: 4, height: 16, width: 1, kernel: (1, 7), pads: (0, 3, 0, 3))) == nil)
@@ -77,5 +78,44 @@ extension CMatMulTemplateTests {
     // A convolution that also sums over input channels is a GEMM, not a window.
     let full = conv(batch: 1, channels: 3, filters: 8, size: 9, kernelSize: 3, stride: 1, pad: 1)
     #expect(CWindowTemplate.match(full) == nil)
+  }
+
+  /// A max pool over an NCHW input: `max` over the window, padding masked to -infinity.
+  func maxPool(channels: Int, size: Int, kernelSize: Int, stride: Int, pad: Int) -> Kernel {
+    let out = (size + 2 * pad - kernelSize) / stride + 1
+    let (c, oh, ow) = (Expr.coordinate(1), Expr.coordinate(2), Expr.coordinate(3))
+    let (kh, kw) = (Expr.variable(2), Expr.variable(3))
+    let (ih, iw) = (oh * stride + kh - pad, ow * stride + kw - pad)
+    func clamp(_ e: Expr) -> Expr { .binary(.maximum, .binary(.minimum, e, .index(size - 1)), .index(0)) }
+    let x = Expr.load(input: 0, index: c * (size * size) + (pad > 0 ? clamp(ih) : ih) * size + (pad > 0 ? clamp(iw) : iw))
+    let inside = Expr.binary(
+      .logicalAnd, .binary(.logicalAnd, .binary(.greaterEqual, ih, .index(0)), .binary(.less, ih, .index(size))),
+      .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(size))))
+    let element = pad > 0 ? Expr.select(inside, x, .literal(.of(-Double.infinity, .float32))) : x
+    let body = Expr.reduce(.maximum, variable: 2, extent: kernelSize, body: .reduce(.maximum, variable: 3, extent: kernelSize, body: element))
+    return Kernel(
+      name: "pool", inputs: [.init(dtype: .float32, elementCount: channels * size * size)],
+      output: .init(dtype: .float32, elementCount: channels * out * out), shape: [1, channels, out, out], body: body, sourceOps: ["pool"])
+  }
+
+  /// Max pools take the window path and give exactly the generic loop's values, NaN where it has
+  /// NaN (one in every 37 inputs is NaN), in both objects.
+  @Test func maxPoolWindows() throws {
+    for kernel in [
+      maxPool(channels: 3, size: 16, kernelSize: 3, stride: 2, pad: 1), maxPool(channels: 2, size: 23, kernelSize: 3, stride: 2, pad: 0),
+      maxPool(channels: 2, size: 12, kernelSize: 2, stride: 2, pad: 0), maxPool(channels: 2, size: 9, kernelSize: 3, stride: 1, pad: 1),
+    ] {
+      #expect(CWindowTemplate.match(kernel) != nil, "\(kernel.shape) should use the window path")
+      var input = random(kernel.inputs[0].elementCount)
+      for index in stride(from: 5, to: input.count, by: 37) { input[index] = .nan }
+      let reference = try run(kernel, gemm: false, inputs: [input])
+      #expect(reference.contains { $0.isNaN })
+      for flags in Self.variants {
+        let fast = try run(kernel, gemm: true, inputs: [input], flags: flags)
+        #expect(fast.count == reference.count)
+        let differing = zip(fast, reference).filter { x, y in x.isNaN != y.isNaN || (!x.isNaN && x != y) }.count
+        #expect(differing == 0, "\(kernel.shape) \(flags): \(differing) outputs differ")
+      }
+    }
   }
 }
