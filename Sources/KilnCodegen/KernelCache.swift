@@ -36,16 +36,18 @@ public final class KernelCache: Sendable {
     usable = Self.prepare(directory)
   }
 
-  /// `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else `$HOME/.cache/kiln`; nil without any.
+  /// `kernels` in Kiln's cache folder (the Vulkan pipeline caches' too): `$KILN_CACHE_DIR`, else
+  /// `$XDG_CACHE_HOME/kiln`, else `$HOME/.cache/kiln`; nil without any.
   public static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
-    if let path = environment["KILN_CACHE_DIR"], !path.isEmpty { return URL(fileURLWithPath: path, isDirectory: true) }
-    if let path = environment["XDG_CACHE_HOME"], path.hasPrefix("/") {
-      return URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent("kiln", isDirectory: true)
+    var root: URL?
+    if let path = environment["KILN_CACHE_DIR"], !path.isEmpty {
+      root = URL(fileURLWithPath: path, isDirectory: true)
+    } else if let path = environment["XDG_CACHE_HOME"], path.hasPrefix("/") {
+      root = URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent("kiln", isDirectory: true)
+    } else if let home = environment["HOME"], home.hasPrefix("/") {
+      root = URL(fileURLWithPath: home, isDirectory: true).appendingPathComponent(".cache/kiln", isDirectory: true)
     }
-    if let home = environment["HOME"], home.hasPrefix("/") {
-      return URL(fileURLWithPath: home, isDirectory: true).appendingPathComponent(".cache/kiln", isDirectory: true)
-    }
-    return nil
+    return root?.appendingPathComponent("kernels", isDirectory: true)
   }
 
   /// Lookups answered from the cache, and lookups that were not, since this cache was made.
@@ -108,7 +110,8 @@ public final class KernelCache: Sendable {
     let keys: [URLResourceKey] = [.fileSizeKey, .contentModificationDateKey]
     guard let files = try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: keys) else { return }
     var entries: [(url: URL, size: Int, date: Date)] = []
-    for url in files where url.pathExtension == "bin" {
+    // Only this cache's own entries: a directory shared by mistake loses nothing else.
+    for url in files where url.pathExtension == "bin" && Self.isKey(url.deletingPathExtension().lastPathComponent) {
       guard let values = try? url.resourceValues(forKeys: Set(keys)) else { continue }
       entries.append((url, values.fileSize ?? 0, values.contentModificationDate ?? .distantPast))
     }
@@ -117,6 +120,13 @@ public final class KernelCache: Sendable {
       try? FileManager.default.removeItem(at: entry.url)
       total -= entry.size
     }
+  }
+
+  /// Whether `name` is a key: a kind, "-", then 32 hexadecimal digits.
+  static func isKey(_ name: String) -> Bool {
+    let characters = Array(name.utf8)
+    guard characters.count > 33, characters[characters.count - 33] == UInt8(ascii: "-") else { return false }
+    return characters.suffix(32).allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
   }
 
   private func miss() -> [UInt8]? {

@@ -59,7 +59,7 @@ struct CompileCommand: ParsableCommand {
   @Option(
     name: .customLong("cache-dir"),
     help: ArgumentHelp(
-      "The compiled-kernel cache (default: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).",
+      "The compiled-kernel cache (default: kernels in $KILN_CACHE_DIR, else in $XDG_CACHE_HOME/kiln, else in ~/.cache/kiln).",
       valueName: "DIR"))
   var cacheDirectory: String?
 

@@ -96,14 +96,27 @@ import Testing
   @Test func pruneKeepsTheMostRecentlyUsedWithinCapacity() throws {
     let folder = try TemporaryFolder()
     let cache = KernelCache(directory: folder.url, capacity: 3 * (1000 + 24))
-    for index in 0..<6 {
-      cache.store("k\(index)", [UInt8](repeating: UInt8(index), count: 1000))
-      let url = folder.url.appendingPathComponent("k\(index).bin")
+    let keys = (0..<6).map { KernelCache.key("spirv", ["\($0)"]) }
+    for (index, key) in keys.enumerated() {
+      cache.store(key, [UInt8](repeating: UInt8(index), count: 1000))
+      let url = folder.url.appendingPathComponent("\(key).bin")
       try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: Double(index - 10))], ofItemAtPath: url.path)
     }
-    // Reading k0 makes it the most recent.
-    #expect(cache.load("k0") == [UInt8](repeating: 0, count: 1000))
+    // A file that is not an entry (the Vulkan pipeline caches share Kiln's cache folder) stays.
+    let other = folder.url.appendingPathComponent("pipelines-0123.bin")
+    try Data(repeating: 1, count: 5000).write(to: other)
+    try FileManager.default.setAttributes([.modificationDate: Date.distantPast], ofItemAtPath: other.path)
+    // Reading the first entry makes it the most recent.
+    #expect(cache.load(keys[0]) == [UInt8](repeating: 0, count: 1000))
     cache.prune()
-    #expect(try Self.entries(folder.url).map { $0.deletingPathExtension().lastPathComponent } == ["k0", "k4", "k5"])
+    let left = Set(try Self.entries(folder.url).map { $0.deletingPathExtension().lastPathComponent })
+    #expect(left == Set([keys[0], keys[4], keys[5], "pipelines-0123"]))
+  }
+
+  @Test func theDefaultFolderIsKernelsInKilnsCacheFolder() {
+    #expect(KernelCache.defaultDirectory(environment: ["KILN_CACHE_DIR": "/x/c", "HOME": "/h"])?.path == "/x/c/kernels")
+    #expect(KernelCache.defaultDirectory(environment: ["XDG_CACHE_HOME": "/x", "HOME": "/h"])?.path == "/x/kiln/kernels")
+    #expect(KernelCache.defaultDirectory(environment: ["HOME": "/h"])?.path == "/h/.cache/kiln/kernels")
+    #expect(KernelCache.defaultDirectory(environment: [:]) == nil)
   }
 }
