@@ -208,17 +208,9 @@ public struct CMatMulTemplate: Sendable {
           split(a)
           split(b)
         case .select(let c, let a, .literal(let zero)) where zero.type == .float32 && zero.float == 0 && zero.float.sign == .plus:
-          conjuncts(c)
+          conditions += conjuncts(c)
           split(a)
         default: factors.append(e)
-        }
-      }
-      func conjuncts(_ c: Expr) {
-        if case .binary(.logicalAnd, let a, let b) = c {
-          conjuncts(a)
-          conjuncts(b)
-        } else {
-          conditions.append(c)
         }
       }
       split(body)
@@ -260,12 +252,26 @@ public struct CMatMulTemplate: Sendable {
 
   /// Statements setting the coordinates of `axes` from the flattened index `flat`.
   private func coordinateLines(_ axes: [Int], from flat: String, indent: String) -> [String] {
-    let step = steps(axes)
-    return axes.map { axis in
-      let s = step[axis] ?? 1
-      let quotient = s == 1 ? flat : "(\(flat)) / \(s)"
-      return "\(indent)c\(axis) = (\(quotient)) % \(kernel.shape[axis]);"
+    Self.coordinateLines(axes, shape: kernel.shape, from: flat, indent: indent)
+  }
+
+  /// Statements setting the coordinates of `axes` (row-major, the last fastest, extents from
+  /// `shape`) from their flattened index `flat`.
+  static func coordinateLines(_ axes: [Int], shape: [Int], from flat: String, indent: String) -> [String] {
+    var lines: [String] = []
+    var step = 1
+    for axis in axes.reversed() {
+      let quotient = step == 1 ? flat : "(\(flat)) / \(step)"
+      lines.insert("\(indent)c\(axis) = (\(quotient)) % \(shape[axis]);", at: 0)
+      step *= shape[axis]
     }
+    return lines
+  }
+
+  /// The conjuncts of `condition` (`a && b && ...`), left to right.
+  static func conjuncts(_ condition: Expr) -> [Expr] {
+    if case .binary(.logicalAnd, let a, let b) = condition { return conjuncts(a) + conjuncts(b) }
+    return [condition]
   }
 
   /// Statements setting every reduction variable from the flattened reduction index `k`.

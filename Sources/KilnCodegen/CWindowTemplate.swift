@@ -95,10 +95,7 @@ public struct CWindowTemplate: Sendable {
       }
       var conditions: [Expr] = []
       if case .select(let c, let value, .literal(let fill)) = inner, fill.type == .float32, fill.float == -.infinity {
-        var pending = [c]
-        while let next = pending.popLast() {
-          if case .binary(.logicalAnd, let a, let b) = next { pending += [b, a] } else { conditions.append(next) }
-        }
+        conditions = CMatMulTemplate.conjuncts(c)
         inner = value
       }
       guard case .load = inner, kernel.type(of: inner) == .float32 else { return nil }
@@ -253,7 +250,8 @@ public struct CWindowTemplate: Sendable {
     let (hAxis, wAxis) = (kernel.shape.count - 2, kernel.shape.count - 1)
     let virtual = (height * phaseWidth + 7) / 8 * 8
     // Virtual outputs read past their own position by a tap's offset: the phase planes carry a
-    // zeroed tail for the last vector's (and phase cells no padded element maps to stay zero).
+    // tail for the last vector's, filled with the padding value once (as are phase cells that no
+    // padded element maps to).
     let padded = strideH * strideW * phaseHeight * phaseWidth
     let tail = 2 * phaseWidth + 8
     var out = [
@@ -278,14 +276,7 @@ public struct CWindowTemplate: Sendable {
     let padding = op == .maximum ? "(-INFINITY)" : "0.0f"
     out.append("  for (int64_t i = 0; i < \(padded + tail); ++i) plane[i] = \(padding);")
     out.append("  for (int64_t wg = d->workgroup_begin; wg < d->workgroup_end; ++wg) {")
-    var step = 1
-    var coordinates: [String] = []
-    for axis in outerAxes.reversed() {
-      let quotient = step == 1 ? "wg" : "wg / \(step)"
-      coordinates.insert("    c\(axis) = (\(quotient)) % \(kernel.shape[axis]);", at: 0)
-      step *= kernel.shape[axis]
-    }
-    out += coordinates
+    out += CMatMulTemplate.coordinateLines(outerAxes, shape: kernel.shape, from: "wg", indent: "    ")
     if op == .sum {
       out.append("    float weights[\(taps)];")
       out.append("    for (int64_t k = 0; k < \(taps); ++k) {")
