@@ -19,7 +19,7 @@ extension BundleReader {
       lines.append("    inputs:  \(Self.describe(function.inputs))")
       lines.append("    outputs: \(Self.describe(function.outputs))")
       for program in function.programs {
-        lines.append("    program \(program.target): \(Self.describe(program))")
+        lines.append("    program \(program.label): \(Self.describe(program))")
       }
     }
 

@@ -89,12 +89,13 @@ extension Manifest {
     var targets = Set<String>()
     for program in function.programs {
       guard !program.target.isEmpty else { throw invalid("\(context): program with empty target") }
-      guard targets.insert(program.target).inserted else {
-        throw invalid("\(context): two programs for target '\(program.target)'")
+      guard program.deviceClass?.isEmpty != true else { throw invalid("\(context): program '\(program.target)' with empty device class") }
+      guard targets.insert(program.label).inserted else {
+        throw invalid("\(context): two programs for '\(program.label)'")
       }
       try validate(
         program: program, of: function, inputSizes: inputSizes, outputSizes: outputSizes,
-        context: "\(context) program '\(program.target)'")
+        context: "\(context) program '\(program.label)'")
     }
   }
 

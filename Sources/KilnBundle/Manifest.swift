@@ -69,9 +69,13 @@ public struct Manifest: Codable, Sendable, Hashable {
       self.programs = programs
     }
 
-    /// The program for `target` (`vulkan`, `cpu`), if any.
-    public func program(for target: String) -> Program? {
-      programs.first { $0.target == target }
+    /// The program for `target` (`vulkan`, `cpu`) on a device of class `deviceClass`: the one of
+    /// that class, else one for any class, else any of the target's programs (a program of
+    /// another class runs correctly, only not at its best); nil when the target has none.
+    public func program(for target: String, deviceClass: String? = nil) -> Program? {
+      let candidates = programs.filter { $0.target == target }
+      return candidates.first { $0.deviceClass != nil && $0.deviceClass == deviceClass }
+        ?? candidates.first { $0.deviceClass == nil } ?? candidates.first
     }
   }
 
@@ -79,14 +83,21 @@ public struct Manifest: Codable, Sendable, Hashable {
   public struct Program: Codable, Sendable, Hashable {
     /// `vulkan` or `cpu`.
     public var target: String
+    /// The class of device whose tuning this program's kernels have (`cpu`: Vulkan on CPU cores,
+    /// `gpu`: discrete and integrated GPUs); nil for any device of the target. Added in format 1.1.
+    public var deviceClass: String?
     public var buffers: [BufferDecl]
     public var commands: [Command]
 
-    public init(target: String, buffers: [BufferDecl], commands: [Command]) {
+    public init(target: String, deviceClass: String? = nil, buffers: [BufferDecl], commands: [Command]) {
       self.target = target
+      self.deviceClass = deviceClass
       self.buffers = buffers
       self.commands = commands
     }
+
+    /// `target`, or `target/class` for a program of one device class.
+    public var label: String { deviceClass.map { "\(target)/\($0)" } ?? target }
   }
 
   /// A buffer a program uses; commands refer to it by `id`.

@@ -230,34 +230,10 @@ public struct MatMulTemplate: Sendable, Hashable {
 
   /// The instantiated GLSL.
   public func source() -> String {
-    let dialect = GLSLDialect(index32: true)
     let rank = kernel.shape.count
-    var bindings = ""
-    for (index, input) in kernel.inputs.enumerated() {
-      bindings += "layout(std430, set = 0, binding = \(index)) readonly buffer In\(index) { \(dialect.storageType(input.dtype)) b\(index)[]; };\n"
-    }
-    for input in Set([vectorA?.input, vectorB?.input].compactMap { $0 }).sorted() {
-      bindings += "layout(std430, set = 0, binding = \(input)) readonly buffer In\(input)v { vec4 b\(input)v[]; };\n"
-    }
-    bindings += "layout(std430, set = 0, binding = \(kernel.inputs.count)) writeonly buffer Out { \(dialect.storageType(kernel.output.dtype)) result[]; };"
-    let coordinates = (0..<rank).map { "c\($0)" }
-    let parameters = (coordinates.map { "int \($0)" } + loops.map { "int v\($0.variable)" }).joined(separator: ", ")
-    // Operand loaders and the epilogue as functions of the coordinates (inlined by the compiler).
-    var operands = ""
-    for (name, expr) in [("kiln_a", a), ("kiln_b", b)] {
-      var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
-      let value = emitter.emit(expr)
-      operands += "float \(name)(\(parameters)) {\n\(emitter.lines.joined(separator: "\n"))\n  return \(value);\n}\n"
-    }
-    var store = ExprEmitter(dialect: dialect, kernel: kernel)
-    let stored = store.emit(epilogue)
-    operands += """
-      void kiln_store(\(coordinates.map { "int \($0)" }.joined(separator: ", ")), float v\(Self.accumulatorVariable)) {
-        int gid = \(linearOutput(rank: rank));
-      \(store.lines.joined(separator: "\n"))
-        result[uint(gid)] = \(dialect.store(stored, dtype: kernel.output.dtype));
-      }
-      """
+    var bindings = bindingDeclarations(vectorViews: Set([vectorA?.input, vectorB?.input].compactMap { $0 }))
+    bindings.removeLast()
+    var operands = operandFunctions()
     if vectorA != nil || vectorB != nil {
       operands += "\n" + store4Function()
     }
@@ -335,6 +311,46 @@ public struct MatMulTemplate: Sendable, Hashable {
       of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (matmul_tiled)\n")
     for (placeholder, value) in replacements { source = source.replacingOccurrences(of: placeholder, with: value) }
     return source
+  }
+
+  /// The kernel's storage buffers (binding i: input i; then the output), with a vec4 view of
+  /// each input in `vectorViews`; one declaration per line.
+  func bindingDeclarations(vectorViews: Set<Int> = []) -> String {
+    let dialect = GLSLDialect(index32: true)
+    var bindings = ""
+    for (index, input) in kernel.inputs.enumerated() {
+      bindings += "layout(std430, set = 0, binding = \(index)) readonly buffer In\(index) { \(dialect.storageType(input.dtype)) b\(index)[]; };\n"
+    }
+    for input in vectorViews.sorted() {
+      bindings += "layout(std430, set = 0, binding = \(input)) readonly buffer In\(input)v { vec4 b\(input)v[]; };\n"
+    }
+    bindings += "layout(std430, set = 0, binding = \(kernel.inputs.count)) writeonly buffer Out { \(dialect.storageType(kernel.output.dtype)) result[]; };\n"
+    return bindings
+  }
+
+  /// The operand loaders `kiln_a` / `kiln_b` (of the output coordinates and the loop variables)
+  /// and the epilogue `kiln_store` (of the output coordinates and the sum), which the compiler inlines.
+  func operandFunctions() -> String {
+    let dialect = GLSLDialect(index32: true)
+    let rank = kernel.shape.count
+    let coordinates = (0..<rank).map { "c\($0)" }
+    let parameters = (coordinates.map { "int \($0)" } + loops.map { "int v\($0.variable)" }).joined(separator: ", ")
+    var operands = ""
+    for (name, expr) in [("kiln_a", a), ("kiln_b", b)] {
+      var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
+      let value = emitter.emit(expr)
+      operands += "float \(name)(\(parameters)) {\n\(emitter.lines.joined(separator: "\n"))\n  return \(value);\n}\n"
+    }
+    var store = ExprEmitter(dialect: dialect, kernel: kernel)
+    let stored = store.emit(epilogue)
+    operands += """
+      void kiln_store(\(coordinates.map { "int \($0)" }.joined(separator: ", ")), float v\(Self.accumulatorVariable)) {
+        int gid = \(linearOutput(rank: rank));
+      \(store.lines.joined(separator: "\n"))
+        result[uint(gid)] = \(dialect.store(stored, dtype: kernel.output.dtype));
+      }
+      """
+    return operands
   }
 
   /// `kiln_store4(outer coordinates..., m, n, v)`: stores v's four values at row m and columns

@@ -31,6 +31,9 @@ public struct CompileOptions: Sendable {
   public var cpuGEMM = ProcessInfo.processInfo.environment["KILN_CPU_GEMM"] != "0"
   /// Compiled kernels to reuse, and to add to (nil: compile everything).
   public var cache: KernelCache?
+  /// The Vulkan device classes to build a program for; the runtime runs the program of the
+  /// device's class. With one class only, that program serves every Vulkan device.
+  public var vulkanClasses: [VulkanClass] = VulkanClass.allCases
 
   public init(
     targets: [Target] = Target.allCases, printIRAfter: Set<String> = [], dumpDirectory: URL? = nil,
@@ -95,6 +98,9 @@ public struct ModelCompiler: Sendable {
       return result
     }
 
+    if options.targets.contains(.vulkan), options.vulkanClasses.isEmpty {
+      throw CodegenError(.invalidInput, "the Vulkan target needs at least one device class")
+    }
     let decomposed = try run("decompose", { try Decompose.run(input) }, describe: { $0.description })
     let folded = try run("fold-batchnorm", { FoldBatchNorm.run(decomposed) }, describe: { $0.description })
     let plan = try run("form-dispatch-regions", { try FormDispatchRegions.run(folded) }, describe: describePlan)
@@ -131,11 +137,14 @@ public struct ModelCompiler: Sendable {
     for target in options.targets {
       switch target {
       case .vulkan:
-        let indices = try run("codegen-vulkan", { try emitVulkan(vulkanBuild, plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) SPIR-V executables" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", plan: plan, memory: memory, weightIndex: { weightIndex[$0] }, executableOf: { indices[$0] }, entryPoint: { _ in "main" }, workgroups: { vulkanWorkgroups(plan.kernels[$0]) }) }, describe: describeProgram))
+        let classes = try run("codegen-vulkan", { try emitVulkan(vulkanBuild, plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) device classes, \(manifest.executables.count) SPIR-V executables" })
+        // One class alone serves every Vulkan device, so its program names none.
+        for code in classes {
+          programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", deviceClass: classes.count > 1 ? code.deviceClass.rawValue : nil, plan: plan, memory: memory, weightIndex: { weightIndex[$0] }, scratchBytes: code.scratchBytes, dispatches: { code.dispatches[$0] }) }, describe: describeProgram))
+        }
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, executableOf: { _ in index }, entryPoint: { cpu.plan.kernels[$0].name }, workgroups: { [CKernel.workgroups(for: cpu.plan.kernels[$0], gemm: options.cpuGEMM, prepacked: cpu.prepacked[$0] ?? []), 1, 1] }) }, describe: describeProgram))
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, dispatches: { [ProgramBuilder.KernelDispatch(executable: index, entryPoint: cpu.plan.kernels[$0].name, workgroups: [CKernel.workgroups(for: cpu.plan.kernels[$0], gemm: options.cpuGEMM, prepacked: cpu.prepacked[$0] ?? []), 1, 1])] }) }, describe: describeProgram))
       }
     }
     if packer.count > 0 {
@@ -155,55 +164,85 @@ public struct ModelCompiler: Sendable {
 
   // MARK: Targets
 
-  private func vulkanWorkgroups(_ kernel: Kernel) -> [Int] {
-    if let template = MatMulTemplate.match(kernel) { return template.workgroups }
-    let elements = kernel.output.elementCount
-    let groups = (elements + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
-    let x = min(groups, 65535)
-    return [x, (groups + x - 1) / x, 1]
+  /// One kernel's Vulkan code for one device class: its GLSL and its dispatches (specialization
+  /// constants and workgroups; a split-K contraction has two), and the scratch bytes it needs.
+  struct VulkanKernelCode: Sendable {
+    var source: String
+    var dispatches: [(specialization: [UInt32]?, workgroups: [Int], scratch: ProgramBuilder.KernelDispatch.Scratch)]
+    var scratchBytes = 0
+
+    init(_ kernel: Kernel, deviceClass: VulkanClass) {
+      if deviceClass == .gpu, let shared = SharedMatMulTemplate.match(kernel) {
+        source = shared.source()
+        scratchBytes = shared.scratchBytes
+        dispatches =
+          shared.split > 1
+          ? [(shared.specializationConstants(phase: 0), shared.workgroups(phase: 0), .writes),
+            (shared.specializationConstants(phase: 1), shared.workgroups(phase: 1), .reads)]
+          : [(shared.specializationConstants(phase: 0), shared.workgroups(phase: 0), .none)]
+      } else if let template = MatMulTemplate.match(kernel) {
+        source = template.source()
+        dispatches = [(nil, template.workgroups, .none)]
+      } else {
+        source = GLSLKernel.source(for: kernel)
+        let groups = (kernel.output.elementCount + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
+        let x = min(groups, 65535)
+        dispatches = [(nil, [x, (groups + x - 1) / x, 1], .none)]
+      }
+    }
   }
 
   /// The Vulkan target's shaders, being compiled in the background: one SPIR-V module per
-  /// distinct kernel source (kernels with identical source share one), each its own work item.
+  /// distinct kernel source over all device classes (kernels with identical source share one, and
+  /// a kernel both classes compile alike is compiled once), each its own work item.
   final class VulkanBuild: Sendable {
-    let sources: [String]
-    /// Per kernel, the index into `unique` of the kernel whose module it uses.
-    let slotOfKernel: [Int]
-    /// The kernels whose sources are compiled, first of each distinct body.
-    let unique: [Int]
+    let classes: [VulkanClass]
+    /// Per class, per kernel.
+    let code: [[VulkanKernelCode]]
+    /// Per class, per kernel, the index into `unique` of the module it uses.
+    let slotOf: [[Int]]
+    /// The (class, kernel) whose source each module compiles.
+    let unique: [(deviceClass: Int, kernel: Int)]
     let results = Mutex<[Int: Result<[UInt8], Error>]>([:])
     let group = DispatchGroup()
-    init(sources: [String], slotOfKernel: [Int], unique: [Int]) {
-      self.sources = sources
-      self.slotOfKernel = slotOfKernel
+    init(classes: [VulkanClass], code: [[VulkanKernelCode]], slotOf: [[Int]], unique: [(deviceClass: Int, kernel: Int)]) {
+      self.classes = classes
+      self.code = code
+      self.slotOf = slotOf
       self.unique = unique
     }
   }
 
   private func startVulkanBuild(plan: DispatchPlan) -> VulkanBuild {
     // Kernel names differ; the shader body does not mention them except in a comment line.
-    // Contractions use the hand-written tiled template (shaders/matmul_tiled.comp), the rest the
-    // generic one-invocation-per-element form.
-    let sources = plan.kernels.map { MatMulTemplate.match($0)?.source() ?? GLSLKernel.source(for: $0) }
+    // Contractions use the hand-written templates (shaders/matmul_tiled.comp on CPU-class devices,
+    // shaders/matmul_shared.comp on GPUs), the rest the generic one-invocation-per-element form.
+    let classes = options.vulkanClasses
+    let code = classes.map { deviceClass in plan.kernels.map { VulkanKernelCode($0, deviceClass: deviceClass) } }
     var slotOfBody: [String: Int] = [:]
-    var unique: [Int] = []
+    var unique: [(deviceClass: Int, kernel: Int)] = []
     var bodies: [String] = []
-    var slotOfKernel: [Int] = []
-    for (index, source) in sources.enumerated() {
-      let body = source.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("// ") }.joined(separator: "\n")
-      if let slot = slotOfBody[body] {
-        slotOfKernel.append(slot)
-      } else {
-        slotOfBody[body] = unique.count
-        slotOfKernel.append(unique.count)
-        unique.append(index)
-        bodies.append(body)
+    var slotOf: [[Int]] = []
+    for (c, kernels) in code.enumerated() {
+      var slots: [Int] = []
+      for (index, kernel) in kernels.enumerated() {
+        let body = kernel.source.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("// ") }.joined(separator: "\n")
+        if let slot = slotOfBody[body] {
+          slots.append(slot)
+        } else {
+          slotOfBody[body] = unique.count
+          slots.append(unique.count)
+          unique.append((c, index))
+          bodies.append(body)
+        }
       }
+      slotOf.append(slots)
     }
-    let build = VulkanBuild(sources: sources, slotOfKernel: slotOfKernel, unique: unique)
+    let build = VulkanBuild(classes: classes, code: code, slotOf: slotOf, unique: unique)
     let names = plan.kernels.map(\.name)
     let (cache, distinct) = (options.cache, bodies)
-    for (slot, index) in unique.enumerated() {
+    for (slot, origin) in unique.enumerated() {
+      let source = code[origin.deviceClass][origin.kernel].source
       DispatchQueue.global().async(group: build.group) {
         let compiler = GLSLCompiler()
         // Keyed by the body: kernels of other models with the same code share the entry.
@@ -212,7 +251,7 @@ public struct ModelCompiler: Sendable {
           if let cached = cache?.load(key, verify: compiler.isValid) {
             return cached
           }
-          let code = try compiler.compileToBytes(sources[index], name: names[index])
+          let code = try compiler.compileToBytes(source, name: names[origin.kernel])
           cache?.store(key, code)
           return code
         }
@@ -222,31 +261,65 @@ public struct ModelCompiler: Sendable {
     return build
   }
 
-  /// Waits for `build` and adds its modules; returns the executable index per kernel.
-  private func emitVulkan(_ build: VulkanBuild?, plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest) throws -> [Int] {
+  /// Waits for `build`, adds its modules and executables, and returns each device class's dispatches.
+  private func emitVulkan(
+    _ build: VulkanBuild?, plan: DispatchPlan, writer: inout BundleWriter, manifest: inout Manifest
+  ) throws -> [VulkanProgramCode] {
     guard let build else { throw CodegenError(.internal, "the Vulkan target was not started") }
     build.group.wait()
     let compiled = build.results.withLock { $0 }
-    var executableOfSlot: [Int] = []
-    for (slot, index) in build.unique.enumerated() {
-      guard let result = compiled[slot] else { throw CodegenError(.internal, "kernel \(index) was not compiled") }
+    var sectionOfSlot: [Int] = []
+    for (slot, origin) in build.unique.enumerated() {
+      guard let result = compiled[slot] else { throw CodegenError(.internal, "kernel \(origin.kernel) was not compiled") }
       let code = try result.get()
-      let section = writer.addExecutable(code)
-      manifest.executables.append(
-        Manifest.ExecutableEntry(target: "vulkan", format: "spirv", section: section, entryPoints: ["main"]))
-      executableOfSlot.append(manifest.executables.count - 1)
+      sectionOfSlot.append(writer.addExecutable(code))
       if let directory = options.dumpDirectory, let module = try? SPIRVModule(bytes: code),
         let text = try? SPIRVTools.disassemble(module.words)
       {
-        try text.write(to: directory.appendingPathComponent("\(plan.kernels[index].name).spvasm"), atomically: true, encoding: .utf8)
+        try text.write(to: directory.appendingPathComponent("\(dumpName(origin.deviceClass, origin.kernel)).spvasm"), atomically: true, encoding: .utf8)
       }
     }
     if let directory = options.dumpDirectory {
-      for (index, source) in build.sources.enumerated() {
-        try source.write(to: directory.appendingPathComponent("\(plan.kernels[index].name).comp"), atomically: true, encoding: .utf8)
+      for (c, kernels) in build.code.enumerated() {
+        for (index, kernel) in kernels.enumerated() {
+          try kernel.source.write(to: directory.appendingPathComponent("\(dumpName(c, index)).comp"), atomically: true, encoding: .utf8)
+        }
       }
     }
-    return build.slotOfKernel.map { executableOfSlot[$0] }
+    // Dump files of the first class keep the kernel's name; the others add the class.
+    func dumpName(_ c: Int, _ kernel: Int) -> String {
+      plan.kernels[kernel].name + (c > 0 ? ".\(build.classes[c].rawValue)" : "")
+    }
+    // One executable per module and set of specialization constants.
+    var executableOf: [String: Int] = [:]
+    func executable(slot: Int, specialization: [UInt32]?) -> Int {
+      let key = "\(slot):\(specialization ?? [])"
+      if let index = executableOf[key] { return index }
+      manifest.executables.append(
+        Manifest.ExecutableEntry(
+          target: "vulkan", format: "spirv", section: sectionOfSlot[slot], entryPoints: ["main"], specializationConstants: specialization))
+      executableOf[key] = manifest.executables.count - 1
+      return manifest.executables.count - 1
+    }
+    return build.classes.indices.map { c in
+      let code = build.code[c]
+      let dispatches = plan.kernels.indices.map { kernel in
+        code[kernel].dispatches.map {
+          ProgramBuilder.KernelDispatch(
+            executable: executable(slot: build.slotOf[c][kernel], specialization: $0.specialization), entryPoint: "main",
+            workgroups: $0.workgroups, scratch: $0.scratch)
+        }
+      }
+      return VulkanProgramCode(
+        deviceClass: build.classes[c], dispatches: dispatches, scratchBytes: code.map(\.scratchBytes).max() ?? 0)
+    }
+  }
+
+  /// A Vulkan program's dispatches per kernel, once its modules are in the bundle.
+  struct VulkanProgramCode {
+    var deviceClass: VulkanClass
+    var dispatches: [[ProgramBuilder.KernelDispatch]]
+    var scratchBytes: Int
   }
 
   /// The CPU target's shared objects, being built in the background (while the Vulkan target's
@@ -345,7 +418,7 @@ public struct ModelCompiler: Sendable {
   }
 
   private func describeProgram(_ program: Manifest.Program) -> String {
-    var lines = ["program \(program.target): \(program.buffers.count) buffers, \(program.commands.count) commands"]
+    var lines = ["program \(program.label): \(program.buffers.count) buffers, \(program.commands.count) commands"]
     for command in program.commands {
       switch command {
       case .dispatch(let d):

@@ -13,9 +13,20 @@ enum ProgramBuilder {
     func overlaps(_ other: Range) -> Bool { buffer == other.buffer && start < other.end && other.start < end }
   }
 
+  /// One dispatch of a kernel's step. Most kernels dispatch once; a split-K contraction dispatches
+  /// twice, the first writing partial sums to the program's scratch buffer and the second reading
+  /// them. Either binds the step's inputs, its output and then the scratch buffer.
+  struct KernelDispatch {
+    enum Scratch { case none, writes, reads }
+    var executable: Int
+    var entryPoint: String
+    var workgroups: [Int]
+    var scratch: Scratch = .none
+  }
+
   static func program(
-    target: String, plan: DispatchPlan, memory: MemoryPlan, weightIndex: (ValueID) -> Int?, executableOf: (Int) -> Int,
-    entryPoint: (Int) -> String, workgroups: (Int) -> [Int]
+    target: String, deviceClass: String? = nil, plan: DispatchPlan, memory: MemoryPlan, weightIndex: (ValueID) -> Int?,
+    scratchBytes: Int = 0, dispatches: (Int) -> [KernelDispatch]
   ) throws -> Manifest.Program {
     let graph = plan.graph
     var buffers: [Manifest.BufferDecl] = []
@@ -43,6 +54,7 @@ enum ProgramBuilder {
       weightBuffers.append(add(max(try bytes(id), 0) == 0 ? 4 : try bytes(id), .constant(weight: index)))
     }
     let arena = memory.arenaSize > 0 ? add(memory.arenaSize, .transient) : -1
+    let scratch = scratchBytes > 0 ? add(scratchBytes, .transient) : -1
 
     func binding(_ id: ValueID) throws -> Manifest.Binding {
       guard let location = memory.locations[id] else {
@@ -78,12 +90,23 @@ enum ProgramBuilder {
       let kernel = plan.kernels[step.kernel]
       let inputs = try step.inputs.map(binding)
       let output = try binding(step.output)
-      hazardBarrier(reads: inputs.map(range), writes: [range(output)])
-      commands.append(
-        .dispatch(
-          Manifest.Dispatch(
-            executable: executableOf(step.kernel), entryPoint: entryPoint(step.kernel), bindings: inputs + [output],
-            workgroups: workgroups(step.kernel), sourceOps: kernel.sourceOps)))
+      for dispatch in dispatches(step.kernel) {
+        var bindings = inputs + [output]
+        var reads = inputs.map(range)
+        var writes = [range(output)]
+        if dispatch.scratch != .none {
+          guard scratch >= 0 else { throw CodegenError(.internal, "kernel \(kernel.name) uses scratch memory the program lacks") }
+          let region = Manifest.Binding(buffer: scratch, offset: 0, length: scratchBytes)
+          bindings.append(region)
+          if dispatch.scratch == .writes { writes = [range(region)] } else { reads.append(range(region)) }
+        }
+        hazardBarrier(reads: reads, writes: writes)
+        commands.append(
+          .dispatch(
+            Manifest.Dispatch(
+              executable: dispatch.executable, entryPoint: dispatch.entryPoint, bindings: bindings,
+              workgroups: dispatch.workgroups, sourceOps: kernel.sourceOps)))
+      }
     }
     for copy in plan.copies {
       let source = try binding(copy.source)
@@ -92,6 +115,6 @@ enum ProgramBuilder {
       hazardBarrier(reads: [range(source)], writes: [range(destination)])
       commands.append(.copy(Manifest.Copy(source: source, destination: destination)))
     }
-    return Manifest.Program(target: target, buffers: buffers, commands: commands)
+    return Manifest.Program(target: target, deviceClass: deviceClass, buffers: buffers, commands: commands)
   }
 }

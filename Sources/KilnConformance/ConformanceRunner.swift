@@ -45,6 +45,9 @@ public struct ConformanceResult: Sendable, Codable, Hashable {
 /// load a session per device, run every data set, compare with the stored outputs.
 public struct ConformanceRunner: Sendable {
   public var tolerance: Tolerance
+  /// The Vulkan program class to compile and run on every Vulkan device (`VulkanClass`); nil
+  /// for each device's own class.
+  public var vulkanClass: VulkanClass?
 
   public init(tolerance: Tolerance = Tolerance()) {
     self.tolerance = tolerance
@@ -72,6 +75,10 @@ public struct ConformanceRunner: Sendable {
       // Correctness only: one CPU variant, compiled quickly.
       options.cpuVariants = ["baseline"]
       options.cpuFlags = ["-O1"]
+      // Only the classes the devices run.
+      options.vulkanClasses =
+        vulkanClass.map { [$0] }
+        ?? VulkanClass.allCases.filter { c in devices.contains { $0.info.driver == "vulkan" && $0.info.type.kernelClass == c.rawValue } }
       let compiled = try ModelCompiler(options: options).compile(graph)
       bundle = try BundleReader(bytes: try compiled.writer.serialize(manifest: compiled.manifest))
     } catch {

@@ -47,6 +47,15 @@ public enum DeviceType: String, Sendable, Hashable, Codable, CaseIterable {
   case host = "host"
   case other = "other"
 
+  /// The Vulkan kernel class whose tuning suits this device (a bundle's per-class programs are
+  /// named by it): `cpu` for Vulkan on CPU cores, `gpu` for every GPU.
+  public var kernelClass: String {
+    switch self {
+    case .cpu, .host: "cpu"
+    case .discreteGPU, .integratedGPU, .virtualGPU, .other: "gpu"
+    }
+  }
+
   /// Lower is preferred by `auto`.
   public var preferenceRank: Int {
     switch self {

@@ -40,14 +40,21 @@ public final class Session: @unchecked Sendable {
   /// - Parameter memoryBudget: the most bytes the session's buffers (arena, weights, inputs and
   ///   outputs) may take; nil for no budget beyond the device's memory.
   /// - Throws: `RuntimeError(.overBudget)` or `(.limitExceeded)` naming the sizes; `HALError` from the device.
-  public init(bundle: BundleReader, device: any Device, function name: String = "main", memoryBudget: Int? = nil) throws
-  {
+  /// - Parameter deviceClass: the program class to run (`cpu`, `gpu`) where the bundle has
+  ///   programs per device class; nil for the device's own (`DeviceType.kernelClass`).
+  public init(
+    bundle: BundleReader, device: any Device, function name: String = "main", memoryBudget: Int? = nil, deviceClass: String? = nil
+  ) throws {
     guard let function = bundle.manifest.function(named: name) else {
       throw RuntimeError(.noProgram, "the bundle has no function '\(name)'")
     }
     let target = device.info.driver
-    guard let program = function.program(for: target) else {
-      let available = function.programs.map(\.target).joined(separator: ", ")
+    if let deviceClass, !function.programs.contains(where: { $0.target == target && $0.deviceClass == deviceClass }) {
+      let available = function.programs.filter { $0.target == target }.map(\.label).joined(separator: ", ")
+      throw RuntimeError(.noProgram, "the bundle has no \(target) program for device class '\(deviceClass)' (it has: \(available))")
+    }
+    guard let program = function.program(for: target, deviceClass: deviceClass ?? device.info.type.kernelClass) else {
+      let available = function.programs.map(\.label).joined(separator: ", ")
       throw RuntimeError(.noProgram, "the bundle has no \(target) program (it has: \(available)); recompile with --target \(target)")
     }
     self.bundle = bundle

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnBundle
+import KilnCodegen
 import KilnHAL
 import KilnRuntime
 
@@ -57,6 +58,13 @@ struct BenchCommand: ParsableCommand {
       "Refuse to load when the bundle's buffers (arena, weights, inputs, outputs) need more bytes.", valueName: "BYTES"))
   var memoryBudget: Int?
 
+  @Option(
+    name: .customLong("device-class"),
+    help: ArgumentHelp(
+      "Run the bundle's Vulkan program for this device class instead of the device's own (cpu: lavapipe-style, gpu: shared-memory tiles).",
+      valueName: "cpu|gpu"))
+  var deviceClass: String?
+
   @Option(help: "Seed of the random inputs.")
   var seed: UInt64 = 0
 
@@ -68,6 +76,9 @@ struct BenchCommand: ParsableCommand {
 
   func validate() throws {
     if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
+    if let deviceClass, VulkanClass(rawValue: deviceClass) == nil {
+      throw ValidationError("--device-class must be one of \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
     for value in inputs { _ = try FileArgument(parsing: value, option: "input") }
     guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
     if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
@@ -179,7 +190,7 @@ struct BenchCommand: ParsableCommand {
     progress.say("loading")
     let loadStart = clock.now
     let device = try registry.open(info)
-    let session = try Session(bundle: reader, device: device, memoryBudget: memoryBudget)
+    let session = try Session(bundle: reader, device: device, memoryBudget: memoryBudget, deviceClass: deviceClass)
     let load = clock.now - loadStart
     progress.say("first run")
     let firstStart = clock.now
@@ -237,7 +248,7 @@ struct BenchCommand: ParsableCommand {
 
     let sorted = times.sorted()
     return BenchReport.DeviceResult(
-      device: info.shortURI, name: info.name, driver: info.driver, variant: session.cpuVariant,
+      device: info.shortURI, name: info.name, driver: info.driver, variant: session.cpuVariant ?? session.program.deviceClass,
       loadMilliseconds: load.milliseconds, firstRunMilliseconds: first.milliseconds,
       medianMilliseconds: Statistics.median(sorted), p90Milliseconds: Statistics.percentile(sorted, 0.9),
       minMilliseconds: sorted[0], maxMilliseconds: sorted[sorted.count - 1],
@@ -360,6 +371,7 @@ struct BenchReport: Encodable {
     var device: String
     var name: String
     var driver: String
+    /// The CPU variant that ran (x86-64-v3, baseline), or the Vulkan program's device class.
     var variant: String?
     var loadMilliseconds: Double
     var firstRunMilliseconds: Double

@@ -27,6 +27,13 @@ struct CompileCommand: ParsableCommand {
   var targets: [String] = []
 
   @Option(
+    name: .customLong("vulkan-class"),
+    help: ArgumentHelp(
+      "A Vulkan device class to tune kernels for; repeat for several (default: all). Each gets its own program; the runtime picks the device's.",
+      valueName: "cpu|gpu"))
+  var vulkanClasses: [String] = []
+
+  @Option(
     name: .customLong("print-ir-after"),
     help: ArgumentHelp("Print the IR to standard error after a pass (repeatable).", valueName: "PASS|all"))
   var printIRAfter: [String] = []
@@ -67,6 +74,9 @@ struct CompileCommand: ParsableCommand {
   var noCache = false
 
   func validate() throws {
+    for name in vulkanClasses where VulkanClass(rawValue: name) == nil {
+      throw ValidationError("unknown Vulkan class '\(name)' (choose from \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
     for entry in bindings + inputShapes where Self.splitAssignment(entry) == nil {
       throw ValidationError("expected NAME=VALUE, got '\(entry)'")
     }
@@ -123,6 +133,10 @@ struct CompileCommand: ParsableCommand {
         }
       }
       options.printer = { printError($0) }
+      if !vulkanClasses.isEmpty {
+        var seenClasses = Set<String>()
+        options.vulkanClasses = vulkanClasses.filter { seenClasses.insert($0).inserted }.compactMap(VulkanClass.init(rawValue:))
+      }
       if !noCache, let directory = cacheDirectory.map({ URL(fileURLWithPath: $0, isDirectory: true) }) ?? KernelCache.defaultDirectory() {
         options.cache = KernelCache(directory: directory)
       }

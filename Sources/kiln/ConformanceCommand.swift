@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnCodegen
 import KilnConformance
 import KilnHAL
 import KilnRuntime
@@ -35,8 +36,19 @@ struct ConformanceCommand: ParsableCommand {
   @Option(help: "Write docs/op-coverage.md-style Markdown from this run to the file.")
   var coverageMarkdown: String?
 
+  @Option(
+    name: .customLong("device-class"),
+    help: ArgumentHelp("Compile and run the Vulkan kernels of this device class on every Vulkan device (default: each device's own).", valueName: "cpu|gpu"))
+  var deviceClass: String?
+
   @Option(help: .hidden)
   var single: String?
+
+  func validate() throws {
+    if let deviceClass, VulkanClass(rawValue: deviceClass) == nil {
+      throw ValidationError("--device-class must be one of \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+  }
 
   func run() throws {
     if let single {
@@ -72,7 +84,7 @@ struct ConformanceCommand: ParsableCommand {
           group.leave()
         }
         let results = Self.runChild(
-          executable: executable, test: test, devices: uris, timeout: timeout)
+          executable: executable, test: test, devices: uris, deviceClass: deviceClass, timeout: timeout)
         let done = collected.add(results)
         if done % 50 == 0 { printError("conformance: \(done)/\(total)") }
       }
@@ -103,7 +115,9 @@ struct ConformanceCommand: ParsableCommand {
     let registry = DeviceRegistry()
     let opened = try devices.map { try registry.open($0) }
     let group = directory.deletingLastPathComponent().lastPathComponent
-    let results = ConformanceRunner().run(testDirectory: directory, group: group, devices: opened)
+    var runner = ConformanceRunner()
+    runner.vulkanClass = deviceClass.flatMap(VulkanClass.init(rawValue:))
+    let results = runner.run(testDirectory: directory, group: group, devices: opened)
     let data = try JSONEncoder().encode(results)
     FileHandle.standardOutput.write(data)
   }
@@ -141,14 +155,16 @@ struct ConformanceCommand: ParsableCommand {
   }
 
   /// Runs `kiln conformance --single` for one test; a signal is a crash, the time-out kills it.
-  static func runChild(executable: URL, test: TestCase, devices: [String], timeout: Double) -> [ConformanceResult] {
+  static func runChild(executable: URL, test: TestCase, devices: [String], deviceClass: String? = nil, timeout: Double) -> [ConformanceResult] {
     let name = test.directory.lastPathComponent
     func all(_ outcome: ConformanceOutcome, _ detail: String) -> [ConformanceResult] {
       devices.map { ConformanceResult(test: name, group: test.group, device: $0, outcome: outcome, detail: detail, seconds: 0) }
     }
     let process = Process()
     process.executableURL = executable
-    process.arguments = ["conformance", test.directory.path, "--single", test.directory.path] + devices.flatMap { ["--device", $0] }
+    process.arguments =
+      ["conformance", test.directory.path, "--single", test.directory.path] + devices.flatMap { ["--device", $0] }
+      + (deviceClass.map { ["--device-class", $0] } ?? [])
     let output = Pipe()
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice

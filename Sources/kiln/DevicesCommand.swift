@@ -70,7 +70,8 @@ struct DevicesCommand: ParsableCommand {
     var lines = [
       "\(d.shortURI)\(isAuto ? "  (auto)" : "")  \(d.name)",
       "  uri:       \(d.uri)",
-      "  type:      \(d.type.rawValue)    driver: \(d.driver) (\(d.driverName)\(d.driverVersion.isEmpty ? "" : " \(d.driverVersion)"))",
+      "  type:      \(d.type.rawValue)    driver: \(d.driver) (\(d.driverName)\(d.driverVersion.isEmpty ? "" : " \(d.driverVersion)"))"
+        + (d.driver == "vulkan" ? "    kernels: \(d.type.kernelClass) class" : ""),
       "  api:       \(d.apiVersion)",
       "  limits:    workgroup \(l.maxWorkgroupSize.map(String.init).joined(separator: "x")) / \(l.maxWorkgroupInvocations) invocations, "
         + "shared memory \(bytes(l.maxSharedMemoryBytes)), push constants \(l.maxPushConstantBytes) B",

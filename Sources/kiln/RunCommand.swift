@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnBundle
+import KilnCodegen
 import KilnHAL
 import KilnRuntime
 
@@ -57,11 +58,21 @@ struct RunCommand: ParsableCommand {
   var memoryBudget: Int?
 
   @Option(
+    name: .customLong("device-class"),
+    help: ArgumentHelp(
+      "Run the bundle's Vulkan program for this device class instead of the device's own (cpu: lavapipe-style, gpu: shared-memory tiles).",
+      valueName: "cpu|gpu"))
+  var deviceClass: String?
+
+  @Option(
     help: ArgumentHelp("Give up on a run the device has not finished after this long (default 600).", valueName: "SECONDS"))
   var timeout: Double?
 
   func validate() throws {
     if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
+    if let deviceClass, VulkanClass(rawValue: deviceClass) == nil {
+      throw ValidationError("--device-class must be one of \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
     if let timeout, !(timeout > 0 && timeout <= 1e9) { throw ValidationError("--timeout must be positive") }
     for (option, values) in [("input", inputs), ("output", outputs), ("expect", expectations)] {
       for value in values { _ = try FileArgument(parsing: value, option: option) }
@@ -144,7 +155,7 @@ struct RunCommand: ParsableCommand {
     let registry = DeviceRegistry()
     let loadStart = clock.now
     let opened = try registry.open(device)
-    let session = try Session(bundle: reader, device: opened, memoryBudget: memoryBudget)
+    let session = try Session(bundle: reader, device: opened, memoryBudget: memoryBudget, deviceClass: deviceClass)
     if let timeout { session.timeout = .milliseconds(Int64(timeout * 1000)) }
     let loadTime = clock.now - loadStart
     let firstStart = clock.now

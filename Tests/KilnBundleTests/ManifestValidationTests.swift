@@ -110,8 +110,15 @@ let rules: [Rule] = [
     $0.functions.append($0.functions[0])
   },
   Rule("empty function name", "function with an empty name") { $0.functions[0].name = "" },
-  Rule("duplicate program target", "function 'main': two programs for target 'vulkan'") {
+  Rule("duplicate program target", "function 'main': two programs for 'vulkan'") {
     $0.functions[0].programs[1].target = "vulkan"
+  },
+  Rule("duplicate program class", "function 'main': two programs for 'vulkan/gpu'") {
+    $0.functions[0].programs[0].deviceClass = "gpu"
+    $0.functions[0].programs.append($0.functions[0].programs[0])
+  },
+  Rule("empty program class", "function 'main': program 'vulkan' with empty device class") {
+    $0.functions[0].programs[0].deviceClass = ""
   },
   Rule("empty program target", "function 'main': program with empty target") {
     $0.functions[0].programs[1].target = ""

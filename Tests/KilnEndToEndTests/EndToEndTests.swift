@@ -13,7 +13,7 @@ import Testing
 /// The suite is serialized: compiles are parallel inside, and lavapipe already uses every core.
 @Suite(.serialized) struct EndToEndTests {
   /// Runs `testCase` on the device `uri` and records an issue for every output that differs.
-  func runAndCompare(_ testCase: ModelCase, on uri: String) throws {
+  func runAndCompare(_ testCase: ModelCase, on uri: String, deviceClass: String? = nil) throws {
     let entry = try CompiledModels.get(testCase)
     let folder = try TemporaryFolder()
     let url = folder.url.appendingPathComponent("\(testCase.name).kiln")
@@ -34,12 +34,13 @@ import Testing
       "\(testCase.name): \(expected.count) reference outputs")
 
     let device = try TestDevices.device(uri)
-    let session = try Session(bundle: reader, device: device)
+    let session = try Session(bundle: reader, device: device, deviceClass: deviceClass)
+    if let deviceClass { #expect(session.program.deviceClass == deviceClass) }
     let outputs = try session.run(inputs)
     let tolerance = Tolerance(relative: max(1e-3, testCase.rtol))
     for (index, (got, want)) in zip(outputs, expected).enumerated() {
       if let problem = tolerance.compare(got, want) {
-        Issue.record("\(testCase.name) on \(uri): output \(index) '\(function.outputs[index].name)': \(problem)")
+        Issue.record("\(testCase.name) on \(uri)\(deviceClass.map { " (\($0) kernels)" } ?? ""): output \(index) '\(function.outputs[index].name)': \(problem)")
       }
     }
     if device.info.driver == "vulkan" {
@@ -54,11 +55,28 @@ import Testing
     try runAndCompare(testCase, on: device)
   }
 
+  /// The GPU class's kernels (shared-memory tiles, split-K) on every Vulkan device here: lavapipe
+  /// runs them correctly, if slowly, so CI checks the program a discrete GPU would run.
+  @Test(arguments: ModelCases.fixtureNames, TestDevices.vulkanURIs)
+  func fixtureMatchesOnnxRuntimeWithGPUKernels(model: String, device: String) throws {
+    let testCase = try #require(ModelCases.fixtures[model])
+    try runAndCompare(testCase, on: device, deviceClass: "gpu")
+  }
+
   @Test(
     .enabled(if: (try? ModelCases.lightDirectory.get()) != nil, Comment(rawValue: LightModelNotes.missing)),
     arguments: ModelCases.selectedLightModels, TestDevices.uris)
   func lightZooModelMatchesReference(model: String, device: String) throws {
     try runAndCompare(try ModelCases.lightCase(model), on: device)
+  }
+
+  /// SqueezeNet's GPU program has split-K contractions (its fixtures have none); the larger zoo
+  /// models would take minutes on lavapipe with barriers in every tile step.
+  @Test(
+    .enabled(if: (try? ModelCases.lightDirectory.get()) != nil, Comment(rawValue: LightModelNotes.missing)),
+    arguments: ModelCases.selectedLightModels.filter { $0 == "squeezenet" }, TestDevices.vulkanURIs)
+  func lightZooModelMatchesReferenceWithGPUKernels(model: String, device: String) throws {
+    try runAndCompare(try ModelCases.lightCase(model), on: device, deviceClass: "gpu")
   }
 
   /// With `CI=true` the light models must be there (tools/test exports KILN_ONNX_DATA).

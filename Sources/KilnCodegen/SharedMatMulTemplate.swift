@@ -1,0 +1,171 @@
+import KilnCompiler
+import KilnIR
+
+/// The Vulkan device classes Kiln generates kernels for, each with its own tuning table. A bundle
+/// carries one Vulkan program per class it was compiled for; the runtime runs the program of the
+/// device's class (`KernelClass` in KilnHAL names the same strings).
+public enum VulkanClass: String, Sendable, CaseIterable, Hashable {
+  /// Vulkan on CPU cores (lavapipe, SwiftShader): register blocking, no shared memory and no
+  /// barriers (`MatMulTemplate`), vec4 loads, workgroups of 8-wide SIMD lanes.
+  case cpu
+  /// Discrete and integrated GPUs: shared-memory tiled contractions (`SharedMatMulTemplate`),
+  /// split-K where blocks underfill the device. Every other kernel is the same as `cpu`'s.
+  case gpu
+}
+
+/// A contraction as a shared-memory tiled GEMM for GPUs (`shaders/matmul_shared.comp`): the
+/// register-blocked template's match (operands, epilogue, axes) with the GPU class's tile sizes,
+/// chosen per shape from `tiles`, and a split-K factor.
+public struct SharedMatMulTemplate: Sendable, Hashable {
+  public struct Tile: Sendable, Hashable {
+    public var bm: Int
+    public var bn: Int
+    public var bk: Int
+    public var tm: Int
+    public var tn: Int
+    public var threads: Int { (bm / tm) * (bn / tn) }
+    /// Shared memory the two staged tiles take.
+    public var sharedBytes: Int { 4 * bk * (bm + bn) }
+  }
+
+  public var base: MatMulTemplate
+  public var tile: Tile
+  /// Workgroups per output block summing slices of the reduction (1: no split).
+  public var split: Int
+
+  /// The GPU class's tuning table, largest block first; every entry runs 256 invocations and
+  /// stages 8 KiB or less (NVIDIA, AMD and Intel all give a workgroup at least 32 KiB). The first
+  /// block that yields `targetBlocks` blocks is taken; below that the smallest is taken, and
+  /// split-K multiplies the blocks. These are the usual shapes of shared-memory SGEMM kernels; they
+  /// have not been measured on a GPU yet (no GPU has been lent to this project's sessions).
+  public static let tiles = [
+    Tile(bm: 128, bn: 128, bk: 8, tm: 8, tn: 8),
+    Tile(bm: 64, bn: 64, bk: 16, tm: 4, tn: 4),
+    Tile(bm: 32, bn: 64, bk: 16, tm: 2, tn: 4),
+    Tile(bm: 32, bn: 32, bk: 16, tm: 2, tn: 2),
+  ]
+  /// Blocks that fill a large GPU twice over (an H100 has 132 multiprocessors).
+  static let targetBlocks = 256
+  /// Split-K leaves each slice at least this many steps of k, and at most `maximumSplit` slices.
+  static let minimumSlice = 128
+  static let maximumSplit = 16
+  /// The scratch buffer of the slices' partial sums stays at or below this size.
+  static let maximumScratchBytes = 64 << 20
+
+  /// The GPU template for `kernel`, or nil where the register-blocked one serves as well (no M
+  /// axis, or fewer than 16 rows: too few to share a staged tile of B).
+  public static func match(_ kernel: Kernel) -> SharedMatMulTemplate? {
+    guard let base = MatMulTemplate.match(kernel), base.mAxis != nil, base.m >= 16, base.n >= 16 else { return nil }
+    let batch = base.batchCount
+    func blocks(_ tile: Tile) -> Int { batch * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
+    let tile = tiles.first { blocks($0) >= targetBlocks } ?? tiles[tiles.count - 1]
+    var split = 1
+    if blocks(tile) < targetBlocks {
+      let wanted = (targetBlocks + blocks(tile) - 1) / blocks(tile)
+      split = max(1, min(wanted, maximumSplit, base.k / minimumSlice))
+      while split > 1, split * batch * base.m * base.n * 4 > maximumScratchBytes { split -= 1 }
+    }
+    return SharedMatMulTemplate(base: base, tile: tile, split: split)
+  }
+
+  /// Blocks of the output (each one workgroup per split-K slice).
+  var blocks: Int { base.batchCount * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
+
+  /// Bytes of the partial sums split-K writes (0 without a split).
+  public var scratchBytes: Int { split > 1 ? split * base.batchCount * base.m * base.n * 4 : 0 }
+
+  /// Specialization constants by id: the workgroup size, BM, BN, BK, TM, TN, SPLIT and PHASE.
+  public func specializationConstants(phase: Int) -> [UInt32] {
+    [tile.threads, tile.bm, tile.bn, tile.bk, tile.tm, tile.tn, split, phase].map { UInt32($0) }
+  }
+
+  /// Workgroups of the GEMM phase (one per block and slice), and of the reduce phase (one
+  /// invocation per output element), folded into x and y.
+  public func workgroups(phase: Int) -> [Int] {
+    let groups = phase == 0 ? blocks * split : (base.batchCount * base.m * base.n + tile.threads - 1) / tile.threads
+    let x = min(groups, 65535)
+    return [x, (groups + x - 1) / x, 1]
+  }
+
+  /// The instantiated GLSL. Its tile sizes are specialization constants; the ones in the source
+  /// are the defaults only.
+  public func source() -> String {
+    let kernel = base.kernel
+    var bindings = base.bindingDeclarations()
+    if split > 1 {
+      bindings += "layout(std430, set = 0, binding = \(kernel.inputs.count + 1)) buffer Scratch { float scratch[]; };\n"
+    }
+    bindings.removeLast()
+    let rank = kernel.shape.count
+    // (batch, m, k, n) -> the kernel's coordinates and loop variables.
+    func outerLines() -> [String] {
+      var lines: [String] = []
+      var step = 1
+      for axis in base.outerAxes.reversed() {
+        lines.append("  int c\(axis) = (batch / \(step)) % \(kernel.shape[axis]);")
+        step *= kernel.shape[axis]
+      }
+      return lines
+    }
+    func nLines() -> [String] {
+      var lines: [String] = []
+      var inner = 1
+      for axis in base.nAxes.reversed() {
+        lines.append("  int c\(axis) = (n / \(inner)) % \(kernel.shape[axis]);")
+        inner *= kernel.shape[axis]
+      }
+      return lines
+    }
+    func kLines() -> [String] {
+      var lines: [String] = []
+      var inner = 1
+      for loop in base.loops.reversed() {
+        lines.append("  int v\(loop.variable) = (k / \(inner)) % \(loop.extent);")
+        inner *= loop.extent
+      }
+      return lines
+    }
+    let coordinates = (0..<rank).map { axis -> String in
+      if axis == base.mAxis { return "m" }
+      return "c\(axis)"
+    }
+    let variables = base.loops.map { "v\($0.variable)" }
+    let mAxis = base.mAxis ?? -1
+    func zeroed(_ axes: [Int]) -> [String] { axes.map { "  int c\($0) = 0;" } }
+    var helpers = base.operandFunctions() + "\n"
+    helpers += "float kiln_load_a(int batch, int m, int k) {\n"
+    helpers += (outerLines() + zeroed(base.nAxes) + kLines()).joined(separator: "\n")
+    helpers += "\n  return kiln_a(\((coordinates + variables).joined(separator: ", ")));\n}\n"
+    helpers += "float kiln_load_b(int batch, int k, int n) {\n"
+    helpers += (outerLines() + zeroed([mAxis].filter { $0 >= 0 }) + nLines() + kLines()).joined(separator: "\n")
+    helpers += "\n  return kiln_b(\((coordinates.map { $0 == "m" ? "c\(mAxis)" : $0 } + variables).joined(separator: ", ")));\n}\n"
+    helpers += "void kiln_store_at(int batch, int m, int n, float v) {\n"
+    helpers += (outerLines() + nLines()).joined(separator: "\n")
+    helpers += "\n  kiln_store(\(coordinates.joined(separator: ", ")), v);\n}"
+    let reducePhase =
+      split > 1
+      ? """
+          if (PHASE == 1) {
+            int e = group * THREADS + tid;
+            if (e >= BATCH * M * N) return;
+            float sum = 0.0;
+            for (int s = 0; s < SPLIT; ++s) sum += scratch[s * BATCH * M * N + e];
+            kiln_store_at(e / (M * N), (e / N) % M, e % N, sum);
+            return;
+          }
+        """ : ""
+    let store =
+      split > 1
+      ? "      scratch[((slice * BATCH + batch) * M + m) * N + n] = acc[i * TN + j];"
+      : "      kiln_store_at(batch, m, n, acc[i * TN + j]);"
+    let replacements: [(String, String)] = [
+      ("@BINDINGS@", bindings), ("@HELPERS@", GLSLDialect.helpers), ("@M@", "\(base.m)"), ("@N@", "\(base.n)"),
+      ("@K@", "\(base.k)"), ("@BATCH@", "\(base.batchCount)"), ("@OPERANDS@", helpers), ("@REDUCE_PHASE@", reducePhase),
+      ("@STORE@", store),
+    ]
+    var source = EmbeddedShaders.matmulShared.replacingOccurrences(
+      of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (matmul_shared)\n")
+    for (placeholder, value) in replacements { source = source.replacingOccurrences(of: placeholder, with: value) }
+    return source
+  }
+}

@@ -1,0 +1,33 @@
+import KilnBundle
+import Testing
+
+/// Which of a function's programs a device runs: its class's, else the class-free one, else any.
+struct ProgramSelectionTests {
+  func program(_ target: String, _ deviceClass: String?) -> Manifest.Program {
+    Manifest.Program(target: target, deviceClass: deviceClass, buffers: [], commands: [])
+  }
+
+  func function(_ programs: [Manifest.Program]) -> Manifest.Function {
+    Manifest.Function(name: "main", inputs: [], outputs: [], programs: programs)
+  }
+
+  @Test func theDeviceClassesProgramFirst() {
+    let both = function([program("cpu", nil), program("vulkan", "cpu"), program("vulkan", "gpu")])
+    #expect(both.program(for: "vulkan", deviceClass: "gpu")?.deviceClass == "gpu")
+    #expect(both.program(for: "vulkan", deviceClass: "cpu")?.deviceClass == "cpu")
+    #expect(both.program(for: "cpu", deviceClass: "cpu")?.target == "cpu")
+    // A class the bundle lacks still runs, on one of the target's programs.
+    #expect(both.program(for: "vulkan", deviceClass: "npu")?.target == "vulkan")
+    #expect(both.program(for: "metal", deviceClass: "gpu") == nil)
+    // A class-free program serves every class the bundle has no program of its own for.
+    let generic = function([program("vulkan", "gpu"), program("vulkan", nil)])
+    #expect(generic.program(for: "vulkan", deviceClass: "cpu")?.deviceClass == nil)
+    #expect(generic.program(for: "vulkan", deviceClass: "gpu")?.deviceClass == "gpu")
+    #expect(generic.program(for: "vulkan")?.deviceClass == nil)
+  }
+
+  @Test func labelsNameTheClass() {
+    #expect(program("vulkan", "gpu").label == "vulkan/gpu")
+    #expect(program("cpu", nil).label == "cpu")
+  }
+}
