@@ -12,6 +12,12 @@ public enum Target: String, Sendable, CaseIterable {
   case cpu
 }
 
+/// The storage precision of the Vulkan programs' contraction weights; arithmetic is float32.
+public enum Precision: String, Sendable, CaseIterable {
+  case fp32
+  case fp16
+}
+
 public struct CompileOptions: Sendable {
   public var targets: [Target]
   /// Passes after which to print the IR (`all` for every pass).
@@ -34,6 +40,8 @@ public struct CompileOptions: Sendable {
   /// The Vulkan device classes to build a program for; the runtime runs the program of the
   /// device's class. With one class only, that program serves every Vulkan device.
   public var vulkanClasses: [VulkanClass] = VulkanClass.allCases
+  /// `fp16`: the Vulkan gpu class reads contraction weights as float16 (`HalfPrecisionWeights`).
+  public var precision: Precision = .fp32
 
   public init(
     targets: [Target] = Target.allCases, printIRAfter: Set<String> = [], dumpDirectory: URL? = nil,
@@ -68,7 +76,7 @@ public struct CompiledModel: Sendable {
 /// 6. `program` — the dispatch program per target, with a barrier only before a real hazard.
 public struct ModelCompiler: Sendable {
   public static let passNames = [
-    "decompose", "fold-batchnorm", "form-dispatch-regions", "plan-memory", "prepack-weights", "codegen-vulkan", "codegen-cpu", "program",
+    "decompose", "fold-batchnorm", "form-dispatch-regions", "plan-memory", "fp16-weights", "prepack-weights", "codegen-vulkan", "codegen-cpu", "program",
   ]
 
   public var options: CompileOptions
@@ -105,21 +113,40 @@ public struct ModelCompiler: Sendable {
     let folded = try run("fold-batchnorm", { FoldBatchNorm.run(decomposed) }, describe: { $0.description })
     let plan = try run("form-dispatch-regions", { try FormDispatchRegions.run(folded) }, describe: describePlan)
     let memory = try run("plan-memory", { try PlanMemory.run(plan) }, describe: { describeMemory($0, plan: plan) })
+    // With --precision fp16 the gpu class's program binds float16 copies of its contraction
+    // weights (its own plan and memory plan; the cpu class keeps float32: scalar float16 loads
+    // made lavapipe's SqueezeNet 2x slower). The CPU plan shares the graph the copies were added
+    // to, so the plans' new constants never share a value id.
+    var vulkan = [(plan: DispatchPlan, memory: MemoryPlan)](repeating: (plan, memory), count: options.vulkanClasses.count)
+    var cpuBase = plan
+    if options.precision == .fp16, !(options.targets.contains(.vulkan) && options.vulkanClasses.contains(.gpu)) {
+      options.printer("note: --precision fp16 applies to the Vulkan gpu class's program only; this bundle has none, so it is all fp32")
+    }
+    if options.targets.contains(.vulkan), options.precision == .fp16, let gpu = options.vulkanClasses.firstIndex(of: .gpu) {
+      let half = try run("fp16-weights", { HalfPrecisionWeights.run(plan) }, describe: { "\($0.count) constants stored as float16 for Vulkan GPUs, \($0.bytesSaved) bytes saved" })
+      if half.count > 0 {
+        vulkan[gpu] = (half.plan, try PlanMemory.run(half.plan))
+        cpuBase.graph = half.plan.graph
+      }
+    }
     // The shaders compile in the background from here on, and the C compiler from when its source
     // is ready: on a 2-core machine the weight pre-packing and packing run meanwhile.
-    let vulkanBuild = options.targets.contains(.vulkan) ? startVulkanBuild(plan: plan) : nil
+    let vulkanBuild = options.targets.contains(.vulkan) ? startVulkanBuild(plans: vulkan.map(\.plan)) : nil
     defer { vulkanBuild?.group.wait() }
 
     // The CPU program binds its GEMM kernels' constant operands pre-packed (its own plan and
     // memory plan); the bundle ships the constants some program binds, each once.
-    var cpu = (plan: plan, memory: memory, prepacked: [Int: Set<CMatMulTemplate.Operand>]())
+    var cpu = (plan: cpuBase, memory: memory, prepacked: [Int: Set<CMatMulTemplate.Operand>]())
     if options.targets.contains(.cpu), options.cpuGEMM {
-      let packed = try run("prepack-weights", { WeightPrepacking.run(plan) }, describe: { "\($0.count) constants pre-packed for the CPU, \($0.bytes) bytes" })
+      let packed = try run("prepack-weights", { WeightPrepacking.run(cpuBase) }, describe: { "\($0.count) constants pre-packed for the CPU, \($0.bytes) bytes" })
       if packed.count > 0 {
         cpu = (packed.plan, try PlanMemory.run(packed.plan), packed.prepacked)
       }
     }
-    var weights = options.targets.contains(.vulkan) ? memory.weights : []
+    var weights: [ValueID] = []
+    if options.targets.contains(.vulkan) {
+      for (_, memory) in vulkan { weights += memory.weights.filter { !weights.contains($0) } }
+    }
     if options.targets.contains(.cpu) { weights += cpu.memory.weights.filter { !weights.contains($0) } }
     let weightIndex = Dictionary(uniqueKeysWithValues: weights.enumerated().map { ($1, $0) })
 
@@ -139,8 +166,8 @@ public struct ModelCompiler: Sendable {
       case .vulkan:
         let classes = try run("codegen-vulkan", { try emitVulkan(vulkanBuild, plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) device classes, \(manifest.executables.count) SPIR-V executables" })
         // One class alone serves every Vulkan device, so its program names none.
-        for code in classes {
-          programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", deviceClass: classes.count > 1 ? code.deviceClass.rawValue : nil, plan: plan, memory: memory, weightIndex: { weightIndex[$0] }, scratchBytes: code.scratchBytes, dispatches: { code.dispatches[$0] }) }, describe: describeProgram))
+        for (code, own) in zip(classes, vulkan) {
+          programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", deviceClass: classes.count > 1 ? code.deviceClass.rawValue : nil, plan: own.plan, memory: own.memory, weightIndex: { weightIndex[$0] }, scratchBytes: code.scratchBytes, dispatches: { code.dispatches[$0] }) }, describe: describeProgram))
         }
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
@@ -213,12 +240,14 @@ public struct ModelCompiler: Sendable {
     }
   }
 
-  private func startVulkanBuild(plan: DispatchPlan) -> VulkanBuild {
+  /// `plans`: per device class (they differ only in the operand types of `--precision fp16`).
+  private func startVulkanBuild(plans: [DispatchPlan]) -> VulkanBuild {
+    let plan = plans[0]
     // Kernel names differ; the shader body does not mention them except in a comment line.
     // Contractions use the hand-written templates (shaders/matmul_tiled.comp on CPU-class devices,
     // shaders/matmul_shared.comp on GPUs), the rest the generic one-invocation-per-element form.
     let classes = options.vulkanClasses
-    let code = classes.map { deviceClass in plan.kernels.map { VulkanKernelCode($0, deviceClass: deviceClass) } }
+    let code = zip(classes, plans).map { deviceClass, plan in plan.kernels.map { VulkanKernelCode($0, deviceClass: deviceClass) } }
     var slotOfBody: [String: Int] = [:]
     var unique: [(deviceClass: Int, kernel: Int)] = []
     var bodies: [String] = []

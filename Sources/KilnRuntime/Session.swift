@@ -40,8 +40,9 @@ public final class Session: @unchecked Sendable {
   /// - Parameter memoryBudget: the most bytes the session's buffers (arena, weights, inputs and
   ///   outputs) may take; nil for no budget beyond the device's memory.
   /// - Throws: `RuntimeError(.overBudget)` or `(.limitExceeded)` naming the sizes; `HALError` from the device.
-  /// - Parameter deviceClass: the program class to run (`cpu`, `gpu`) where the bundle has
-  ///   programs per device class; nil for the device's own (`DeviceType.kernelClass`).
+  /// - Parameter deviceClass: the Vulkan program class to run (`cpu`, `gpu`) where the bundle
+  ///   has programs per device class; nil for the device's own (`DeviceType.kernelClass`).
+  ///   Ignored on the CPU device.
   public init(
     bundle: BundleReader, device: any Device, function name: String = "main", memoryBudget: Int? = nil, deviceClass: String? = nil
   ) throws {
@@ -49,6 +50,8 @@ public final class Session: @unchecked Sendable {
       throw RuntimeError(.noProgram, "the bundle has no function '\(name)'")
     }
     let target = device.info.driver
+    // Device classes name Vulkan programs; the CPU device has one program.
+    let deviceClass = target == "vulkan" ? deviceClass : nil
     if let deviceClass, !function.programs.contains(where: { $0.target == target && $0.deviceClass == deviceClass }) {
       let available = function.programs.filter { $0.target == target }.map(\.label).joined(separator: ", ")
       throw RuntimeError(.noProgram, "the bundle has no \(target) program for device class '\(deviceClass)' (it has: \(available))")

@@ -34,6 +34,12 @@ struct CompileCommand: ParsableCommand {
   var vulkanClasses: [String] = []
 
   @Option(
+    help: ArgumentHelp(
+      "fp16: the Vulkan gpu class's program stores convolution and matmul weights as float16, with float32 arithmetic (about 1e-3 relative error); the CPU program and lavapipe's stay fp32.",
+      valueName: "fp32|fp16"))
+  var precision: String = "fp32"
+
+  @Option(
     name: .customLong("print-ir-after"),
     help: ArgumentHelp("Print the IR to standard error after a pass (repeatable).", valueName: "PASS|all"))
   var printIRAfter: [String] = []
@@ -74,6 +80,9 @@ struct CompileCommand: ParsableCommand {
   var noCache = false
 
   func validate() throws {
+    guard Precision(rawValue: precision) != nil else {
+      throw ValidationError("unknown precision '\(precision)' (choose from \(Precision.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
     for name in vulkanClasses where VulkanClass(rawValue: name) == nil {
       throw ValidationError("unknown Vulkan class '\(name)' (choose from \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
@@ -133,6 +142,7 @@ struct CompileCommand: ParsableCommand {
         }
       }
       options.printer = { printError($0) }
+      options.precision = Precision(rawValue: precision) ?? .fp32
       if !vulkanClasses.isEmpty {
         var seenClasses = Set<String>()
         options.vulkanClasses = vulkanClasses.filter { seenClasses.insert($0).inserted }.compactMap(VulkanClass.init(rawValue:))

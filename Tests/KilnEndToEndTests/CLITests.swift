@@ -1,5 +1,6 @@
 import Foundation
 import KilnRuntime
+import KilnTestSupport
 import Testing
 
 /// The `kiln` executable's contract: compile, run, inspect, exit codes, and which files it refuses
@@ -55,6 +56,36 @@ struct CLITests {
     #expect(third.status == 0 && !third.stderr.contains("cache"), "\(third.stderr)")
     let bundles = try ["a", "b", "c"].map { try Data(contentsOf: dir.appendingPathComponent("\($0).kiln")) }
     #expect(bundles[0] == bundles[1] && bundles[1] == bundles[2])
+  }
+
+  /// `--vulkan-class` picks the programs a bundle carries, `--device-class` the one a run takes.
+  @Test(arguments: TestDevices.vulkanURIs) func deviceClassesChooseTheVulkanProgram(uri: String) throws {
+    let folder = try workspace()
+    let dir = folder.url
+    #expect(try kiln("compile", "model.onnx", "-o", "both.kiln", "--target", "vulkan", "--no-cache", in: dir).status == 0)
+    let both = try kiln("inspect", "both.kiln", in: dir)
+    #expect(both.stdout.contains("program vulkan/cpu:") && both.stdout.contains("program vulkan/gpu:"), "\(both.stdout)")
+    for deviceClass in ["cpu", "gpu"] {
+      let run = try kiln(
+        "run", "both.kiln", "--device", uri, "--device-class", deviceClass, "--input", "@input.npy", "--expect", "@expected.npy",
+        in: dir)
+      #expect(run.status == 0, "\(deviceClass): \(run.stderr)")
+    }
+    let one = try kiln("compile", "model.onnx", "-o", "cpu.kiln", "--target", "vulkan", "--vulkan-class", "cpu", "--no-cache", in: dir)
+    #expect(one.status == 0, "\(one.stderr)")
+    let inspected = try kiln("inspect", "cpu.kiln", in: dir)
+    #expect(inspected.stdout.contains("program vulkan:") && !inspected.stdout.contains("vulkan/"), "\(inspected.stdout)")
+    // One class alone runs on every device; asking for a class it lacks is a clear error.
+    #expect(try kiln("run", "cpu.kiln", "--device", uri, "--input", "@input.npy", "--expect", "@expected.npy", in: dir).status == 0)
+    expectUserError(
+      try kiln("run", "cpu.kiln", "--device", uri, "--device-class", "gpu", "--input", "@input.npy", in: dir),
+      mentioning: "no vulkan program for device class 'gpu'")
+    let unknown = try kiln("compile", "model.onnx", "-o", "x.kiln", "--vulkan-class", "npu", in: dir)
+    #expect(unknown.status != 0 && unknown.stderr.contains("unknown Vulkan class 'npu'"), "\(unknown.stderr)")
+    let precision = try kiln("compile", "model.onnx", "-o", "x.kiln", "--precision", "fp8", in: dir)
+    #expect(precision.status != 0 && precision.stderr.contains("unknown precision 'fp8'"), "\(precision.stderr)")
+    let note = try kiln("compile", "model.onnx", "-o", "x.kiln", "--target", "cpu", "--precision", "fp16", "--no-cache", in: dir)
+    #expect(note.status == 0 && note.stderr.contains("note: --precision fp16 applies to the Vulkan gpu class"), "\(note.stderr)")
   }
 
   @Test func compileRunInspectRoundTrip() throws {

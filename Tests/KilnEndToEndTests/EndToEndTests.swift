@@ -1,6 +1,7 @@
 import Foundation
 import KilnBundle
 import KilnCodegen
+import KilnIR
 import KilnONNX
 import KilnRuntime
 import KilnSPIRV
@@ -177,5 +178,68 @@ enum LightModelNotes {
 
   static var unselectedNote: String {
     "light models left out by KILN_LIGHT_MODELS: \(unselected.joined(separator: ", "))"
+  }
+}
+
+/// `--precision fp16`: float16 weights in the Vulkan programs, float32 arithmetic.
+@Suite(.serialized) struct HalfPrecisionTests {
+  /// On a model whose float32 weights already hold float16 values, the float16 copies are exact,
+  /// so the fp16 bundle must compute what the fp32 bundle does, on both device classes' programs;
+  /// and its gpu program must bind float16 weights of half the bytes.
+  @Test(arguments: ["causal-decoder", "gemm-transb", "transformer-encoder"], TestDevices.vulkanURIs)
+  func exactFloat16WeightsGiveTheFloat32Results(model: String, device uri: String) throws {
+    let testCase = try #require(ModelCases.fixtures[model])
+    var graph = try ONNXImporter().importModel(at: testCase.model)
+    for (id, data) in graph.constants where data.dtype == .float32 {
+      let rounded = data.floats().map { FloatConversion.float(fromFloat16Bits: FloatConversion.float16Bits(from: $0)) }
+      graph.constants[id] = TensorData(rounded, shape: data.shape)
+    }
+    func compile(_ precision: Precision) throws -> BundleReader {
+      var options = CompileOptions(targets: [.vulkan], modelName: model, printer: { _ in })
+      options.precision = precision
+      let compiled = try ModelCompiler(options: options).compile(graph)
+      return try BundleReader(bytes: try compiled.writer.serialize(manifest: compiled.manifest))
+    }
+    let (single, half) = (try compile(.fp32), try compile(.fp16))
+    // The gpu program binds float16 weights; the cpu (lavapipe) program keeps float32.
+    func constantBytes(_ reader: BundleReader, _ deviceClass: String) throws -> Int {
+      let program = try #require(reader.manifest.function(named: "main")?.program(for: "vulkan", deviceClass: deviceClass))
+      return program.buffers.reduce(0) { if case .constant = $1.role { $0 + $1.size } else { $0 } }
+    }
+    #expect(try constantBytes(half, "gpu") < constantBytes(single, "gpu") * 3 / 4)
+    #expect(try constantBytes(half, "cpu") == constantBytes(single, "cpu"))
+
+    let function = try #require(single.manifest.function(named: "main"))
+    let inputs = try ModelCases.inputs(for: testCase, signature: function.inputs)
+    let device = try TestDevices.device(uri)
+    for deviceClass in ["cpu", "gpu"] {
+      let want = try Session(bundle: single, device: device, deviceClass: deviceClass).run(inputs)
+      let got = try Session(bundle: half, device: device, deviceClass: deviceClass).run(inputs)
+      for (index, (g, w)) in zip(got, want).enumerated() {
+        if let problem = Tolerance(relative: 1e-5, absoluteScale: 1e-6).compare(g, w) {
+          Issue.record("\(model) (\(deviceClass) kernels): output \(index): \(problem)")
+        }
+      }
+    }
+    #expect(TestDevices.drainValidationMessages().isEmpty)
+  }
+
+  /// A weight beyond float16's range stays float32 (it would become infinity).
+  @Test func outOfRangeWeightsStayFloat32() throws {
+    let testCase = try #require(ModelCases.fixtures["gemm-transb"])
+    var graph = try ONNXImporter().importModel(at: testCase.model)
+    let (id, data) = try #require(graph.constants.first { $0.value.dtype == .float32 && $0.value.elementCount >= 1024 })
+    var values = data.floats()
+    values[0] = 1e6
+    graph.constants[id] = TensorData(values, shape: data.shape)
+    var options = CompileOptions(targets: [.vulkan], modelName: "gemm-transb", printer: { _ in })
+    options.precision = .fp16
+    let compiled = try ModelCompiler(options: options).compile(graph)
+    #expect(compiled.manifest.weights.allSatisfy { !$0.name.contains("#fp16") })
+    // In range, the same weight is stored as float16.
+    values[0] = 1
+    graph.constants[id] = TensorData(values, shape: data.shape)
+    let inRange = try ModelCompiler(options: options).compile(graph)
+    #expect(inRange.manifest.weights.contains { $0.name.contains("#fp16") })
   }
 }
