@@ -45,7 +45,9 @@ const int BLOCKS_N = (N + BN - 1) / BN;
 const int SLICE = ((K + SPLIT - 1) / SPLIT + BK - 1) / BK * BK;
 @OPERANDS@
 
-shared float tileA[BK * BM];
+// A's rows are padded by one word, so the BK-strided stores of a warp land in distinct banks.
+const int LDA = BM + 1;
+shared float tileA[BK * LDA];
 shared float tileB[BK * BN];
 
 void main() {
@@ -74,7 +76,7 @@ void main() {
       int mm = e / BK;
       float v = 0.0;
       if (m0 + mm < M && k0 + kk < kEnd) v = kiln_load_a(batch, m0 + mm, k0 + kk);
-      tileA[kk * BM + mm] = v;
+      tileA[kk * LDA + mm] = v;
     }
     for (int e = tid; e < BK * BN; e += THREADS) {
       int nn = e % BN;
@@ -87,7 +89,7 @@ void main() {
     for (int kk = 0; kk < BK; ++kk) {
       float a[TM];
       float b[TN];
-      for (int i = 0; i < TM; ++i) a[i] = tileA[kk * BM + ty + i * RM];
+      for (int i = 0; i < TM; ++i) a[i] = tileA[kk * LDA + ty + i * RM];
       for (int j = 0; j < TN; ++j) b[j] = tileB[kk * BN + tx + j * RN];
       for (int i = 0; i < TM; ++i) {
         for (int j = 0; j < TN; ++j) acc[i * TN + j] += a[i] * b[j];

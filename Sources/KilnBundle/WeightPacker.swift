@@ -18,12 +18,19 @@ public struct WeightPacker: Sendable {
   /// Number of weights appended so far.
   public var count: Int { placed.count }
 
+  /// Makes room for `count` more bytes of weights (and their padding), so appending them copies
+  /// each weight once: a model's weights are hundreds of megabytes.
+  public mutating func reserveCapacity(forWeightBytes count: Int) {
+    bytes.reserveCapacity(bytes.count + count)
+  }
+
   /// Appends one weight; returns its index among this packer's entries.
   @discardableResult
   public mutating func append(name: String, bytes weight: some Collection<UInt8>) -> Int {
     let offset = BundleWriter.align(bytes.count, to: BundleFormat.weightAlignment)
     bytes.append(contentsOf: repeatElement(0, count: offset - bytes.count))
-    bytes.append(contentsOf: weight)
+    let appended = weight.withContiguousStorageIfAvailable { bytes.append(contentsOf: $0) }
+    if appended == nil { bytes.append(contentsOf: weight) }
     placed.append((name, offset, bytes.count - offset))
     return placed.count - 1
   }

@@ -106,6 +106,15 @@ public struct ModelCompiler: Sendable {
       return result
     }
 
+    // Steps that are not passes (no IR to print): their wall time only, for --time-passes.
+    func measure<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+      let start = clock.now
+      defer {
+        let elapsed = clock.now - start
+        timings.append((name, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+      }
+      return try body()
+    }
     if options.targets.contains(.vulkan), options.vulkanClasses.isEmpty {
       throw CodegenError(.invalidInput, "the Vulkan target needs at least one device class")
     }
@@ -131,7 +140,7 @@ public struct ModelCompiler: Sendable {
     }
     // The shaders compile in the background from here on, and the C compiler from when its source
     // is ready: on a 2-core machine the weight pre-packing and packing run meanwhile.
-    let vulkanBuild = options.targets.contains(.vulkan) ? startVulkanBuild(plans: vulkan.map(\.plan)) : nil
+    let vulkanBuild = options.targets.contains(.vulkan) ? measure("vulkan-sources") { startVulkanBuild(plans: vulkan.map(\.plan)) } : nil
     defer { vulkanBuild?.group.wait() }
 
     // The CPU program binds its GEMM kernels' constant operands pre-packed (its own plan and
@@ -150,15 +159,19 @@ public struct ModelCompiler: Sendable {
     if options.targets.contains(.cpu) { weights += cpu.memory.weights.filter { !weights.contains($0) } }
     let weightIndex = Dictionary(uniqueKeysWithValues: weights.enumerated().map { ($1, $0) })
 
-    let cpuBuild = options.targets.contains(.cpu) ? try startCPUBuild(plan: cpu.plan, prepacked: cpu.prepacked) : nil
+    let cpuBuild = options.targets.contains(.cpu) ? try measure("cpu-source") { try startCPUBuild(plan: cpu.plan, prepacked: cpu.prepacked) } : nil
     defer { cpuBuild?.group.wait() }
     var writer = BundleWriter()
     var manifest = Manifest(
       modelName: options.modelName, producer: "kiln", createdBy: "kiln \(KilnCodegenVersion.string)")
     var packer = WeightPacker()
-    for id in weights {
-      guard let data = cpu.plan.graph.constants[id] else { continue }
-      packer.append(name: "\(cpu.plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
+    measure("pack-weights") {
+      packer.reserveCapacity(
+        forWeightBytes: weights.reduce(0) { $0 + (cpu.plan.graph.constants[$1]?.bytes.count ?? 0) + BundleFormat.weightAlignment + 4 })
+      for id in weights {
+        guard let data = cpu.plan.graph.constants[id] else { continue }
+        packer.append(name: "\(cpu.plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
+      }
     }
     var programs: [Manifest.Program] = []
     for target in options.targets {

@@ -25,7 +25,7 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
     public var tn: Int
     public var threads: Int { (bm / tm) * (bn / tn) }
     /// Shared memory the two staged tiles take.
-    public var sharedBytes: Int { 4 * bk * (bm + bn) }
+    public var sharedBytes: Int { 4 * bk * (bm + 1 + bn) }
   }
 
   public var base: MatMulTemplate
@@ -34,7 +34,7 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
   public var split: Int
 
   /// The GPU class's tuning table, largest block first; every entry runs 256 invocations and
-  /// stages 8 KiB or less (NVIDIA, AMD and Intel all give a workgroup at least 32 KiB). The first
+  /// stages at most 8.3 KiB (NVIDIA, AMD and Intel all give a workgroup at least 32 KiB). The first
   /// block that yields `targetBlocks` blocks is taken; below that the smallest is taken, and
   /// split-K multiplies the blocks. These are the usual shapes of shared-memory SGEMM kernels; they
   /// have not been measured on a GPU yet (no GPU has been lent to this project's sessions).

@@ -21,6 +21,10 @@ struct SharedMatMulTemplateTests {
   }
 
   @Test func tileAndSplitFollowTheTuningTable() throws {
+    for tile in SharedMatMulTemplate.tiles {
+      #expect(tile.bm % tile.tm == 0 && tile.bn % tile.tn == 0 && tile.threads == 256, "\(tile)")
+      #expect(tile.sharedBytes <= 8_500, "\(tile) stages \(tile.sharedBytes) bytes")
+    }
     let tests = MatMulTemplateTests()
     // 1024^3: 64x64 blocks are the largest that give 256 blocks; no split.
     let big = try #require(SharedMatMulTemplate.match(tests.kernel(batch: 1, m: 1024, n: 1024, k: 1024)))
