@@ -84,7 +84,7 @@ public enum CKernel {
     var firstWithBody: [String: String] = [:]
     for (index, kernel) in kernels.enumerated() {
       let template = templates[index]
-      if template?.prefersCoarseChunks == true {
+      if template?.prefersCoarseChunks == true || winograds[index] != nil {
         out += "\nKILN_CPU_EXPORT const uint32_t \(kernel.name)_chunks_per_thread = 1;\n"
       }
       let source = winograds[index]?.source() ?? template?.source() ?? windows[index]?.source() ?? function(for: kernel)
