@@ -191,15 +191,19 @@ public struct CWinogradTemplate: Sendable {
   /// Whether this shape measured faster than the implicit GEMM (`CMatMulTemplate`): at least
   /// 16 tiles per image (outputs of 13x13 and up) and channel counts within those measured.
   ///
-  /// Per-dispatch medians, Winograd / implicit GEMM, paired runs on the 2-core AMD EPYC dev VM
-  /// (`kiln bench --profile-runs`), Relu epilogues:
-  /// - ResNet-50: 64 -> 64 at 56x56 (196 tiles) 0.39-0.60; 128 -> 128 at 28x28 (49 tiles)
-  ///   0.35-0.50; 256 -> 256 at 14x14 (16 tiles) 0.51-0.77; 512 -> 512 at 7x7 (4 tiles) 1.57-1.76,
+  /// Per-dispatch times, Winograd / implicit GEMM: medians of ratios paired within a round
+  /// (`kiln bench --profile-runs 10`, 7 to 9 rounds), on the 2-core AMD EPYC dev VM, shared and
+  /// noisy; Relu epilogues:
+  /// - ResNet-50: 64 -> 64 at 56x56 (196 tiles) 0.34-0.36 (1.45 ms -> 0.50 ms); 128 -> 128 at
+  ///   28x28 (49 tiles) 0.34-0.38 (1.43 -> 0.54); 256 -> 256 at 14x14 (16 tiles) 0.44-0.51
+  ///   (1.42 -> 0.70); 512 -> 512 at 7x7 (4 tiles) 1.57-1.76 (1.86 -> 3.2),
   ///   slower: 4 tiles fill a quarter of the microkernel's 16 columns (the narrow 8-column kernel
   ///   runs, half wasted), and the transformed weights (36 x 512 x 512 floats, 38 MB) are read
   ///   from memory for 4 columns each, where the GEMM reads 9.4 MB for 49.
-  /// - SqueezeNet: 16 -> 64 at 55x55 0.66-0.69; 32 -> 128 at 27x27 0.70-0.71; 48 -> 192 at 13x13
-  ///   0.70-0.82; 64 -> 256 at 13x13 0.78-0.80.
+  /// - SqueezeNet: 16 -> 64 at 55x55 0.71-0.72 (0.36 ms -> 0.25 ms); 32 -> 128 at 27x27 0.64
+  ///   (0.33 -> 0.22); 48 -> 192 at 13x13 0.73-0.78 (0.19 -> 0.14); 64 -> 256 at 13x13 0.77-0.80
+  ///   (0.31 -> 0.25).
+  /// (7x7 measured before workgroups were handed out one range per thread.)
   /// The wins shrink as tiles per image fall (the GEMM's N) and the weights grow; shapes outside
   /// the measured channel counts (fewer than 16 input or 64 output channels, more than 256) keep
   /// the implicit GEMM.
