@@ -67,18 +67,27 @@ public enum CKernel {
 
       """
     out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
-    let templates = kernels.enumerated().map { index, kernel in gemm ? CMatMulTemplate.match(kernel, prepacked: prepacked[index] ?? []) : nil }
-    let windows = zip(kernels, templates).map { kernel, template in gemm && template == nil ? CWindowTemplate.match(kernel) : nil }
-    if templates.contains(where: { $0 != nil }) || windows.contains(where: { $0 != nil }) { out += CMatMulSupport.source }
+    // A kernel whose weights were Winograd-transformed (`WeightPrepacking`) must run as Winograd.
+    let winograds = kernels.enumerated().map { index, kernel in gemm ? winograd(kernel, prepacked: prepacked[index] ?? []) : nil }
+    let templates = kernels.enumerated().map { index, kernel in
+      gemm && winograds[index] == nil ? CMatMulTemplate.match(kernel, prepacked: prepacked[index] ?? []) : nil
+    }
+    let windows = kernels.indices.map { index in
+      gemm && templates[index] == nil && winograds[index] == nil ? CWindowTemplate.match(kernels[index]) : nil
+    }
+    if templates.contains(where: { $0 != nil }) || windows.contains(where: { $0 != nil }) || winograds.contains(where: { $0 != nil }) {
+      out += CMatMulSupport.source
+    }
+    if winograds.contains(where: { $0 != nil }) { out += CWinogradTemplate.support }
     // Kernels that differ only in name (repeated blocks of a network) share one body: the later
     // ones are entry points that call the first, so the C compiler sees each body once.
     var firstWithBody: [String: String] = [:]
     for (index, kernel) in kernels.enumerated() {
       let template = templates[index]
-      if template?.prefersCoarseChunks == true {
+      if template?.prefersCoarseChunks == true || winograds[index] != nil {
         out += "\nKILN_CPU_EXPORT const uint32_t \(kernel.name)_chunks_per_thread = 1;\n"
       }
-      let source = template?.source() ?? windows[index]?.source() ?? function(for: kernel)
+      let source = winograds[index]?.source() ?? template?.source() ?? windows[index]?.source() ?? function(for: kernel)
       let body = source.replacingOccurrences(of: kernel.name, with: "@KERNEL@").split(separator: "\n")
         .filter { !$0.hasPrefix("//") }.joined(separator: "\n")
       if let first = firstWithBody[body] {
@@ -209,8 +218,19 @@ public enum CKernel {
   /// one per `elementsPerWorkgroup` outputs.
   public static func workgroups(for kernel: Kernel, gemm: Bool = true, prepacked: Set<CMatMulTemplate.Operand> = []) -> Int {
     guard gemm else { return workgroups(for: kernel.output.elementCount) }
+    if let winograd = winograd(kernel, prepacked: prepacked) { return winograd.workgroups }
     return CMatMulTemplate.match(kernel, prepacked: prepacked)?.workgroups ?? CWindowTemplate.match(kernel)?.workgroups
       ?? workgroups(for: kernel.output.elementCount)
+  }
+
+  /// The Winograd form of `kernel` when its pre-packed operands say its weights were transformed
+  /// for it (a kernel so marked that does not match cannot run: its weights are transformed).
+  static func winograd(_ kernel: Kernel, prepacked: Set<CMatMulTemplate.Operand>) -> CWinogradTemplate? {
+    guard prepacked.contains(CWinogradTemplate.weightsOperand) else { return nil }
+    guard let template = CWinogradTemplate.match(kernel) else {
+      preconditionFailure("\(kernel.name): Winograd-transformed weights, but no Winograd convolution")
+    }
+    return template
   }
 
   /// Workgroups a generic kernel of `elementCount` outputs needs.

@@ -41,9 +41,13 @@ public struct CMatMulTemplate: Sendable {
   public struct Operand: Hashable, Sendable {
     public var contraction: Int
     public var a: Bool
-    public init(contraction: Int, a: Bool) {
+    /// The constant holds Winograd-transformed weights (`CWinogradTemplate.prepack`), not GEMM
+    /// panels: the kernel runs as a Winograd convolution.
+    public var winograd: Bool
+    public init(contraction: Int, a: Bool, winograd: Bool = false) {
       self.contraction = contraction
       self.a = a
+      self.winograd = winograd
     }
   }
 

@@ -1,3 +1,4 @@
+import Foundation
 import KilnCompiler
 import KilnIR
 
@@ -24,13 +25,43 @@ public enum WeightPrepacking {
     public var bytes: Int
   }
 
-  public static func run(_ plan: DispatchPlan) -> Result {
+  /// - Parameter winograd: whether 3x3 convolutions of the shapes `CWinogradTemplate` wins on get
+  ///   Winograd-transformed weights (and so run as Winograd convolutions); `KILN_CPU_WINOGRAD=0`
+  ///   in the environment turns it off.
+  public static func run(_ plan: DispatchPlan, winograd: Bool = ProcessInfo.processInfo.environment["KILN_CPU_WINOGRAD"] != "0") -> Result {
     var result = Result(plan: plan, prepacked: [:], count: 0, bytes: 0)
     var graph = plan.graph
     var packedValues: [PackKey: ValueID] = [:]
     let stepsOfKernel = Dictionary(grouping: plan.steps.indices, by: { plan.steps[$0].kernel })
     for (kernelIndex, kernel) in plan.kernels.enumerated() {
-      guard let template = CMatMulTemplate.match(kernel), let steps = stepsOfKernel[kernelIndex] else { continue }
+      guard let steps = stepsOfKernel[kernelIndex] else { continue }
+      // The Winograd form's weights are its own: when they pack, the GEMM candidates are not packed.
+      if winograd, let template = CWinogradTemplate.match(kernel, profitable: true) {
+        let operand = CWinogradTemplate.weightsOperand
+        let sources = steps.map { plan.steps[$0].inputs[template.weightInput] }
+        if sources.allSatisfy({ graph.constants[$0]?.type.dtype == .float32 }) {
+          let keys = sources.map { PackKey(source: $0, kernel: kernelIndex, operand: operand) }
+          var fresh: [PackKey: [Float]] = [:]
+          for key in keys where packedValues[key] == nil && fresh[key] == nil {
+            guard let data = graph.constants[key.source], let values = template.prepack(values: data.floats()) else { break }
+            fresh[key] = values
+          }
+          if keys.allSatisfy({ packedValues[$0] != nil || fresh[$0] != nil }) {
+            for key in keys where packedValues[key] == nil {
+              guard let values = fresh[key] else { continue }
+              packedValues[key] = graph.addConstant(TensorData(values), name: "\(graph[key.source].name)#winograd")
+              result.count += 1
+              result.bytes += values.count * 4
+            }
+            let packed = keys.compactMap { packedValues[$0] }
+            for (step, id) in zip(steps, packed) { result.plan.steps[step].inputs[template.weightInput] = id }
+            result.plan.kernels[kernelIndex].inputs[template.weightInput].elementCount = graph.type(of: packed[0]).elementCount ?? 0
+            result.prepacked[kernelIndex] = [operand]
+            continue
+          }
+        }
+      }
+      guard let template = CMatMulTemplate.match(kernel) else { continue }
       for (operand, input) in template.prepackCandidates {
         // Every step running this kernel must bind a float32 constant there.
         let sources = steps.map { plan.steps[$0].inputs[input] }

@@ -100,7 +100,7 @@ struct CMatMulTemplateTests {
     bindings.append(BufferRange(output))
     let commands = try device.makeCommandBuffer()
     try commands.dispatch(
-      executable, entryPoint: 0, bindings: bindings, pushConstants: [], workgroups: WorkgroupCount(CKernel.workgroups(for: kernel, gemm: gemm)))
+      executable, entryPoint: 0, bindings: bindings, pushConstants: [], workgroups: WorkgroupCount(CKernel.workgroups(for: kernel, gemm: gemm, prepacked: prepacked)))
     try commands.end()
     try device.submitAndWait(commands)
     return try device.read(BufferRange(output)).asFloats()
