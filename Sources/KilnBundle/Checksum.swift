@@ -69,6 +69,97 @@ public enum Checksum {
     bytes.withUnsafeBytes { xxh64($0, seed: seed) }
   }
 
+  /// XXH64 over bytes that arrive in pieces (a section written from many buffers): the same
+  /// result as `xxh64` of their concatenation.
+  public struct Stream {
+    private var v1, v2, v3, v4: UInt64
+    private let seed: UInt64
+    private var total = 0
+    /// Bytes not yet consumed by a 32-byte stripe (fewer than 32).
+    private var pending = [UInt8](repeating: 0, count: 32)
+    private var pendingCount = 0
+
+    public init(seed: UInt64 = 0) {
+      self.seed = seed
+      v1 = seed &+ prime1 &+ prime2
+      v2 = seed &+ prime2
+      v3 = seed
+      v4 = seed &- prime1
+    }
+
+    private mutating func stripe(_ base: UnsafeRawPointer, _ offset: Int) {
+      v1 = round(v1, load64(base, offset))
+      v2 = round(v2, load64(base, offset + 8))
+      v3 = round(v3, load64(base, offset + 16))
+      v4 = round(v4, load64(base, offset + 24))
+    }
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+      guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+      total += bytes.count
+      var position = 0
+      if pendingCount > 0 {
+        let take = min(32 - pendingCount, bytes.count)
+        pending.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: pendingCount).copyMemory(from: base, byteCount: take) }
+        pendingCount += take
+        position = take
+        guard pendingCount == 32 else { return }
+        var copy = pending
+        copy.withUnsafeBytes { stripe($0.baseAddress!, 0) }
+        pendingCount = 0
+      }
+      while position + 32 <= bytes.count {
+        stripe(base, position)
+        position += 32
+      }
+      let rest = bytes.count - position
+      if rest > 0 {
+        pending.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: base + position, byteCount: rest) }
+        pendingCount = rest
+      }
+    }
+
+    public mutating func update(_ bytes: [UInt8]) {
+      bytes.withUnsafeBytes { update($0) }
+    }
+
+    /// The hash of everything given so far.
+    public func digest() -> UInt64 {
+      var hash: UInt64
+      if total >= 32 {
+        hash = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
+        hash = mergeRound(hash, v1)
+        hash = mergeRound(hash, v2)
+        hash = mergeRound(hash, v3)
+        hash = mergeRound(hash, v4)
+      } else {
+        hash = seed &+ prime5
+      }
+      hash = hash &+ UInt64(total)
+      return pending.withUnsafeBytes { tail in
+        let base = tail.baseAddress!
+        var position = 0
+        while position + 8 <= pendingCount {
+          hash ^= round(0, load64(base, position))
+          hash = rotl(hash, 27) &* prime1 &+ prime4
+          position += 8
+        }
+        if position + 4 <= pendingCount {
+          let word = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt32.self))
+          hash ^= UInt64(word) &* prime1
+          hash = rotl(hash, 23) &* prime2 &+ prime3
+          position += 4
+        }
+        while position < pendingCount {
+          hash ^= UInt64(base.load(fromByteOffset: position, as: UInt8.self)) &* prime5
+          hash = rotl(hash, 11) &* prime1
+          position += 1
+        }
+        return avalanche(hash)
+      }
+    }
+  }
+
   @inline(__always)
   static func load64(_ base: UnsafeRawPointer, _ offset: Int) -> UInt64 {
     UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))

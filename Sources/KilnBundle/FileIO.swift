@@ -93,6 +93,12 @@ enum FileIO {
     guard fsync(fd) == 0 else { throw ioError("cannot sync", path) }
   }
 
+  /// Whether anything (a file, a folder, a dangling symlink) has the name `path`.
+  static func exists(_ path: String) -> Bool {
+    var info = stat()
+    return lstat(path, &info) == 0
+  }
+
   static func renameFile(_ source: String, to destination: String) throws {
     guard rename(source, destination) == 0 else {
       let code = errno

@@ -10,33 +10,43 @@
 /// manifest.weights = packer.entries(section: section)
 /// ```
 public struct WeightPacker: Sendable {
-  public private(set) var bytes: [UInt8] = []
-  private var placed: [(name: String, offset: Int, length: Int)] = []
+  /// One weight's bytes at its offset in the section.
+  public struct Part: Sendable {
+    public var offset: Int
+    public var bytes: [UInt8]
+  }
+
+  /// The weights, each at its aligned offset; they share their buffers with the caller's arrays.
+  public private(set) var parts: [Part] = []
+  /// The section's length in bytes.
+  public private(set) var length = 0
+  private var names: [String] = []
 
   public init() {}
 
   /// Number of weights appended so far.
-  public var count: Int { placed.count }
+  public var count: Int { parts.count }
 
-  /// Makes room for `count` more bytes of weights (and their padding), so appending them copies
-  /// each weight once: a model's weights are hundreds of megabytes.
-  public mutating func reserveCapacity(forWeightBytes count: Int) {
-    bytes.reserveCapacity(bytes.count + count)
+  /// The section's payload as one array (zeros between the weights).
+  public var bytes: [UInt8] {
+    var result = [UInt8](repeating: 0, count: length)
+    for part in parts { result.replaceSubrange(part.offset..<(part.offset + part.bytes.count), with: part.bytes) }
+    return result
   }
 
   /// Appends one weight; returns its index among this packer's entries.
   @discardableResult
   public mutating func append(name: String, bytes weight: some Collection<UInt8>) -> Int {
-    let offset = BundleWriter.align(bytes.count, to: BundleFormat.weightAlignment)
-    bytes.append(contentsOf: repeatElement(0, count: offset - bytes.count))
-    let appended = weight.withContiguousStorageIfAvailable { bytes.append(contentsOf: $0) }
-    if appended == nil { bytes.append(contentsOf: weight) }
-    placed.append((name, offset, bytes.count - offset))
-    return placed.count - 1
+    let offset = BundleWriter.align(length, to: BundleFormat.weightAlignment)
+    let part = Part(offset: offset, bytes: Array(weight))
+    parts.append(part)
+    names.append(name)
+    length = offset + part.bytes.count
+    return parts.count - 1
   }
 
   /// Manifest entries for the appended weights, stored in section `section`.
   public func entries(section: Int) -> [Manifest.WeightEntry] {
-    placed.map { Manifest.WeightEntry(name: $0.name, section: section, offset: $0.offset, length: $0.length) }
+    zip(names, parts).map { Manifest.WeightEntry(name: $0, section: section, offset: $1.offset, length: $1.bytes.count) }
   }
 }

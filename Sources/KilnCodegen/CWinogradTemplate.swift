@@ -230,29 +230,39 @@ public struct CWinogradTemplate: Sendable {
     let coStride = weightMap.coefficient(.coordinate(1))
     let ciStride = channelVariable.map { weightMap.coefficient(.variable($0)) } ?? 0
     let (khStride, kwStride) = (weightMap.coefficient(.variable(khVariable)), weightMap.coefficient(.variable(kwVariable)))
-    for co in 0..<filters {
-      for ci in 0..<channels {
-        var kernel3 = [[Double]](repeating: [0, 0, 0], count: 3)
-        for kh in 0..<3 {
-          for kw in 0..<3 {
-            let index = weightMap.constant + co * coStride + ci * ciStride + kh * khStride + kw * kwStride
-            guard index >= 0, index < values.count else { return nil }
-            kernel3[kh][kw] = Double(values[index])
+    // Flat scratch reused for every channel pair (no allocation per pair: ResNet-50 has half a
+    // million of them): g (3 x 3), G g (6 x 3) and G itself (6 x 3), row-major.
+    var kernel3 = [Double](repeating: 0, count: 9)
+    var gg = [Double](repeating: 0, count: 18)
+    let gFlat = Self.g.flatMap { $0 }
+    let valid = packed.withUnsafeMutableBufferPointer { target -> Bool in
+      for co in 0..<filters {
+        for ci in 0..<channels {
+          for kh in 0..<3 {
+            for kw in 0..<3 {
+              let index = weightMap.constant + co * coStride + ci * ciStride + kh * khStride + kw * kwStride
+              guard index >= 0, index < values.count else { return false }
+              kernel3[kh * 3 + kw] = Double(values[index])
+            }
           }
-        }
-        // G g (6 x 3), then (G g) G^T (6 x 6).
-        var gg = [[Double]](repeating: [0, 0, 0], count: 6)
-        for i in 0..<6 {
-          for j in 0..<3 { gg[i][j] = (0..<3).reduce(0) { $0 + Self.g[i][$1] * kernel3[$1][j] } }
-        }
-        for i in 0..<6 {
-          for j in 0..<6 {
-            let u = (0..<3).reduce(0) { $0 + gg[i][$1] * Self.g[j][$1] }
-            packed[(i * 6 + j) * panelFloats + (co / 6) * 6 * channels + ci * 6 + co % 6] = Float(u)
+          // G g (6 x 3), then (G g) G^T (6 x 6).
+          for i in 0..<6 {
+            for j in 0..<3 {
+              gg[i * 3 + j] = gFlat[i * 3] * kernel3[j] + gFlat[i * 3 + 1] * kernel3[3 + j] + gFlat[i * 3 + 2] * kernel3[6 + j]
+            }
+          }
+          let column = (co / 6) * 6 * channels + ci * 6 + co % 6
+          for i in 0..<6 {
+            for j in 0..<6 {
+              let u = gg[i * 3] * gFlat[j * 3] + gg[i * 3 + 1] * gFlat[j * 3 + 1] + gg[i * 3 + 2] * gFlat[j * 3 + 2]
+              target[(i * 6 + j) * panelFloats + column] = Float(u)
+            }
           }
         }
       }
+      return true
     }
+    guard valid else { return nil }
     return packed
   }
 

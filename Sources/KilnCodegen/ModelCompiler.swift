@@ -29,7 +29,8 @@ public struct CompileOptions: Sendable {
   public var printer: @Sendable (String) -> Void
   /// CPU variants to build, best first (`x86-64-v3`, `baseline`); the runtime picks the best one
   /// the host runs. Test runs that only need correctness build `baseline` alone.
-  public var cpuVariants: [String] = ["x86-64-v3", "baseline"]
+  public var cpuVariants: [String] = CompileOptions.knownCPUVariants
+  public static let knownCPUVariants = ["x86-64-v3", "baseline"]
   /// Extra flags for the C compiler (e.g. `-O1` to compile faster).
   public var cpuFlags: [String] = []
   /// Whether CPU contractions use the blocked GEMM (`CMatMulTemplate`); `KILN_CPU_GEMM=0` in the
@@ -166,8 +167,6 @@ public struct ModelCompiler: Sendable {
       modelName: options.modelName, producer: "kiln", createdBy: "kiln \(KilnCodegenVersion.string)")
     var packer = WeightPacker()
     measure("pack-weights") {
-      packer.reserveCapacity(
-        forWeightBytes: weights.reduce(0) { $0 + (cpu.plan.graph.constants[$1]?.bytes.count ?? 0) + BundleFormat.weightAlignment + 4 })
       for id in weights {
         guard let data = cpu.plan.graph.constants[id] else { continue }
         packer.append(name: "\(cpu.plan.graph[id].name)#\(id.index)", bytes: data.bytes.isEmpty ? [0, 0, 0, 0] : data.bytes)
@@ -188,7 +187,7 @@ public struct ModelCompiler: Sendable {
       }
     }
     if packer.count > 0 {
-      let section = writer.addWeights(packer.bytes)
+      let section = writer.addWeights(packer)
       manifest.weights = packer.entries(section: section)
     }
     let graph = plan.graph

@@ -34,6 +34,13 @@ struct CompileCommand: ParsableCommand {
   var vulkanClasses: [String] = []
 
   @Option(
+    name: .customLong("cpu-variant"),
+    help: ArgumentHelp(
+      "A CPU feature level to build the CPU target for; repeat for several (default: both). The runtime runs the best one the host supports.",
+      valueName: "x86-64-v3|baseline"))
+  var cpuVariants: [String] = []
+
+  @Option(
     help: ArgumentHelp(
       "fp16: the Vulkan gpu class's program stores convolution and matmul weights as float16, with float32 arithmetic (about 1e-3 relative error); the CPU program and lavapipe's stay fp32.",
       valueName: "fp32|fp16"))
@@ -80,6 +87,9 @@ struct CompileCommand: ParsableCommand {
   var noCache = false
 
   func validate() throws {
+    for variant in cpuVariants where !CompileOptions.knownCPUVariants.contains(variant) {
+      throw ValidationError("unknown CPU variant '\(variant)' (choose from \(CompileOptions.knownCPUVariants.joined(separator: ", ")))")
+    }
     guard Precision(rawValue: precision) != nil else {
       throw ValidationError("unknown precision '\(precision)' (choose from \(Precision.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
@@ -143,6 +153,10 @@ struct CompileCommand: ParsableCommand {
       }
       options.printer = { printError($0) }
       options.precision = Precision(rawValue: precision) ?? .fp32
+      if !cpuVariants.isEmpty {
+        var seenVariants = Set<String>()
+        options.cpuVariants = cpuVariants.filter { seenVariants.insert($0).inserted }
+      }
       if !vulkanClasses.isEmpty {
         var seenClasses = Set<String>()
         options.vulkanClasses = vulkanClasses.filter { seenClasses.insert($0).inserted }.compactMap(VulkanClass.init(rawValue:))

@@ -30,6 +30,26 @@ import Testing
 
   static let pattern: [UInt8] = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 31 + 7) }
 
+  /// The streaming form gives the one-shot hash however the bytes are split, across every
+  /// length around the 32-byte stripe and its 8- and 4-byte tails.
+  @Test func streamingMatchesOneShotForEverySplit() {
+    var generator = SystemRandomNumberGenerator()
+    for length in [0, 1, 3, 4, 7, 8, 31, 32, 33, 63, 64, 65, 100, 1000] {
+      let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+      let expected = Checksum.xxh64(bytes)
+      for pieces in 1...5 {
+        var cuts = (0..<(pieces - 1)).map { _ in Int.random(in: 0...length, using: &generator) }.sorted()
+        cuts = [0] + cuts + [length]
+        var stream = Checksum.Stream()
+        for (start, end) in zip(cuts, cuts.dropFirst()) { stream.update(Array(bytes[start..<end])) }
+        #expect(stream.digest() == expected, "length \(length), cuts \(cuts)")
+      }
+      var bytewise = Checksum.Stream()
+      for byte in bytes { bytewise.update([byte]) }
+      #expect(bytewise.digest() == expected, "length \(length), byte by byte")
+    }
+  }
+
   @Test func knownAnswersMatchReferenceXXH64() {
     for (count, seed0, seedGolden) in Self.knownAnswers {
       let input = Array(Self.pattern[0..<count])

@@ -139,6 +139,27 @@ import Testing
     #expect(data.map { [UInt8]($0) } == Fixtures.spirv)
   }
 
+  /// A weights section added from the packer's pieces is byte for byte the one added from its
+  /// concatenated bytes (offsets, zero gaps, checksum).
+  @Test func weightsFromPiecesMatchContiguousWeights() throws {
+    var packer = WeightPacker()
+    packer.append(name: "a", bytes: [1, 2, 3])
+    packer.append(name: "b", bytes: [UInt8](repeating: 7, count: 100))
+    packer.append(name: "c", bytes: [])
+    packer.append(name: "d", bytes: (0..<1000).map { UInt8($0 % 251) })
+    func bundle(pieces: Bool) throws -> [UInt8] {
+      var writer = BundleWriter()
+      let section = pieces ? writer.addWeights(packer) : writer.addWeights(packer.bytes)
+      var manifest = Manifest(modelName: "w", producer: "test", createdBy: "test")
+      manifest.weights = packer.entries(section: section)
+      return try writer.serialize(manifest: manifest)
+    }
+    let fromPieces = try bundle(pieces: true)
+    #expect(fromPieces == (try bundle(pieces: false)))
+    let reader = try BundleReader(bytes: fromPieces)
+    #expect(Array(try reader.weightBytes(3)) == (0..<1000).map { UInt8($0 % 251) })
+  }
+
   @Test func weightPackerAlignsEveryWeight() {
     var packer = WeightPacker()
     packer.append(name: "a", bytes: [1, 2, 3])

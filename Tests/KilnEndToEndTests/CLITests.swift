@@ -88,6 +88,20 @@ struct CLITests {
     #expect(note.status == 0 && note.stderr.contains("note: --precision fp16 applies to the Vulkan gpu class"), "\(note.stderr)")
   }
 
+  /// `--cpu-variant` builds fewer CPU objects; the bundle still runs and matches.
+  @Test func cpuVariantsChooseTheObjectsBuilt() throws {
+    let folder = try workspace()
+    let dir = folder.url
+    let built = try kiln("compile", "model.onnx", "-o", "base.kiln", "--target", "cpu", "--cpu-variant", "baseline", "--no-cache", in: dir)
+    #expect(built.status == 0, "\(built.stderr)")
+    let inspected = try kiln("inspect", "base.kiln", in: dir)
+    #expect(inspected.stdout.contains("elf-x86_64 (baseline)") && !inspected.stdout.contains("x86-64-v3"), "\(inspected.stdout)")
+    let run = try kiln("run", "base.kiln", "--device", "cpu", "--input", "@input.npy", "--expect", "@expected.npy", in: dir)
+    #expect(run.status == 0, "\(run.stderr)")
+    let unknown = try kiln("compile", "model.onnx", "-o", "x.kiln", "--cpu-variant", "avx512", in: dir)
+    #expect(unknown.status != 0 && unknown.stderr.contains("unknown CPU variant 'avx512'"), "\(unknown.stderr)")
+  }
+
   @Test func compileRunInspectRoundTrip() throws {
     let folder = try workspace()
     let dir = folder.url
