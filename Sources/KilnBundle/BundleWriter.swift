@@ -77,10 +77,14 @@ public struct BundleWriter: Sendable {
     kind: SectionKind, bytes: [UInt8], alignment: Int = BundleFormat.sectionAlignment
   ) -> Int {
     precondition(kind != .manifest, "the writer adds the manifest section itself")
+    return append(PendingSection(kind: kind, parts: [WeightPacker.Part(offset: 0, bytes: bytes)], length: bytes.count, alignment: alignment))
+  }
+
+  private mutating func append(_ section: PendingSection) -> Int {
     precondition(
-      alignment >= BundleFormat.sectionAlignment && alignment <= BundleFormat.maxSectionAlignment
-        && alignment.nonzeroBitCount == 1, "section alignment must be a power of two in 64...65536")
-    pending.append(PendingSection(kind: kind, parts: [WeightPacker.Part(offset: 0, bytes: bytes)], length: bytes.count, alignment: alignment))
+      section.alignment >= BundleFormat.sectionAlignment && section.alignment <= BundleFormat.maxSectionAlignment
+        && section.alignment.nonzeroBitCount == 1, "section alignment must be a power of two in 64...65536")
+    pending.append(section)
     return pending.count
   }
 
@@ -101,11 +105,7 @@ public struct BundleWriter: Sendable {
   /// Adds a weights section holding `packer`'s weights, written from their own buffers.
   @discardableResult
   public mutating func addWeights(_ packer: WeightPacker, alignment: Int = BundleFormat.sectionAlignment) -> Int {
-    precondition(
-      alignment >= BundleFormat.sectionAlignment && alignment <= BundleFormat.maxSectionAlignment
-        && alignment.nonzeroBitCount == 1, "section alignment must be a power of two in 64...65536")
-    pending.append(PendingSection(kind: .weights, parts: packer.parts, length: packer.length, alignment: alignment))
-    return pending.count
+    append(PendingSection(kind: .weights, parts: packer.parts, length: packer.length, alignment: alignment))
   }
 
   /// Refuses any later `write` whose destination is `url`: the same path after resolving

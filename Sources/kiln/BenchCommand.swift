@@ -76,9 +76,7 @@ struct BenchCommand: ParsableCommand {
 
   func validate() throws {
     if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
-    if let deviceClass, VulkanClass(rawValue: deviceClass) == nil {
-      throw ValidationError("--device-class must be one of \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
+    try VulkanClass.validateOption(deviceClass)
     for value in inputs { _ = try FileArgument(parsing: value, option: "input") }
     guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
     if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }

@@ -45,9 +45,7 @@ struct ConformanceCommand: ParsableCommand {
   var single: String?
 
   func validate() throws {
-    if let deviceClass, VulkanClass(rawValue: deviceClass) == nil {
-      throw ValidationError("--device-class must be one of \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
+    try VulkanClass.validateOption(deviceClass)
   }
 
   func run() throws {

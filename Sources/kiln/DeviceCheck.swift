@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import KilnCodegen
 import KilnHAL
@@ -94,5 +95,14 @@ extension Duration {
   var milliseconds: Double {
     let (seconds, attoseconds) = components
     return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+  }
+}
+
+extension VulkanClass {
+  /// Checks a `--device-class` value (run, bench, conformance).
+  static func validateOption(_ value: String?) throws {
+    if let value, VulkanClass(rawValue: value) == nil {
+      throw ValidationError("--device-class must be one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+    }
   }
 }

@@ -70,9 +70,7 @@ struct RunCommand: ParsableCommand {
 
   func validate() throws {
     if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
-    if let deviceClass, VulkanClass(rawValue: deviceClass) == nil {
-      throw ValidationError("--device-class must be one of \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
+    try VulkanClass.validateOption(deviceClass)
     if let timeout, !(timeout > 0 && timeout <= 1e9) { throw ValidationError("--timeout must be positive") }
     for (option, values) in [("input", inputs), ("output", outputs), ("expect", expectations)] {
       for value in values { _ = try FileArgument(parsing: value, option: option) }
