@@ -66,7 +66,12 @@ extension TensorData {
   /// float32 elements. Precondition: `values.count` fills `shape` (default: a vector).
   public init(_ values: [Float], shape: [Int]? = nil) {
     let type = Self.checkedType(.float32, shape ?? [values.count], count: values.count)
-    self.init(uncheckedType: type, bytes: Self.littleEndianBytes(values.map(\.bitPattern)))
+    #if _endian(little)
+      // The values' memory is already the little-endian storage: one copy.
+      self.init(uncheckedType: type, bytes: values.withUnsafeBytes { [UInt8]($0) })
+    #else
+      self.init(uncheckedType: type, bytes: Self.littleEndianBytes(values.map(\.bitPattern)))
+    #endif
   }
 
   /// float64 elements.
@@ -261,10 +266,18 @@ extension TensorData {
   /// Every element as a Float.
   public func floats() -> [Float] {
     switch type.dtype {
-    case .float32: load(UInt32.self).map { Float(bitPattern: $0) }
-    case .float16: load(UInt16.self).map(FloatConversion.float(fromFloat16Bits:))
-    case .bfloat16: load(UInt16.self).map(FloatConversion.float(fromBFloat16Bits:))
-    default: doubles().map { Float($0) }
+    case .float32:
+      #if _endian(little)
+        return [Float](unsafeUninitializedCapacity: bytes.count / 4) { buffer, initialized in
+          bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<(buffer.count * 4)])) }
+          initialized = buffer.count
+        }
+      #else
+        return load(UInt32.self).map { Float(bitPattern: $0) }
+      #endif
+    case .float16: return load(UInt16.self).map(FloatConversion.float(fromFloat16Bits:))
+    case .bfloat16: return load(UInt16.self).map(FloatConversion.float(fromBFloat16Bits:))
+    default: return doubles().map { Float($0) }
     }
   }
 
