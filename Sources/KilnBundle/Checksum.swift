@@ -35,16 +35,29 @@ public enum Checksum {
         v4 = round(v4, load64(base, position + 24))
         position += 32
       }
-      hash = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
-      hash = mergeRound(hash, v1)
-      hash = mergeRound(hash, v2)
-      hash = mergeRound(hash, v3)
-      hash = mergeRound(hash, v4)
+      hash = converge(v1, v2, v3, v4)
     } else {
       hash = seed &+ prime5
     }
-    hash = hash &+ UInt64(count)
+    return finish(hash &+ UInt64(count), tail: base + position, count: count - position)
+  }
 
+  /// The four lanes merged into one hash (inputs of 32 bytes or more).
+  @inline(__always)
+  static func converge(_ v1: UInt64, _ v2: UInt64, _ v3: UInt64, _ v4: UInt64) -> UInt64 {
+    var hash = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
+    hash = mergeRound(hash, v1)
+    hash = mergeRound(hash, v2)
+    hash = mergeRound(hash, v3)
+    hash = mergeRound(hash, v4)
+    return hash
+  }
+
+  /// The last `count` (< 32) bytes folded into `hash` (which already holds the length), then
+  /// the avalanche.
+  static func finish(_ hash: UInt64, tail base: UnsafeRawPointer, count: Int) -> UInt64 {
+    var hash = hash
+    var position = 0
     while position + 8 <= count {
       hash ^= round(0, load64(base, position))
       hash = rotl(hash, 27) &* prime1 &+ prime4
@@ -125,38 +138,8 @@ public enum Checksum {
 
     /// The hash of everything given so far.
     public func digest() -> UInt64 {
-      var hash: UInt64
-      if total >= 32 {
-        hash = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
-        hash = mergeRound(hash, v1)
-        hash = mergeRound(hash, v2)
-        hash = mergeRound(hash, v3)
-        hash = mergeRound(hash, v4)
-      } else {
-        hash = seed &+ prime5
-      }
-      hash = hash &+ UInt64(total)
-      return pending.withUnsafeBytes { tail in
-        let base = tail.baseAddress!
-        var position = 0
-        while position + 8 <= pendingCount {
-          hash ^= round(0, load64(base, position))
-          hash = rotl(hash, 27) &* prime1 &+ prime4
-          position += 8
-        }
-        if position + 4 <= pendingCount {
-          let word = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt32.self))
-          hash ^= UInt64(word) &* prime1
-          hash = rotl(hash, 23) &* prime2 &+ prime3
-          position += 4
-        }
-        while position < pendingCount {
-          hash ^= UInt64(base.load(fromByteOffset: position, as: UInt8.self)) &* prime5
-          hash = rotl(hash, 11) &* prime1
-          position += 1
-        }
-        return avalanche(hash)
-      }
+      let hash = total >= 32 ? converge(v1, v2, v3, v4) : seed &+ prime5
+      return pending.withUnsafeBytes { finish(hash &+ UInt64(total), tail: $0.baseAddress!, count: pendingCount) }
     }
   }
 

@@ -640,9 +640,22 @@ public struct CMatMulTemplate: Sendable {
     return out
   }
 
+  /// The opening of a template's entry point `name`: the signature, then `b0`, `b1`, ... for the
+  /// kernel's inputs and `result` for its output, each a restrict pointer into its binding.
+  static func entryLines(name: String, kernel: Kernel) -> [String] {
+    let dialect = CDialect()
+    var out = ["KILN_CPU_EXPORT void \(name)(const kiln_cpu_dispatch *d) {"]
+    for (index, input) in kernel.inputs.enumerated() {
+      let t = dialect.storageType(input.dtype)
+      out.append("  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];")
+    }
+    let outType = dialect.storageType(kernel.output.dtype)
+    out.append("  \(outType) *restrict result = (\(outType) *)d->bindings[\(kernel.inputs.count)];")
+    return out
+  }
+
   /// The kernel's C: its two packing functions and the entry point.
   public func source() -> String {
-    let dialect = CDialect()
     let shapes = contractions.map { "\(batch)x\(m)x\(n)x\($0.k)" }.joined(separator: " + ")
     var out: [String] = ["// \(kernel.sourceOps.joined(separator: ", ")) (cpu gemm \(shapes), tiles \(mc)x\(nc))"]
     for index in contractions.indices {
@@ -650,13 +663,7 @@ public struct CMatMulTemplate: Sendable {
         out += packLines(Operand(contraction: index, a: a))
       }
     }
-    out.append("KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {")
-    for (index, input) in kernel.inputs.enumerated() {
-      let t = dialect.storageType(input.dtype)
-      out.append("  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];")
-    }
-    let outType = dialect.storageType(kernel.output.dtype)
-    out.append("  \(outType) *restrict result = (\(outType) *)d->bindings[\(kernel.inputs.count)];")
+    out += Self.entryLines(name: kernel.name, kernel: kernel)
     let kc = contractions.map(\.kc).max() ?? 1
     let panelA = (mc + Self.mr - 1) / Self.mr * Self.mr * kc
     let panelB = (nc + Self.nr - 1) / Self.nr * Self.nr * kc

@@ -257,12 +257,7 @@ public struct CWindowTemplate: Sendable {
     var out = [
       "// \(kernel.sourceOps.joined(separator: ", ")) (cpu window: \(planes) planes of \(height)x\(width), \(taps) taps, stride \(strideH)x\(strideW), padded \(paddedHeight)x\(paddedWidth))"
     ]
-    out.append("KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {")
-    for (index, input) in kernel.inputs.enumerated() {
-      let t = dialect.storageType(input.dtype)
-      out.append("  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];")
-    }
-    out.append("  float *restrict result = (float *)d->bindings[\(kernel.inputs.count)];")
+    out += CMatMulTemplate.entryLines(name: kernel.name, kernel: kernel)
     for axis in kernel.shape.indices { out.append("  int64_t c\(axis) = 0; (void)c\(axis);") }
     for (id, _) in variables { out.append("  int64_t v\(id) = 0; (void)v\(id);") }
     out.append("  static const int32_t offsets[\(taps)] = {\(offsets.map(String.init).joined(separator: ", "))};")

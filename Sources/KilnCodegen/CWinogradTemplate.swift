@@ -292,7 +292,6 @@ public struct CWinogradTemplate: Sendable {
 
   /// The kernel's C: the input transform of one tile block and the entry point.
   public func source() -> String {
-    let dialect = CDialect()
     let name = kernel.name
     let (tw, columnsV, stripW) = (tilesW, tileColumns, stripWidth)
     let vFloats = 36 * vStride
@@ -356,12 +355,7 @@ public struct CWinogradTemplate: Sendable {
     out.append("  }")
     out.append("}")
 
-    out.append("KILN_CPU_EXPORT void \(name)(const kiln_cpu_dispatch *d) {")
-    for (index, input) in kernel.inputs.enumerated() {
-      let t = dialect.storageType(input.dtype)
-      out.append("  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];")
-    }
-    out.append("  float *restrict result = (float *)d->bindings[\(kernel.inputs.count)];")
+    out += CMatMulTemplate.entryLines(name: name, kernel: kernel)
     for axis in kernel.shape.indices { out.append("  int64_t c\(axis) = 0; (void)c\(axis);") }
     out.append("  float *v = kiln_gemm_alloc(\(vFloats));")
     out.append("  float *m = kiln_gemm_alloc(\(mFloats));")

@@ -90,11 +90,17 @@ public struct ModelCompiler: Sendable {
     var timings: [(String, Double)] = []
     let clock = ContinuousClock()
     var passIndex = 0
-    func run<T>(_ name: String, _ body: () throws -> T, describe: (T) -> String) throws -> T {
+    // A step's wall time, for --time-passes.
+    func measure<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
       let start = clock.now
       let result = try body()
       let elapsed = clock.now - start
       timings.append((name, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+      return result
+    }
+    // A pass: timed, and its IR printed or dumped when asked for.
+    func run<T>(_ name: String, _ body: () throws -> T, describe: (T) -> String) throws -> T {
+      let result = try measure(name, body)
       passIndex += 1
       if options.printIRAfter.contains("all") || options.printIRAfter.contains(name) {
         options.printer("// ----- IR after \(name) -----\n" + describe(result))
@@ -107,15 +113,6 @@ public struct ModelCompiler: Sendable {
       return result
     }
 
-    // Steps that are not passes (no IR to print): their wall time only, for --time-passes.
-    func measure<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
-      let start = clock.now
-      defer {
-        let elapsed = clock.now - start
-        timings.append((name, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
-      }
-      return try body()
-    }
     if options.targets.contains(.vulkan), options.vulkanClasses.isEmpty {
       throw CodegenError(.invalidInput, "the Vulkan target needs at least one device class")
     }

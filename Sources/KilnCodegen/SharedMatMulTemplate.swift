@@ -97,34 +97,20 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
     }
     bindings.removeLast()
     let rank = kernel.shape.count
-    // (batch, m, k, n) -> the kernel's coordinates and loop variables.
-    func outerLines() -> [String] {
-      var lines: [String] = []
-      var step = 1
-      for axis in base.outerAxes.reversed() {
-        lines.append("  int c\(axis) = (batch / \(step)) % \(kernel.shape[axis]);")
-        step *= kernel.shape[axis]
-      }
-      return lines
-    }
-    func nLines() -> [String] {
+    // (batch, m, k, n) -> the kernel's coordinates and loop variables: `flat` split into the
+    // digits of `parts`, the last one varying fastest.
+    func digits(_ flat: String, _ parts: [(name: String, extent: Int)]) -> [String] {
       var lines: [String] = []
       var inner = 1
-      for axis in base.nAxes.reversed() {
-        lines.append("  int c\(axis) = (n / \(inner)) % \(kernel.shape[axis]);")
-        inner *= kernel.shape[axis]
+      for part in parts.reversed() {
+        lines.append("  int \(part.name) = (\(flat) / \(inner)) % \(part.extent);")
+        inner *= part.extent
       }
       return lines
     }
-    func kLines() -> [String] {
-      var lines: [String] = []
-      var inner = 1
-      for loop in base.loops.reversed() {
-        lines.append("  int v\(loop.variable) = (k / \(inner)) % \(loop.extent);")
-        inner *= loop.extent
-      }
-      return lines
-    }
+    func outerLines() -> [String] { digits("batch", base.outerAxes.map { ("c\($0)", kernel.shape[$0]) }) }
+    func nLines() -> [String] { digits("n", base.nAxes.map { ("c\($0)", kernel.shape[$0]) }) }
+    func kLines() -> [String] { digits("k", base.loops.map { ("v\($0.variable)", $0.extent) }) }
     let coordinates = (0..<rank).map { axis -> String in
       if axis == base.mAxis { return "m" }
       return "c\(axis)"

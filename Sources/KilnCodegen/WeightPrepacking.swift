@@ -33,58 +33,49 @@ public enum WeightPrepacking {
     var graph = plan.graph
     var packedValues: [PackKey: ValueID] = [:]
     let stepsOfKernel = Dictionary(grouping: plan.steps.indices, by: { plan.steps[$0].kernel })
+
+    /// Binds `operand` of kernel `kernelIndex` (input `input` of every step in `steps`) pre-packed
+    /// by `pack`: every step must bind a float32 constant there, and every one of them must pack;
+    /// only then are the packed constants added (each source once per kernel and operand), so no
+    /// unbound constant is left in the graph or counted. Returns whether it bound them.
+    func bindPacked(
+      _ operand: CMatMulTemplate.Operand, kernel kernelIndex: Int, input: Int, steps: [Int], suffix: String,
+      pack: ([Float]) -> [Float]?
+    ) -> Bool {
+      let sources = steps.map { plan.steps[$0].inputs[input] }
+      guard sources.allSatisfy({ graph.constants[$0]?.type.dtype == .float32 }) else { return false }
+      let keys = sources.map { PackKey(source: $0, kernel: kernelIndex, operand: operand) }
+      var fresh: [PackKey: [Float]] = [:]
+      for key in keys where packedValues[key] == nil && fresh[key] == nil {
+        guard let data = graph.constants[key.source], let values = pack(data.floats()) else { return false }
+        fresh[key] = values
+      }
+      for key in keys where packedValues[key] == nil {
+        guard let values = fresh[key] else { continue }
+        packedValues[key] = graph.addConstant(TensorData(values), name: "\(graph[key.source].name)#\(suffix)")
+        result.count += 1
+        result.bytes += values.count * 4
+      }
+      let packed = keys.compactMap { packedValues[$0] }
+      for (step, id) in zip(steps, packed) { result.plan.steps[step].inputs[input] = id }
+      result.plan.kernels[kernelIndex].inputs[input].elementCount = graph.type(of: packed[0]).elementCount ?? 0
+      result.prepacked[kernelIndex, default: []].insert(operand)
+      return true
+    }
+
     for (kernelIndex, kernel) in plan.kernels.enumerated() {
       guard let steps = stepsOfKernel[kernelIndex] else { continue }
       // The Winograd form's weights are its own: when they pack, the GEMM candidates are not packed.
-      if winograd, let template = CWinogradTemplate.match(kernel, profitable: true) {
-        let operand = CWinogradTemplate.weightsOperand
-        let sources = steps.map { plan.steps[$0].inputs[template.weightInput] }
-        if sources.allSatisfy({ graph.constants[$0]?.type.dtype == .float32 }) {
-          let keys = sources.map { PackKey(source: $0, kernel: kernelIndex, operand: operand) }
-          var fresh: [PackKey: [Float]] = [:]
-          for key in keys where packedValues[key] == nil && fresh[key] == nil {
-            guard let data = graph.constants[key.source], let values = template.prepack(values: data.floats()) else { break }
-            fresh[key] = values
-          }
-          if keys.allSatisfy({ packedValues[$0] != nil || fresh[$0] != nil }) {
-            for key in keys where packedValues[key] == nil {
-              guard let values = fresh[key] else { continue }
-              packedValues[key] = graph.addConstant(TensorData(values), name: "\(graph[key.source].name)#winograd")
-              result.count += 1
-              result.bytes += values.count * 4
-            }
-            let packed = keys.compactMap { packedValues[$0] }
-            for (step, id) in zip(steps, packed) { result.plan.steps[step].inputs[template.weightInput] = id }
-            result.plan.kernels[kernelIndex].inputs[template.weightInput].elementCount = graph.type(of: packed[0]).elementCount ?? 0
-            result.prepacked[kernelIndex] = [operand]
-            continue
-          }
-        }
+      if winograd, let template = CWinogradTemplate.match(kernel, profitable: true),
+        bindPacked(
+          CWinogradTemplate.weightsOperand, kernel: kernelIndex, input: template.weightInput, steps: steps, suffix: "winograd",
+          pack: { template.prepack(values: $0) })
+      {
+        continue
       }
       guard let template = CMatMulTemplate.match(kernel) else { continue }
       for (operand, input) in template.prepackCandidates {
-        // Every step running this kernel must bind a float32 constant there.
-        let sources = steps.map { plan.steps[$0].inputs[input] }
-        guard sources.allSatisfy({ graph.constants[$0]?.type.dtype == .float32 }) else { continue }
-        // Pack every source not packed yet; add the constants only when all of them pack, so no
-        // unbound constant is left in the graph or counted.
-        let keys = sources.map { PackKey(source: $0, kernel: kernelIndex, operand: operand) }
-        var fresh: [PackKey: [Float]] = [:]
-        for key in keys where packedValues[key] == nil && fresh[key] == nil {
-          guard let data = graph.constants[key.source], let values = template.prepack(operand, values: data.floats()) else { break }
-          fresh[key] = values
-        }
-        guard keys.allSatisfy({ packedValues[$0] != nil || fresh[$0] != nil }) else { continue }
-        for key in keys where packedValues[key] == nil {
-          guard let values = fresh[key] else { continue }
-          packedValues[key] = graph.addConstant(TensorData(values), name: "\(graph[key.source].name)#packed")
-          result.count += 1
-          result.bytes += values.count * 4
-        }
-        let packed = keys.compactMap { packedValues[$0] }
-        for (step, id) in zip(steps, packed) { result.plan.steps[step].inputs[input] = id }
-        result.plan.kernels[kernelIndex].inputs[input].elementCount = graph.type(of: packed[0]).elementCount ?? 0
-        result.prepacked[kernelIndex, default: []].insert(operand)
+        _ = bindPacked(operand, kernel: kernelIndex, input: input, steps: steps, suffix: "packed", pack: { template.prepack(operand, values: $0) })
       }
     }
     result.plan.graph = graph

@@ -58,12 +58,8 @@ struct BenchCommand: ParsableCommand {
       "Refuse to load when the bundle's buffers (arena, weights, inputs, outputs) need more bytes.", valueName: "BYTES"))
   var memoryBudget: Int?
 
-  @Option(
-    name: .customLong("device-class"),
-    help: ArgumentHelp(
-      "Run the bundle's Vulkan program for this device class instead of the device's own (cpu: lavapipe-style, gpu: shared-memory tiles).",
-      valueName: "cpu|gpu"))
-  var deviceClass: String?
+  @OptionGroup var deviceClassOption: DeviceClassOption
+  var deviceClass: String? { deviceClassOption.deviceClass }
 
   @Option(help: "Seed of the random inputs.")
   var seed: UInt64 = 0
@@ -76,7 +72,6 @@ struct BenchCommand: ParsableCommand {
 
   func validate() throws {
     if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
-    try VulkanClass.validateOption(deviceClass)
     for value in inputs { _ = try FileArgument(parsing: value, option: "input") }
     guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
     if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }

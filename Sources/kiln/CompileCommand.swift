@@ -137,8 +137,7 @@ struct CompileCommand: ParsableCommand {
       }
       try FileSafety.checkFolderExists(for: outputURL, what: "bundle")
 
-      var seen = Set<String>()
-      let chosen = (targets.isEmpty ? Target.allCases.map(\.rawValue) : targets).filter { seen.insert($0).inserted }
+      let chosen = Self.firstOfEach(targets.isEmpty ? Target.allCases.map(\.rawValue) : targets)
       let targetList = chosen.compactMap(Target.init(rawValue:))
       var options = CompileOptions(
         targets: targetList, printIRAfter: Set(printIRAfter),
@@ -154,12 +153,10 @@ struct CompileCommand: ParsableCommand {
       options.printer = { printError($0) }
       options.precision = Precision(rawValue: precision) ?? .fp32
       if !cpuVariants.isEmpty {
-        var seenVariants = Set<String>()
-        options.cpuVariants = cpuVariants.filter { seenVariants.insert($0).inserted }
+        options.cpuVariants = Self.firstOfEach(cpuVariants)
       }
       if !vulkanClasses.isEmpty {
-        var seenClasses = Set<String>()
-        options.vulkanClasses = vulkanClasses.filter { seenClasses.insert($0).inserted }.compactMap(VulkanClass.init(rawValue:))
+        options.vulkanClasses = Self.firstOfEach(vulkanClasses).compactMap(VulkanClass.init(rawValue:))
       }
       if !noCache, let directory = cacheDirectory.map({ URL(fileURLWithPath: $0, isDirectory: true) }) ?? KernelCache.defaultDirectory() {
         options.cache = KernelCache(directory: directory)
@@ -191,6 +188,12 @@ struct CompileCommand: ParsableCommand {
           + "codegen \(String(format: "%.3f", (compiledAt - imported).seconds)) s, "
           + "write \(String(format: "%.3f", (end - compiledAt).seconds)) s)")
     }
+  }
+
+  /// `values` in order without repeats (a flag given twice counts once).
+  static func firstOfEach(_ values: [String]) -> [String] {
+    var seen = Set<String>()
+    return values.filter { seen.insert($0).inserted }
   }
 
   static func timingLine(_ name: String, _ seconds: Double) -> String {

@@ -36,17 +36,11 @@ struct ConformanceCommand: ParsableCommand {
   @Option(help: "Write docs/op-coverage.md-style Markdown from this run to the file.")
   var coverageMarkdown: String?
 
-  @Option(
-    name: .customLong("device-class"),
-    help: ArgumentHelp("Compile and run the Vulkan kernels of this device class on every Vulkan device (default: each device's own).", valueName: "cpu|gpu"))
-  var deviceClass: String?
+  @OptionGroup var deviceClassOption: DeviceClassOption
+  var deviceClass: String? { deviceClassOption.deviceClass }
 
   @Option(help: .hidden)
   var single: String?
-
-  func validate() throws {
-    try VulkanClass.validateOption(deviceClass)
-  }
 
   func run() throws {
     if let single {

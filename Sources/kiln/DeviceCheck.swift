@@ -98,11 +98,18 @@ extension Duration {
   }
 }
 
-extension VulkanClass {
-  /// Checks a `--device-class` value (run, bench, conformance).
-  static func validateOption(_ value: String?) throws {
-    if let value, VulkanClass(rawValue: value) == nil {
-      throw ValidationError("--device-class must be one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+/// `--device-class`, shared by run, bench and conformance.
+struct DeviceClassOption: ParsableArguments {
+  @Option(
+    name: .customLong("device-class"),
+    help: ArgumentHelp(
+      "Run the bundle's Vulkan program for this device class instead of each device's own (cpu: lavapipe-style, gpu: shared-memory tiles).",
+      valueName: "cpu|gpu"))
+  var deviceClass: String?
+
+  func validate() throws {
+    if let deviceClass, VulkanClass(rawValue: deviceClass) == nil {
+      throw ValidationError("--device-class must be one of \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", "))")
     }
   }
 }

@@ -57,12 +57,8 @@ struct RunCommand: ParsableCommand {
       "Refuse to load when the bundle's buffers (arena, weights, inputs, outputs) need more bytes.", valueName: "BYTES"))
   var memoryBudget: Int?
 
-  @Option(
-    name: .customLong("device-class"),
-    help: ArgumentHelp(
-      "Run the bundle's Vulkan program for this device class instead of the device's own (cpu: lavapipe-style, gpu: shared-memory tiles).",
-      valueName: "cpu|gpu"))
-  var deviceClass: String?
+  @OptionGroup var deviceClassOption: DeviceClassOption
+  var deviceClass: String? { deviceClassOption.deviceClass }
 
   @Option(
     help: ArgumentHelp("Give up on a run the device has not finished after this long (default 600).", valueName: "SECONDS"))
@@ -70,7 +66,6 @@ struct RunCommand: ParsableCommand {
 
   func validate() throws {
     if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
-    try VulkanClass.validateOption(deviceClass)
     if let timeout, !(timeout > 0 && timeout <= 1e9) { throw ValidationError("--timeout must be positive") }
     for (option, values) in [("input", inputs), ("output", outputs), ("expect", expectations)] {
       for value in values { _ = try FileArgument(parsing: value, option: option) }

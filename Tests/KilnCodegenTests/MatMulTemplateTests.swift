@@ -180,21 +180,26 @@ struct MatMulTemplateConvTests {
     let code = try GLSLCompiler().compileToBytes(template.source(), name: "template")
     let executable = try device.makeExecutable(
       ExecutableSpec(format: .spirv, code: code, entryPoints: [EntryPoint(name: "main", bindingCount: inputs.count + 1)]))
-    var buffers: [BufferRange] = []
-    for values in inputs {
-      let buffer = try device.allocator.allocate(byteCount: values.count * 4, access: .deviceLocal)
-      try device.write(values.bytes, to: BufferRange(buffer))
-      buffers.append(BufferRange(buffer))
-    }
-    let output = try device.allocator.allocate(byteCount: outputCount * 4, access: .deviceLocal)
-    buffers.append(BufferRange(output))
+    let (buffers, output) = try Self.bind(inputs, outputCount: outputCount, on: device)
     let commands = try device.makeCommandBuffer()
     let groups = template.workgroups
     try commands.dispatch(executable, entryPoint: 0, bindings: buffers, pushConstants: [], workgroups: WorkgroupCount(groups[0], groups[1], groups[2]))
     try commands.end()
     try device.submitAndWait(commands)
     #expect(TestDevices.drainValidationMessages().isEmpty)
-    return try device.read(BufferRange(output)).asFloats()
+    return try device.read(output).asFloats()
+  }
+
+  /// Device buffers holding `inputs`, then an output buffer of `outputCount` floats, as bindings.
+  static func bind(_ inputs: [[Float]], outputCount: Int, on device: any Device) throws -> (bindings: [BufferRange], output: BufferRange) {
+    var buffers: [BufferRange] = []
+    for values in inputs {
+      let buffer = try device.allocator.allocate(byteCount: values.count * 4, access: .deviceLocal)
+      try device.write(values.bytes, to: BufferRange(buffer))
+      buffers.append(BufferRange(buffer))
+    }
+    let output = BufferRange(try device.allocator.allocate(byteCount: outputCount * 4, access: .deviceLocal))
+    return (buffers + [output], output)
   }
 
   static func random(_ count: Int) -> [Float] {

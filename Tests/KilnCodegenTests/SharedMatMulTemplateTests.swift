@@ -61,14 +61,7 @@ struct SharedMatMulTemplateTests {
           format: .spirv, code: code, entryPoints: [EntryPoint(name: "main", bindingCount: bindingCount)],
           specializationConstants: template.specializationConstants(phase: phase)))
     }
-    var buffers: [BufferRange] = []
-    for values in inputs {
-      let buffer = try device.allocator.allocate(byteCount: values.count * 4, access: .deviceLocal)
-      try device.write(values.bytes, to: BufferRange(buffer))
-      buffers.append(BufferRange(buffer))
-    }
-    let output = try device.allocator.allocate(byteCount: outputCount * 4, access: .deviceLocal)
-    buffers.append(BufferRange(output))
+    var (buffers, output) = try MatMulTemplateConvTests.bind(inputs, outputCount: outputCount, on: device)
     if template.split > 1 {
       buffers.append(BufferRange(try device.allocator.allocate(byteCount: template.scratchBytes, access: .deviceLocal)))
     }
@@ -82,7 +75,7 @@ struct SharedMatMulTemplateTests {
     try commands.end()
     try device.submitAndWait(commands)
     #expect(TestDevices.drainValidationMessages().isEmpty)
-    return try device.read(BufferRange(output)).asFloats()
+    return try device.read(output).asFloats()
   }
 
   /// `template` with each tile of the table, with and without a split of the reduction.
