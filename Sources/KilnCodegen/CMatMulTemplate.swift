@@ -492,6 +492,20 @@ public struct CMatMulTemplate: Sendable {
     var input: Int
     var index: AffineIndex
     var conditions: [(difference: AffineIndex, op: BinaryOp)]
+
+    /// `bound` on a condition's variable terms T, narrowed by the condition `T + c op 0`; nil for
+    /// a comparison that is not a bound (equal, not equal).
+    static func narrowed(_ bound: (lo: Int, hi: Int), constant c: Int, op: BinaryOp) -> (lo: Int, hi: Int)? {
+      var bound = bound
+      switch op {
+      case .greaterEqual: bound.lo = max(bound.lo, -c)
+      case .greater: bound.lo = max(bound.lo, -c + 1)
+      case .lessEqual: bound.hi = min(bound.hi, -c)
+      case .less: bound.hi = min(bound.hi, -c - 1)
+      default: return nil
+      }
+      return bound
+    }
   }
 
   func maskedWindow(_ side: Side) -> MaskedWindow? { Self.maskedWindow(side, kernel: kernel) }

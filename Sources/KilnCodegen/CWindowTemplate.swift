@@ -180,15 +180,9 @@ public struct CWindowTemplate: Sendable {
   ) -> (Form, Form)? {
     var bounds: [[AffineIndex.Term: Int]: (lo: Int, hi: Int)] = [:]
     for (difference, op) in window.conditions {
-      let c = difference.constant
-      var bound = bounds[difference.terms] ?? (Int.min, Int.max)
-      switch op {
-      case .greaterEqual: bound.lo = max(bound.lo, -c)
-      case .greater: bound.lo = max(bound.lo, -c + 1)
-      case .lessEqual: bound.hi = min(bound.hi, -c)
-      case .less: bound.hi = min(bound.hi, -c - 1)
-      default: return nil
-      }
+      guard
+        let bound = CMatMulTemplate.MaskedWindow.narrowed(bounds[difference.terms] ?? (Int.min, Int.max), constant: difference.constant, op: op)
+      else { return nil }
       bounds[difference.terms] = bound
     }
     func form(_ axis: Int) -> Form? {

@@ -153,15 +153,8 @@ public struct CWinogradTemplate: Sendable {
       let isRow = difference.terms == [.coordinate(2): 1, .variable(kh.id): 1]
       let isColumn = difference.terms == [.coordinate(3): 1, .variable(kw.id): 1]
       guard isRow || isColumn else { return nil }
-      let c = difference.constant
-      var bound = isRow ? rowBound : columnBound
-      switch op {
-      case .greaterEqual: bound.lo = max(bound.lo, -c)
-      case .greater: bound.lo = max(bound.lo, -c + 1)
-      case .lessEqual: bound.hi = min(bound.hi, -c)
-      case .less: bound.hi = min(bound.hi, -c - 1)
-      default: return nil
-      }
+      guard let bound = CMatMulTemplate.MaskedWindow.narrowed(isRow ? rowBound : columnBound, constant: difference.constant, op: op)
+      else { return nil }
       if isRow { rowBound = bound } else { columnBound = bound }
     }
     let inputCount = kernel.inputs[window.input].elementCount
