@@ -208,7 +208,8 @@ public struct ModelCompiler: Sendable {
     var scratchBytes = 0
 
     init(_ kernel: Kernel, deviceClass: VulkanClass) {
-      if deviceClass == .gpu, let shared = SharedMatMulTemplate.match(kernel) {
+      let template = MatMulTemplate.match(kernel)
+      if deviceClass == .gpu, let shared = template.flatMap(SharedMatMulTemplate.match(base:)) {
         source = shared.source()
         scratchBytes = shared.scratchBytes
         dispatches =
@@ -216,7 +217,7 @@ public struct ModelCompiler: Sendable {
           ? [(shared.specializationConstants(phase: 0), shared.workgroups(phase: 0), .writes),
             (shared.specializationConstants(phase: 1), shared.workgroups(phase: 1), .reads)]
           : [(shared.specializationConstants(phase: 0), shared.workgroups(phase: 0), .none)]
-      } else if let template = MatMulTemplate.match(kernel) {
+      } else if let template {
         source = template.source()
         dispatches = [(nil, template.workgroups, .none)]
       } else {

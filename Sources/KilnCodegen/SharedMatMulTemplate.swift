@@ -55,7 +55,12 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
   /// The GPU template for `kernel`, or nil where the register-blocked one serves as well (no M
   /// axis, or fewer than 16 rows: too few to share a staged tile of B).
   public static func match(_ kernel: Kernel) -> SharedMatMulTemplate? {
-    guard let base = MatMulTemplate.match(kernel), base.mAxis != nil, base.m >= 16, base.n >= 16 else { return nil }
+    MatMulTemplate.match(kernel).flatMap(match(base:))
+  }
+
+  /// `match` from the register-blocked template's match of the kernel.
+  static func match(base: MatMulTemplate) -> SharedMatMulTemplate? {
+    guard base.mAxis != nil, base.m >= 16, base.n >= 16 else { return nil }
     let batch = base.batchCount
     func blocks(_ tile: Tile) -> Int { batch * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
     let tile = tiles.first { blocks($0) >= targetBlocks } ?? tiles[tiles.count - 1]
