@@ -69,13 +69,17 @@ public struct Manifest: Codable, Sendable, Hashable {
       self.programs = programs
     }
 
-    /// The program for `target` (`vulkan`, `cpu`) on a device of class `deviceClass`: the one of
-    /// that class, else one for any class, else any of the target's programs (a program of
-    /// another class runs correctly, only not at its best); nil when the target has none.
-    public func program(for target: String, deviceClass: String? = nil) -> Program? {
+    /// The program for `target` (`vulkan`, `cpu`) on a device whose kernel classes are
+    /// `deviceClasses`, best first: the first of those classes the function has a program for,
+    /// else one for any class, else any of the target's programs (a program of another class runs
+    /// correctly where the device has the features it needs, only not at its best); nil when the
+    /// target has none.
+    public func program(for target: String, deviceClasses: [String] = []) -> Program? {
       let candidates = programs.filter { $0.target == target }
-      return candidates.first { $0.deviceClass != nil && $0.deviceClass == deviceClass }
-        ?? candidates.first { $0.deviceClass == nil } ?? candidates.first
+      for deviceClass in deviceClasses {
+        if let program = candidates.first(where: { $0.deviceClass == deviceClass }) { return program }
+      }
+      return candidates.first { $0.deviceClass == nil } ?? candidates.first
     }
   }
 

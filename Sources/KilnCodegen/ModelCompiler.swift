@@ -39,10 +39,20 @@ public struct CompileOptions: Sendable {
   /// Compiled kernels to reuse, and to add to (nil: compile everything).
   public var cache: KernelCache?
   /// The Vulkan device classes to build a program for; the runtime runs the program of the
-  /// device's class. With one class only, that program serves every Vulkan device.
-  public var vulkanClasses: [VulkanClass] = VulkanClass.allCases
-  /// `fp16`: the Vulkan gpu class reads contraction weights as float16 (`HalfPrecisionWeights`).
+  /// device's class. With one class only, that program serves every Vulkan device. nil: `cpu`
+  /// and `gpu`, and `coopmat` too with `--precision fp16`.
+  public var vulkanClasses: [VulkanClass]?
+  /// `fp16`: the Vulkan gpu and coopmat classes read contraction weights as float16
+  /// (`HalfPrecisionWeights`); the coopmat class rounds every contraction operand to float16.
   public var precision: Precision = .fp32
+  /// The coopmat class's contractions emulate their fragments with ordinary arithmetic, so that
+  /// devices without cooperative matrices can test the class (`CoopMatTemplate.emulated`).
+  public var emulateCooperativeMatrix = false
+
+  /// `vulkanClasses`, or the default for `precision`.
+  public var resolvedVulkanClasses: [VulkanClass] {
+    vulkanClasses ?? (precision == .fp16 ? [.cpu, .gpu, .coopmat] : [.cpu, .gpu])
+  }
 
   public init(
     targets: [Target] = Target.allCases, printIRAfter: Set<String> = [], dumpDirectory: URL? = nil,
@@ -113,26 +123,33 @@ public struct ModelCompiler: Sendable {
       return result
     }
 
-    if options.targets.contains(.vulkan), options.vulkanClasses.isEmpty {
+    let vulkanClasses = options.resolvedVulkanClasses
+    if options.targets.contains(.vulkan), vulkanClasses.isEmpty {
       throw CodegenError(.invalidInput, "the Vulkan target needs at least one device class")
+    }
+    if options.targets.contains(.vulkan), vulkanClasses.contains(.coopmat), options.precision != .fp16 {
+      throw CodegenError(
+        .invalidInput, "the Vulkan coopmat class rounds contraction operands to float16: it needs --precision fp16")
     }
     let decomposed = try run("decompose", { try Decompose.run(input) }, describe: { $0.description })
     let folded = try run("fold-batchnorm", { FoldBatchNorm.run(decomposed) }, describe: { $0.description })
     let plan = try run("form-dispatch-regions", { try FormDispatchRegions.run(folded) }, describe: describePlan)
     let memory = try run("plan-memory", { try PlanMemory.run(plan) }, describe: { describeMemory($0, plan: plan) })
-    // With --precision fp16 the gpu class's program binds float16 copies of its contraction
-    // weights (its own plan and memory plan; the cpu class keeps float32: scalar float16 loads
-    // made lavapipe's SqueezeNet 2x slower). The CPU plan shares the graph the copies were added
-    // to, so the plans' new constants never share a value id.
-    var vulkan = [(plan: DispatchPlan, memory: MemoryPlan)](repeating: (plan, memory), count: options.vulkanClasses.count)
+    // With --precision fp16 the gpu and coopmat classes' programs bind float16 copies of their
+    // contraction weights (their own plan and memory plan; the cpu class keeps float32: scalar
+    // float16 loads made lavapipe's SqueezeNet 2x slower). The CPU plan shares the graph the
+    // copies were added to, so the plans' new constants never share a value id.
+    var vulkan = [(plan: DispatchPlan, memory: MemoryPlan)](repeating: (plan, memory), count: vulkanClasses.count)
     var cpuBase = plan
-    if options.precision == .fp16, !(options.targets.contains(.vulkan) && options.vulkanClasses.contains(.gpu)) {
-      options.printer("note: --precision fp16 applies to the Vulkan gpu class's program only; this bundle has none, so it is all fp32")
+    let halfClasses = vulkanClasses.indices.filter { vulkanClasses[$0] != .cpu }
+    if options.precision == .fp16, !(options.targets.contains(.vulkan) && !halfClasses.isEmpty) {
+      options.printer("note: --precision fp16 applies to the Vulkan gpu and coopmat classes' programs only; this bundle has neither, so it is all fp32")
     }
-    if options.targets.contains(.vulkan), options.precision == .fp16, let gpu = options.vulkanClasses.firstIndex(of: .gpu) {
+    if options.targets.contains(.vulkan), options.precision == .fp16, !halfClasses.isEmpty {
       let half = try run("fp16-weights", { HalfPrecisionWeights.run(plan) }, describe: { "\($0.count) constants stored as float16 for Vulkan GPUs, \($0.bytesSaved) bytes saved" })
       if half.count > 0 {
-        vulkan[gpu] = (half.plan, try PlanMemory.run(half.plan))
+        let halfMemory = try PlanMemory.run(half.plan)
+        for c in halfClasses { vulkan[c] = (half.plan, halfMemory) }
         cpuBase.graph = half.plan.graph
       }
     }
@@ -207,16 +224,16 @@ public struct ModelCompiler: Sendable {
     var dispatches: [(specialization: [UInt32]?, workgroups: [Int], scratch: ProgramBuilder.KernelDispatch.Scratch)]
     var scratchBytes = 0
 
-    init(_ kernel: Kernel, deviceClass: VulkanClass) {
+    init(_ kernel: Kernel, deviceClass: VulkanClass, emulateCooperativeMatrix: Bool) {
       let template = MatMulTemplate.match(kernel)
-      if deviceClass == .gpu, let shared = template.flatMap(SharedMatMulTemplate.match(base:)) {
+      if deviceClass == .coopmat, let coop = template.flatMap({ CoopMatTemplate.match(base: $0, emulated: emulateCooperativeMatrix) }) {
+        source = coop.source()
+        scratchBytes = coop.scratchBytes
+        dispatches = Self.phases(split: coop.split, coop.specializationConstants(phase:), coop.workgroups(phase:))
+      } else if deviceClass != .cpu, let shared = template.flatMap(SharedMatMulTemplate.match(base:)) {
         source = shared.source()
         scratchBytes = shared.scratchBytes
-        dispatches =
-          shared.split > 1
-          ? [(shared.specializationConstants(phase: 0), shared.workgroups(phase: 0), .writes),
-            (shared.specializationConstants(phase: 1), shared.workgroups(phase: 1), .reads)]
-          : [(shared.specializationConstants(phase: 0), shared.workgroups(phase: 0), .none)]
+        dispatches = Self.phases(split: shared.split, shared.specializationConstants(phase:), shared.workgroups(phase:))
       } else if let template {
         source = template.source()
         dispatches = [(nil, template.workgroups, .none)]
@@ -226,6 +243,16 @@ public struct ModelCompiler: Sendable {
         let x = min(groups, 65535)
         dispatches = [(nil, [x, (groups + x - 1) / x, 1], .none)]
       }
+    }
+
+    /// A shared-memory contraction's dispatches: its GEMM phase and, with split-K, the reduce
+    /// phase that reads the slices the first one wrote to scratch.
+    static func phases(
+      split: Int, _ specialization: (Int) -> [UInt32], _ workgroups: (Int) -> [Int]
+    ) -> [(specialization: [UInt32]?, workgroups: [Int], scratch: ProgramBuilder.KernelDispatch.Scratch)] {
+      split > 1
+        ? [(specialization(0), workgroups(0), .writes), (specialization(1), workgroups(1), .reads)]
+        : [(specialization(0), workgroups(0), .none)]
     }
   }
 
@@ -255,9 +282,13 @@ public struct ModelCompiler: Sendable {
     let plan = plans[0]
     // Kernel names differ; the shader body does not mention them except in a comment line.
     // Contractions use the hand-written templates (shaders/matmul_tiled.comp on CPU-class devices,
-    // shaders/matmul_shared.comp on GPUs), the rest the generic one-invocation-per-element form.
-    let classes = options.vulkanClasses
-    let code = zip(classes, plans).map { deviceClass, plan in plan.kernels.map { VulkanKernelCode($0, deviceClass: deviceClass) } }
+    // shaders/matmul_shared.comp on GPUs, shaders/matmul_coopmat.comp on GPUs with matrix units),
+    // the rest the generic one-invocation-per-element form.
+    let classes = options.resolvedVulkanClasses
+    let emulate = options.emulateCooperativeMatrix
+    let code = zip(classes, plans).map { deviceClass, plan in
+      plan.kernels.map { VulkanKernelCode($0, deviceClass: deviceClass, emulateCooperativeMatrix: emulate) }
+    }
     var slotOfBody: [String: Int] = [:]
     var unique: [(deviceClass: Int, kernel: Int)] = []
     var bodies: [String] = []

@@ -11,6 +11,11 @@ public enum VulkanClass: String, Sendable, CaseIterable, Hashable {
   /// Discrete and integrated GPUs: shared-memory tiled contractions (`SharedMatMulTemplate`),
   /// split-K where blocks underfill the device. Every other kernel is the same as `cpu`'s.
   case gpu
+  /// GPUs with cooperative matrices (VK_NV_cooperative_matrix, 16x16x16 float16 fragments with
+  /// float32 accumulators, 32-invocation subgroups): contractions on the matrix units
+  /// (`CoopMatTemplate`), with float16 operands, so only with `--precision fp16`. Every other
+  /// kernel is the same as `gpu`'s; the runtime falls back to `gpu` on other GPUs.
+  case coopmat
 }
 
 /// A contraction as a shared-memory tiled GEMM for GPUs (`shaders/matmul_shared.comp`): the
@@ -64,13 +69,7 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
     let batch = base.batchCount
     func blocks(_ tile: Tile) -> Int { batch * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
     let tile = tiles.first { blocks($0) >= targetBlocks } ?? tiles[tiles.count - 1]
-    var split = 1
-    if blocks(tile) < targetBlocks {
-      let wanted = (targetBlocks + blocks(tile) - 1) / blocks(tile)
-      split = max(1, min(wanted, maximumSplit, base.k / minimumSlice))
-      while split > 1, split * batch * base.m * base.n * 4 > maximumScratchBytes { split -= 1 }
-    }
-    return SharedMatMulTemplate(base: base, tile: tile, split: split)
+    return SharedMatMulTemplate(base: base, tile: tile, split: split(base: base, blocks: blocks(tile)))
   }
 
   /// Blocks of the output (each one workgroup per split-K slice).
@@ -95,6 +94,24 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
   /// The instantiated GLSL. Its tile sizes are specialization constants; the ones in the source
   /// are the defaults only.
   public func source() -> String {
+    Self.instantiate(EmbeddedShaders.matmulShared, name: "matmul_shared", base: base, split: split, value: "acc[i * TN + j]")
+  }
+
+  /// The split-K factor for `blocks` output blocks: enough slices to reach `targetBlocks`, each
+  /// at least `minimumSlice` deep, with the partial sums within `maximumScratchBytes`.
+  static func split(base: MatMulTemplate, blocks: Int) -> Int {
+    guard blocks < targetBlocks else { return 1 }
+    let wanted = (targetBlocks + blocks - 1) / blocks
+    var split = max(1, min(wanted, maximumSplit, base.k / minimumSlice))
+    while split > 1, split * base.batchCount * base.m * base.n * 4 > maximumScratchBytes { split -= 1 }
+    return split
+  }
+
+  /// `shader` (matmul_shared.comp or matmul_coopmat.comp) instantiated for `base`'s operands,
+  /// epilogue and sizes: the operand loaders, the (batch, m, k, n) index helpers, split-K's
+  /// scratch binding and reduce phase, and the store of `value` (the accumulated element of output
+  /// row `m`, column `n`) to the output or, with a split, to the slice's scratch.
+  static func instantiate(_ shader: String, name: String, base: MatMulTemplate, split: Int, value: String) -> String {
     let kernel = base.kernel
     var bindings = base.bindingDeclarations()
     if split > 1 {
@@ -147,15 +164,15 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
         """ : ""
     let store =
       split > 1
-      ? "      scratch[((slice * BATCH + batch) * M + m) * N + n] = acc[i * TN + j];"
-      : "      kiln_store_at(batch, m, n, acc[i * TN + j]);"
+      ? "      scratch[((slice * BATCH + batch) * M + m) * N + n] = \(value);"
+      : "      kiln_store_at(batch, m, n, \(value));"
     let replacements: [(String, String)] = [
       ("@BINDINGS@", bindings), ("@HELPERS@", GLSLDialect.helpers), ("@M@", "\(base.m)"), ("@N@", "\(base.n)"),
       ("@K@", "\(base.k)"), ("@BATCH@", "\(base.batchCount)"), ("@OPERANDS@", helpers), ("@REDUCE_PHASE@", reducePhase),
       ("@STORE@", store),
     ]
-    var source = EmbeddedShaders.matmulShared.replacingOccurrences(
-      of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (matmul_shared)\n")
+    var source = shader.replacingOccurrences(
+      of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (\(name))\n")
     for (placeholder, value) in replacements { source = source.replacingOccurrences(of: placeholder, with: value) }
     return source
   }

@@ -47,8 +47,9 @@ public enum DeviceType: String, Sendable, Hashable, Codable, CaseIterable {
   case host = "host"
   case other = "other"
 
-  /// The Vulkan kernel class whose tuning suits this device (a bundle's per-class programs are
-  /// named by it): `cpu` for Vulkan on CPU cores, `gpu` for every GPU.
+  /// The float32 Vulkan kernel class whose tuning suits this device (a bundle's per-class programs
+  /// are named by it): `cpu` for Vulkan on CPU cores, `gpu` for every GPU. `DeviceInfo.kernelClasses`
+  /// adds the classes that depend on features.
   public var kernelClass: String {
     switch self {
     case .cpu, .host: "cpu"
@@ -66,6 +67,17 @@ public enum DeviceType: String, Sendable, Hashable, Codable, CaseIterable {
     case .other: 4
     case .host: 5
     }
+  }
+}
+
+extension DeviceInfo {
+  /// The Vulkan kernel classes this device runs, best first: `coopmat` on GPUs with cooperative
+  /// matrices (`DeviceFeatures.cooperativeMatrix`), then the type's own class, then the other.
+  /// A bundle's program for the first class it has is run.
+  public var kernelClasses: [String] {
+    let own = type.kernelClass
+    let other = own == "gpu" ? "cpu" : "gpu"
+    return (own == "gpu" && features.cooperativeMatrix ? ["coopmat"] : []) + [own, other]
   }
 }
 
@@ -116,7 +128,12 @@ public struct DeviceFeatures: Sendable, Hashable, Codable {
   /// Lanes per subgroup (SIMD width); 1 where there are no subgroups.
   public var subgroupSize: Int
   public var subgroupArithmetic: Bool
+  /// What Kiln's coopmat kernels need: VK_NV_cooperative_matrix with 16x16x16 subgroup fragments
+  /// of float16 operands and float32 accumulators in compute shaders, 32-invocation subgroups,
+  /// float16 arithmetic and the Vulkan memory model. (The extension alone is not enough.)
   public var cooperativeMatrix: Bool
+  /// The Vulkan memory model (SPIR-V `VulkanMemoryModel`), which cooperative-matrix modules declare.
+  public var vulkanMemoryModel: Bool
   public var pushDescriptors: Bool
   public var timelineSemaphores: Bool
   /// Hardware threads that run workgroups concurrently (CPU devices), 0 where unknown.
@@ -125,7 +142,7 @@ public struct DeviceFeatures: Sendable, Hashable, Codable {
   public init(
     float16: Bool, float64: Bool, int8: Bool, int16: Bool, int64: Bool, storage8Bit: Bool, storage16Bit: Bool,
     subgroupSize: Int, subgroupArithmetic: Bool, cooperativeMatrix: Bool, pushDescriptors: Bool,
-    timelineSemaphores: Bool, concurrency: Int
+    timelineSemaphores: Bool, concurrency: Int, vulkanMemoryModel: Bool = false
   ) {
     self.float16 = float16
     self.float64 = float64
@@ -137,6 +154,7 @@ public struct DeviceFeatures: Sendable, Hashable, Codable {
     self.subgroupSize = subgroupSize
     self.subgroupArithmetic = subgroupArithmetic
     self.cooperativeMatrix = cooperativeMatrix
+    self.vulkanMemoryModel = vulkanMemoryModel
     self.pushDescriptors = pushDescriptors
     self.timelineSemaphores = timelineSemaphores
     self.concurrency = concurrency

@@ -41,7 +41,7 @@ public final class Session: @unchecked Sendable {
   ///   outputs) may take; nil for no budget beyond the device's memory.
   /// - Throws: `RuntimeError(.overBudget)` or `(.limitExceeded)` naming the sizes; `HALError` from the device.
   /// - Parameter deviceClass: the Vulkan program class to run (`cpu`, `gpu`) where the bundle
-  ///   has programs per device class; nil for the device's own (`DeviceType.kernelClass`).
+  ///   has programs per device class; nil for the device's own (`DeviceInfo.kernelClasses`).
   ///   Ignored on the CPU device.
   public init(
     bundle: BundleReader, device: any Device, function name: String = "main", memoryBudget: Int? = nil, deviceClass: String? = nil
@@ -56,7 +56,7 @@ public final class Session: @unchecked Sendable {
       let available = function.programs.filter { $0.target == target }.map(\.label).joined(separator: ", ")
       throw RuntimeError(.noProgram, "the bundle has no \(target) program for device class '\(deviceClass)' (it has: \(available))")
     }
-    guard let program = function.program(for: target, deviceClass: deviceClass ?? device.info.type.kernelClass) else {
+    guard let program = function.program(for: target, deviceClasses: deviceClass.map { [$0] } ?? device.info.kernelClasses) else {
       let available = function.programs.map(\.label).joined(separator: ", ")
       throw RuntimeError(.noProgram, "the bundle has no \(target) program (it has: \(available)); recompile with --target \(target)")
     }

@@ -66,19 +66,27 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     f12.storageBuffer8BitAccess = physical.supported12.storageBuffer8BitAccess
     f12.uniformAndStorageBuffer8BitAccess = physical.supported12.uniformAndStorageBuffer8BitAccess
     f12.hostQueryReset = physical.supported12.hostQueryReset
+    // Cooperative-matrix modules declare the Vulkan memory model.
+    f12.vulkanMemoryModel = physical.supported12.vulkanMemoryModel
+    var cooperative = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
+    cooperative.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
+    cooperative.cooperativeMatrix = VkBool32(info.features.cooperativeMatrix ? VK_TRUE : VK_FALSE)
 
     var wanted: [String] = []
     if physical.extensions.contains("VK_KHR_push_descriptor") { wanted.append("VK_KHR_push_descriptor") }
+    if info.features.cooperativeMatrix { wanted.append("VK_NV_cooperative_matrix") }
     let extensionNames = CStringArray(wanted)
 
     var priority: Float = 1
     var device: VkDevice?
     let createResult = withUnsafeMutablePointer(to: &f12) { p12 in
+      withUnsafeMutablePointer(to: &cooperative) { pCooperative in
       withUnsafeMutablePointer(to: &f11) { p11 in
         withUnsafePointer(to: &f10) { p10 in
           withUnsafePointer(to: &priority) { priorityPointer in
             extensionNames.pointers.withUnsafeBufferPointer { names in
               p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+              if info.features.cooperativeMatrix { p12.pointee.pNext = UnsafeMutableRawPointer(pCooperative) }
               var queueInfo = VkDeviceQueueCreateInfo()
               queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
               queueInfo.queueFamilyIndex = family
@@ -99,6 +107,7 @@ public final class VulkanDevice: Device, @unchecked Sendable {
           }
         }
       }
+      }
     }
     try check(createResult, "vkCreateDevice(\(physical.name))")
     guard let device else { throw HALError(.internal, "vkCreateDevice returned no device") }
@@ -112,7 +121,7 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     }
     self.queue = queue
 
-    if !wanted.isEmpty, let raw = vkGetDeviceProcAddr(device, "vkCmdPushDescriptorSetKHR") {
+    if wanted.contains("VK_KHR_push_descriptor"), let raw = vkGetDeviceProcAddr(device, "vkCmdPushDescriptorSetKHR") {
       pushDescriptor = unsafeBitCast(raw, to: PFN_vkCmdPushDescriptorSetKHR.self)
     } else {
       pushDescriptor = nil

@@ -18,7 +18,7 @@ public final class VulkanDriver: Driver, @unchecked Sendable {
     var usable: [VulkanPhysicalDevice] = []
     var skipped: [String] = []
     for handle in try instance.physicalDevices() {
-      let device = try VulkanPhysicalDevice(handle)
+      let device = try VulkanPhysicalDevice(handle, instance: instance.handle)
       if device.isUsable {
         usable.append(device)
       } else {

@@ -12,6 +12,8 @@ extension VulkanExecutable {
     (39, "Int8 arithmetic", { $0.int8 }),
     (4433, "16-bit storage buffers", { $0.storage16Bit }),
     (4448, "8-bit storage buffers", { $0.storage8Bit }),
+    (5345, "the Vulkan memory model", { $0.vulkanMemoryModel }),
+    (5357, "cooperative matrices (VK_NV_cooperative_matrix, 16x16x16 float16 fragments, 32-wide subgroups)", { $0.cooperativeMatrix }),
   ]
 
   /// Refuses a module that needs a feature `device` lacks, naming both, before the driver sees it
@@ -22,6 +24,6 @@ extension VulkanExecutable {
     throw HALError(
       .unsupported,
       "kernel \(entryPoints.joined(separator: ", ")) needs \(missing.map(\.name).joined(separator: " and ")), "
-        + "which \(info.name) lacks; run this bundle on the cpu device")
+        + "which \(info.name) lacks; run this bundle on a device that has it (or on the cpu device)")
   }
 }

@@ -27,7 +27,7 @@ struct VulkanPhysicalDevice: @unchecked Sendable {
   /// Kiln needs Vulkan 1.2 (timeline semaphores, 8/16-bit storage in core) and a compute queue.
   var isUsable: Bool { apiVersion >= makeAPIVersion(1, 2, 0) && computeQueueFamily != nil && supported12.timelineSemaphore != 0 }
 
-  init(_ handle: VkPhysicalDevice) throws {
+  init(_ handle: VkPhysicalDevice, instance: VkInstance) throws {
     self.handle = handle
     var base = VkPhysicalDeviceProperties()
     vkGetPhysicalDeviceProperties(handle, &base)
@@ -158,10 +158,50 @@ struct VulkanPhysicalDevice: @unchecked Sendable {
       storage16Bit: f11.storageBuffer16BitAccess != 0,
       subgroupSize: is12 ? Int(props11.subgroupSize) : 1,
       subgroupArithmetic: subgroupArithmetic,
-      cooperativeMatrix: extensions.contains("VK_NV_cooperative_matrix") || extensions.contains("VK_KHR_cooperative_matrix"),
+      cooperativeMatrix: is12 && props11.subgroupSize == 32 && f12.shaderFloat16 != 0 && f12.vulkanMemoryModel != 0
+        && f11.storageBuffer16BitAccess != 0 && extensions.contains("VK_NV_cooperative_matrix")
+        && Self.hasFloat16Fragments(handle, instance: instance),
       pushDescriptors: hasPush,
       timelineSemaphores: f12.timelineSemaphore != 0,
-      concurrency: 0)
+      concurrency: 0,
+      vulkanMemoryModel: f12.vulkanMemoryModel != 0)
+  }
+
+  /// Whether VK_NV_cooperative_matrix offers what Kiln's coopmat kernels use: the feature, compute
+  /// shaders, and 16x16x16 subgroup fragments of float16 A and B with float32 C and D.
+  static func hasFloat16Fragments(_ handle: VkPhysicalDevice, instance: VkInstance) -> Bool {
+    var features = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
+    features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
+    var properties = VkPhysicalDeviceCooperativeMatrixPropertiesNV()
+    properties.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV
+    withUnsafeMutablePointer(to: &features) { pointer in
+      var features2 = VkPhysicalDeviceFeatures2()
+      features2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+      features2.pNext = UnsafeMutableRawPointer(pointer)
+      vkGetPhysicalDeviceFeatures2(handle, &features2)
+    }
+    withUnsafeMutablePointer(to: &properties) { pointer in
+      var properties2 = VkPhysicalDeviceProperties2()
+      properties2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
+      properties2.pNext = UnsafeMutableRawPointer(pointer)
+      vkGetPhysicalDeviceProperties2(handle, &properties2)
+    }
+    guard features.cooperativeMatrix != 0,
+      properties.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT.rawValue != 0,
+      let raw = vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV")
+    else { return false }
+    let list = unsafeBitCast(raw, to: PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV.self)
+    var count: UInt32 = 0
+    guard list(handle, &count, nil) == VK_SUCCESS, count > 0, count < 4096 else { return false }
+    var shapes = [VkCooperativeMatrixPropertiesNV](repeating: VkCooperativeMatrixPropertiesNV(), count: Int(count))
+    for index in shapes.indices { shapes[index].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV }
+    let result = list(handle, &count, &shapes)
+    guard result == VK_SUCCESS || result == VK_INCOMPLETE else { return false }
+    return shapes.prefix(Int(count)).contains {
+      $0.MSize == 16 && $0.NSize == 16 && $0.KSize == 16 && $0.AType == VK_COMPONENT_TYPE_FLOAT16_NV
+        && $0.BType == VK_COMPONENT_TYPE_FLOAT16_NV && $0.CType == VK_COMPONENT_TYPE_FLOAT32_NV
+        && $0.DType == VK_COMPONENT_TYPE_FLOAT32_NV && $0.scope == VK_SCOPE_SUBGROUP_NV
+    }
   }
 
   func info(index: Int) -> DeviceInfo {

@@ -29,8 +29,8 @@ struct CompileCommand: ParsableCommand {
   @Option(
     name: .customLong("vulkan-class"),
     help: ArgumentHelp(
-      "A Vulkan device class to tune kernels for; repeat for several (default: all). Each gets its own program; the runtime picks the device's.",
-      valueName: "cpu|gpu"))
+      "A Vulkan device class to tune kernels for; repeat for several (default: cpu and gpu, and coopmat with --precision fp16). Each gets its own program; the runtime picks the device's.",
+      valueName: "cpu|gpu|coopmat"))
   var vulkanClasses: [String] = []
 
   @Option(
@@ -42,7 +42,7 @@ struct CompileCommand: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "fp16: the Vulkan gpu class's program stores convolution and matmul weights as float16, with float32 arithmetic (about 1e-3 relative error); the CPU program and lavapipe's stay fp32.",
+      "fp16: the Vulkan gpu class's program stores convolution and matmul weights as float16, with float32 arithmetic (about 1e-3 relative error), and a coopmat class runs contractions on float16 cooperative matrices (NVIDIA); the CPU program and lavapipe's stay fp32.",
       valueName: "fp32|fp16"))
   var precision: String = "fp32"
 
@@ -95,6 +95,9 @@ struct CompileCommand: ParsableCommand {
     }
     for name in vulkanClasses where VulkanClass(rawValue: name) == nil {
       throw ValidationError("unknown Vulkan class '\(name)' (choose from \(VulkanClass.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    if vulkanClasses.contains(VulkanClass.coopmat.rawValue), precision != Precision.fp16.rawValue {
+      throw ValidationError("--vulkan-class coopmat rounds contraction operands to float16: add --precision fp16")
     }
     for entry in bindings + inputShapes where Self.splitAssignment(entry) == nil {
       throw ValidationError("expected NAME=VALUE, got '\(entry)'")

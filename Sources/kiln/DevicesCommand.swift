@@ -71,7 +71,7 @@ struct DevicesCommand: ParsableCommand {
       "\(d.shortURI)\(isAuto ? "  (auto)" : "")  \(d.name)",
       "  uri:       \(d.uri)",
       "  type:      \(d.type.rawValue)    driver: \(d.driver) (\(d.driverName)\(d.driverVersion.isEmpty ? "" : " \(d.driverVersion)"))"
-        + (d.driver == "vulkan" ? "    kernels: \(d.type.kernelClass) class" : ""),
+        + (d.driver == "vulkan" ? "    kernels: \(d.kernelClasses[0]) class" : ""),
       "  api:       \(d.apiVersion)",
       "  limits:    workgroup \(l.maxWorkgroupSize.map(String.init).joined(separator: "x")) / \(l.maxWorkgroupInvocations) invocations, "
         + "shared memory \(bytes(l.maxSharedMemoryBytes)), push constants \(l.maxPushConstantBytes) B",

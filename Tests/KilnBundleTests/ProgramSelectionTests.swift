@@ -13,16 +13,16 @@ struct ProgramSelectionTests {
 
   @Test func theDeviceClassesProgramFirst() {
     let both = function([program("cpu", nil), program("vulkan", "cpu"), program("vulkan", "gpu")])
-    #expect(both.program(for: "vulkan", deviceClass: "gpu")?.deviceClass == "gpu")
-    #expect(both.program(for: "vulkan", deviceClass: "cpu")?.deviceClass == "cpu")
-    #expect(both.program(for: "cpu", deviceClass: "cpu")?.target == "cpu")
+    #expect(both.program(for: "vulkan", deviceClasses: ["gpu"])?.deviceClass == "gpu")
+    #expect(both.program(for: "vulkan", deviceClasses: ["cpu"])?.deviceClass == "cpu")
+    #expect(both.program(for: "cpu", deviceClasses: ["cpu"])?.target == "cpu")
     // A class the bundle lacks still runs, on one of the target's programs.
-    #expect(both.program(for: "vulkan", deviceClass: "npu")?.target == "vulkan")
-    #expect(both.program(for: "metal", deviceClass: "gpu") == nil)
+    #expect(both.program(for: "vulkan", deviceClasses: ["npu"])?.target == "vulkan")
+    #expect(both.program(for: "metal", deviceClasses: ["gpu"]) == nil)
     // A class-free program serves every class the bundle has no program of its own for.
     let generic = function([program("vulkan", "gpu"), program("vulkan", nil)])
-    #expect(generic.program(for: "vulkan", deviceClass: "cpu")?.deviceClass == nil)
-    #expect(generic.program(for: "vulkan", deviceClass: "gpu")?.deviceClass == "gpu")
+    #expect(generic.program(for: "vulkan", deviceClasses: ["cpu"])?.deviceClass == nil)
+    #expect(generic.program(for: "vulkan", deviceClasses: ["gpu"])?.deviceClass == "gpu")
     #expect(generic.program(for: "vulkan")?.deviceClass == nil)
   }
 

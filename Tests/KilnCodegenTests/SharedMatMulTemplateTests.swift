@@ -51,24 +51,36 @@ struct SharedMatMulTemplateTests {
 
   /// Runs `template` (both phases when split) and returns its float output.
   static func run(_ template: SharedMatMulTemplate, inputs: [[Float]], outputCount: Int, uri: String) throws -> [Float] {
+    try run(
+      source: template.source(), split: template.split, scratchBytes: template.scratchBytes,
+      specialization: template.specializationConstants(phase:), workgroups: template.workgroups(phase:),
+      inputs: inputs, outputCount: outputCount, uri: uri)
+  }
+
+  /// Runs a contraction shader of `split` slices (its GEMM phase, then with a split its reduce
+  /// phase) on `inputs` and returns its float output.
+  static func run(
+    source: String, split: Int, scratchBytes: Int, specialization: (Int) -> [UInt32], workgroups: (Int) -> [Int],
+    inputs: [[Float]], outputCount: Int, uri: String
+  ) throws -> [Float] {
     let device = try TestDevices.device(uri)
-    let code = try GLSLCompiler().compileToBytes(template.source(), name: "shared")
-    let bindingCount = inputs.count + (template.split > 1 ? 2 : 1)
-    let phases = template.split > 1 ? [0, 1] : [0]
+    let code = try GLSLCompiler().compileToBytes(source, name: "contraction")
+    let bindingCount = inputs.count + (split > 1 ? 2 : 1)
+    let phases = split > 1 ? [0, 1] : [0]
     let executables = try phases.map { phase in
       try device.makeExecutable(
         ExecutableSpec(
           format: .spirv, code: code, entryPoints: [EntryPoint(name: "main", bindingCount: bindingCount)],
-          specializationConstants: template.specializationConstants(phase: phase)))
+          specializationConstants: specialization(phase)))
     }
     var (buffers, output) = try MatMulTemplateConvTests.bind(inputs, outputCount: outputCount, on: device)
-    if template.split > 1 {
-      buffers.append(BufferRange(try device.allocator.allocate(byteCount: template.scratchBytes, access: .deviceLocal)))
+    if split > 1 {
+      buffers.append(BufferRange(try device.allocator.allocate(byteCount: scratchBytes, access: .deviceLocal)))
     }
     let commands = try device.makeCommandBuffer()
     for (phase, executable) in zip(phases, executables) {
       if phase > 0 { try commands.barrier() }
-      let groups = template.workgroups(phase: phase)
+      let groups = workgroups(phase)
       try commands.dispatch(
         executable, entryPoint: 0, bindings: buffers, pushConstants: [], workgroups: WorkgroupCount(groups[0], groups[1], groups[2]))
     }

@@ -85,7 +85,25 @@ struct CLITests {
     let precision = try kiln("compile", "model.onnx", "-o", "x.kiln", "--precision", "fp8", in: dir)
     #expect(precision.status != 0 && precision.stderr.contains("unknown precision 'fp8'"), "\(precision.stderr)")
     let note = try kiln("compile", "model.onnx", "-o", "x.kiln", "--target", "cpu", "--precision", "fp16", "--no-cache", in: dir)
-    #expect(note.status == 0 && note.stderr.contains("note: --precision fp16 applies to the Vulkan gpu class"), "\(note.stderr)")
+    #expect(note.status == 0 && note.stderr.contains("note: --precision fp16 applies to the Vulkan gpu and coopmat classes"), "\(note.stderr)")
+  }
+
+  /// `--precision fp16` adds the coopmat class; a device without cooperative matrices runs another
+  /// class, and refuses the coopmat one by name when asked for it.
+  @Test(arguments: TestDevices.vulkanURIs) func coopmatClassComesWithFloat16(uri: String) throws {
+    let folder = try workspace()
+    let dir = folder.url
+    let compiled = try kiln("compile", "model.onnx", "-o", "half.kiln", "--target", "vulkan", "--precision", "fp16", "--no-cache", in: dir)
+    #expect(compiled.status == 0, "\(compiled.stderr)")
+    let inspected = try kiln("inspect", "half.kiln", in: dir)
+    #expect(inspected.stdout.contains("program vulkan/coopmat:"), "\(inspected.stdout)")
+    let run = try kiln("run", "half.kiln", "--device", uri, "--input", "@input.npy", "--expect", "@expected.npy", in: dir)
+    #expect(run.status == 0, "\(run.stderr)")
+    expectUserError(
+      try kiln("run", "half.kiln", "--device", uri, "--device-class", "coopmat", "--input", "@input.npy", in: dir),
+      mentioning: "needs cooperative matrices")
+    let single = try kiln("compile", "model.onnx", "-o", "x.kiln", "--vulkan-class", "coopmat", in: dir)
+    #expect(single.status != 0 && single.stderr.contains("add --precision fp16"), "\(single.stderr)")
   }
 
   /// `--cpu-variant` builds fewer CPU objects; the bundle still runs and matches.

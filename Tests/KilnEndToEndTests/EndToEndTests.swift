@@ -203,7 +203,7 @@ enum LightModelNotes {
     let (single, half) = (try compile(.fp32), try compile(.fp16))
     // The gpu program binds float16 weights; the cpu (lavapipe) program keeps float32.
     func constantBytes(_ reader: BundleReader, _ deviceClass: String) throws -> Int {
-      let program = try #require(reader.manifest.function(named: "main")?.program(for: "vulkan", deviceClass: deviceClass))
+      let program = try #require(reader.manifest.function(named: "main")?.program(for: "vulkan", deviceClasses: [deviceClass]))
       return program.buffers.reduce(0) { if case .constant = $1.role { $0 + $1.size } else { $0 } }
     }
     #expect(try constantBytes(half, "gpu") < constantBytes(single, "gpu") * 3 / 4)
@@ -222,6 +222,68 @@ enum LightModelNotes {
       }
     }
     #expect(TestDevices.drainValidationMessages().isEmpty)
+  }
+
+  /// The coopmat class (float16 operands on cooperative matrices, float32 accumulators), in its
+  /// emulated form, against `reference` (ONNX Runtime's outputs, or the float32 program's) within
+  /// float16 rounding: its contractions are the coopmat kernels, and the program is the one a GPU
+  /// with cooperative matrices runs.
+  static func checkCoopmatProgram(
+    _ graph: Graph, name: String, inputs: [HostTensor], reference: [HostTensor], on uri: String
+  ) throws {
+    var options = CompileOptions(targets: [.vulkan], modelName: name, printer: { _ in })
+    options.precision = .fp16
+    options.emulateCooperativeMatrix = true
+    let compiled = try ModelCompiler(options: options).compile(graph)
+    let reader = try BundleReader(bytes: try compiled.writer.serialize(manifest: compiled.manifest))
+    let function = try #require(reader.manifest.function(named: "main"))
+    #expect(function.programs.map(\.deviceClass) == ["cpu", "gpu", "coopmat"])
+    // The coopmat program dispatches modules of its own (its contractions).
+    func executables(_ deviceClass: String) throws -> Set<Int> {
+      let program = try #require(function.program(for: "vulkan", deviceClasses: [deviceClass]))
+      return Set(program.commands.compactMap { if case .dispatch(let d) = $0 { d.executable } else { nil } })
+    }
+    #expect(try !executables("coopmat").subtracting(executables("gpu")).isEmpty, "\(name): no coopmat kernel")
+    let session = try Session(bundle: reader, device: try TestDevices.device(uri), deviceClass: "coopmat")
+    #expect(session.program.deviceClass == "coopmat")
+    let outputs = try session.run(inputs)
+    #expect(outputs.count == reference.count)
+    for (index, (got, want)) in zip(outputs, reference).enumerated() {
+      if let problem = Tolerance(relative: 1e-2, absoluteScale: 1e-2).compare(got, want) {
+        Issue.record("\(name) (coopmat kernels, emulated): output \(index): \(problem)")
+      }
+    }
+    #expect(TestDevices.drainValidationMessages().isEmpty)
+  }
+
+  @Test(arguments: ["matmul-batched-odd", "transformer-encoder"], TestDevices.vulkanURIs)
+  func coopmatProgramMatchesWithinFloat16Rounding(model: String, device uri: String) throws {
+    let testCase = try #require(ModelCases.fixtures[model])
+    let graph = try ONNXImporter().importModel(at: testCase.model)
+    let signature = graph.inputs.map { Manifest.TensorSignature(name: graph[$0].name, dtype: graph.type(of: $0).dtype.rawValue, shape: graph.type(of: $0).shape) }
+    try Self.checkCoopmatProgram(
+      graph, name: model, inputs: try ModelCases.inputs(for: testCase, signature: signature),
+      reference: try ModelCases.expectedOutputs(for: testCase), on: uri)
+  }
+
+  /// SqueezeNet's coopmat program has split-K contractions and every tile of the table. The light
+  /// zoo's random weights grow its activations to 1e10, beyond float16 (65504), so the weights are
+  /// scaled down to keep them in range, and the float32 program of the same graph is the reference.
+  @Test(
+    .enabled(if: (try? ModelCases.lightDirectory.get()) != nil, Comment(rawValue: LightModelNotes.missing)),
+    arguments: ModelCases.selectedLightModels.filter { $0 == "squeezenet" }, TestDevices.vulkanURIs)
+  func lightZooCoopmatProgramMatchesWithinFloat16Rounding(model: String, device uri: String) throws {
+    let testCase = try ModelCases.lightCase(model)
+    var graph = try ONNXImporter().importModel(at: testCase.model)
+    for (id, data) in graph.constants where data.dtype == .float32 && data.elementCount >= 1024 {
+      graph.constants[id] = TensorData(data.floats().map { $0 / 4 }, shape: data.shape)
+    }
+    let compiled = try ModelCompiler(options: CompileOptions(targets: [.vulkan], modelName: model, printer: { _ in })).compile(graph)
+    let single = try BundleReader(bytes: try compiled.writer.serialize(manifest: compiled.manifest))
+    let function = try #require(single.manifest.function(named: "main"))
+    let inputs = try ModelCases.inputs(for: testCase, signature: function.inputs)
+    let reference = try Session(bundle: single, device: try TestDevices.device(uri), deviceClass: "cpu").run(inputs)
+    try Self.checkCoopmatProgram(graph, name: model, inputs: inputs, reference: reference, on: uri)
   }
 
   /// A weight beyond float16's range stays float32 (it would become infinity).

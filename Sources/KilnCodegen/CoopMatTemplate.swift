@@ -1,0 +1,77 @@
+import KilnCompiler
+
+/// A contraction on the GPU's matrix units (`shaders/matmul_coopmat.comp`, the Vulkan `coopmat`
+/// class): float16 operands staged in shared memory, 16 x 16 x 16 cooperative-matrix fragments
+/// (VK_NV_cooperative_matrix) with float32 accumulators, the register-blocked template's operands
+/// and fused epilogue, and split-K as in `SharedMatMulTemplate`.
+///
+/// The operands are rounded to float16 (values beyond 65504 become infinite), which is why the
+/// class exists only in bundles compiled with `--precision fp16`.
+public struct CoopMatTemplate: Sendable, Hashable {
+  /// A workgroup of `warpsM x warpsN` subgroups of 32 invocations, each with `fm x fn` fragments.
+  public struct Tile: Sendable, Hashable {
+    public var warpsM: Int
+    public var warpsN: Int
+    public var fm: Int
+    public var fn: Int
+    public var bk: Int
+    public var bm: Int { warpsM * fm * 16 }
+    public var bn: Int { warpsN * fn * 16 }
+    public var threads: Int { warpsM * warpsN * 32 }
+    /// Shared memory: the two float16 tiles (rows padded by 8 halves) and a float32 fragment per subgroup.
+    public var sharedBytes: Int { 2 * bm * (bk + 8) + 2 * bk * (bn + 8) + 4 * 256 * warpsM * warpsN }
+  }
+
+  public var base: MatMulTemplate
+  public var tile: Tile
+  public var split: Int
+  /// Fragments emulated with ordinary arithmetic (no cooperative-matrix instructions): the same
+  /// kernel for devices without matrix units, to test the class on (lavapipe in CI).
+  public var emulated: Bool
+
+  /// Largest block first; the first that yields `SharedMatMulTemplate.targetBlocks` blocks is
+  /// taken, else the smallest with split-K. Each stays under 28 KiB of shared memory. Shapes
+  /// after the usual tensor-core GEMMs (a 64 x 32 warp tile of 4 x 2 fragments in the largest);
+  /// not yet measured on a GPU (none has been lent to this project's sessions).
+  public static let tiles = [
+    Tile(warpsM: 2, warpsN: 4, fm: 4, fn: 2, bk: 32),
+    Tile(warpsM: 2, warpsN: 2, fm: 2, fn: 2, bk: 32),
+    Tile(warpsM: 2, warpsN: 2, fm: 1, fn: 1, bk: 32),
+  ]
+
+  /// The coopmat template for `base` (a register-blocked match), or nil where the shared-memory
+  /// one should serve: no M axis, or fewer than 16 rows, columns or steps of reduction.
+  static func match(base: MatMulTemplate, emulated: Bool) -> CoopMatTemplate? {
+    guard base.mAxis != nil, base.m >= 16, base.n >= 16, base.k >= 16 else { return nil }
+    func blocks(_ tile: Tile) -> Int { base.batchCount * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
+    let tile = tiles.first { blocks($0) >= SharedMatMulTemplate.targetBlocks } ?? tiles[tiles.count - 1]
+    return CoopMatTemplate(
+      base: base, tile: tile, split: SharedMatMulTemplate.split(base: base, blocks: blocks(tile)), emulated: emulated)
+  }
+
+  public static func match(_ kernel: Kernel, emulated: Bool = false) -> CoopMatTemplate? {
+    MatMulTemplate.match(kernel).flatMap { match(base: $0, emulated: emulated) }
+  }
+
+  var blocks: Int { base.batchCount * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
+
+  public var scratchBytes: Int { split > 1 ? split * base.batchCount * base.m * base.n * 4 : 0 }
+
+  /// Specialization constants by id: the workgroup size, WARPS_M, WARPS_N, FM, FN, BK, SPLIT and PHASE.
+  public func specializationConstants(phase: Int) -> [UInt32] {
+    [tile.threads, tile.warpsM, tile.warpsN, tile.fm, tile.fn, tile.bk, split, phase].map { UInt32($0) }
+  }
+
+  public func workgroups(phase: Int) -> [Int] {
+    let groups = phase == 0 ? blocks * split : (base.batchCount * base.m * base.n + tile.threads - 1) / tile.threads
+    let x = min(groups, 65535)
+    return [x, (groups + x - 1) / x, 1]
+  }
+
+  public func source() -> String {
+    var shader = EmbeddedShaders.matmulCoopmat
+    if emulated { shader = shader.replacingOccurrences(of: "#version 450\n", with: "#version 450\n#define KILN_COOPMAT_EMULATED\n") }
+    return SharedMatMulTemplate.instantiate(
+      shader, name: emulated ? "matmul_coopmat, emulated" : "matmul_coopmat", base: base, split: split, value: "v")
+  }
+}
