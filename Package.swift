@@ -77,7 +77,7 @@ let package = Package(
       name: "KilnTestSupport",
       dependencies: ["KilnHAL", "KilnVulkan", "KilnCPU", "KilnCodegen", "KilnRuntime"],
       path: "Tests/KilnTestSupport"),
-    .testTarget(name: "KilnHALTests", dependencies: ["KilnTestSupport", "KilnHAL", "KilnCodegen", "KilnVulkan", "KilnSPIRV"]),
+    .testTarget(name: "KilnHALTests", dependencies: ["KilnTestSupport", "KilnHAL", "KilnCodegen", "KilnCompiler", "KilnIR", "KilnVulkan", "KilnSPIRV"]),
     .testTarget(name: "KilnIRTests", dependencies: ["KilnIR"]),
     .testTarget(name: "KilnONNXTests", dependencies: ["KilnONNX", "KilnIR"]),
     .testTarget(name: "KilnCodegenTests", dependencies: ["KilnCodegen", "KilnTestSupport"]),

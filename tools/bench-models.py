@@ -8,6 +8,7 @@ graph input, in input order) and inputs.txt (the input names, one a line, in the
 
     gemm-1024       MatMul [1024, 1024] @ constant [1024, 1024] (2.1 GFLOP)
     gemm-2048       MatMul [2048, 2048] @ constant [2048, 2048] (17.2 GFLOP)
+    gemm-4096       MatMul [4096, 4096] @ constant [4096, 4096] (137 GFLOP; only when named: GPUs)
     squeezenet      the ONNX light model-zoo SqueezeNet 1.0 (opset 9), random weights
     resnet50        the ONNX light model-zoo ResNet-50 (opset 9), random weights
     bert-encoder    BERT-style encoder, opset 17: token ids [1, 128] -> Gather embeddings + positions,
@@ -35,6 +36,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 MODELS = ["gemm-1024", "gemm-2048", "squeezenet", "resnet50", "bert-encoder", "mobilenet-v2"]
+# Written only when named (tools/gpu-kit): too large a GEMM for these 2-core machines.
+EXTRA_MODELS = ["gemm-4096"]
 
 
 # ----------------------------------------------------------------------------- graph building
@@ -232,12 +235,16 @@ def light_model(rng, light_dir, zoo_name):
 
 
 def build(name, light_dir):
-    seed = 1000 + MODELS.index(name)
+    if name not in MODELS + EXTRA_MODELS:
+        raise SystemExit(f"bench-models: unknown model '{name}' (known: {', '.join(MODELS + EXTRA_MODELS)})")
+    seed = 1000 + (MODELS + EXTRA_MODELS).index(name)
     rng = np.random.default_rng(seed)
     if name == "gemm-1024":
         return gemm(rng, 1024)
     if name == "gemm-2048":
         return gemm(rng, 2048)
+    if name == "gemm-4096":
+        return gemm(rng, 4096)
     if name == "squeezenet":
         return light_model(rng, light_dir, "squeezenet")
     if name == "resnet50":
@@ -246,7 +253,7 @@ def build(name, light_dir):
         return bert_encoder(rng)
     if name == "mobilenet-v2":
         return mobilenet_v2(rng)
-    raise SystemExit(f"bench-models: unknown model '{name}' (known: {', '.join(MODELS)})")
+    raise SystemExit(f"bench-models: no builder for '{name}'")
 
 
 def default_light_dir():

@@ -26,6 +26,16 @@ struct ProgramSelectionTests {
     #expect(generic.program(for: "vulkan")?.deviceClass == nil)
   }
 
+  /// A device's classes are tried best first; a coopmat program is never the fallback of a device
+  /// that does not list it while another class's program is there.
+  @Test func classesAreTriedInTheDevicesOrder() {
+    let common = function([program("vulkan", "cpu"), program("vulkan", "gpu")])
+    #expect(common.program(for: "vulkan", deviceClasses: ["coopmat", "gpu", "cpu"])?.deviceClass == "gpu")
+    let half = function([program("vulkan", "coopmat"), program("vulkan", "cpu")])
+    #expect(half.program(for: "vulkan", deviceClasses: ["gpu", "cpu"])?.deviceClass == "cpu")
+    #expect(half.program(for: "vulkan", deviceClasses: ["coopmat", "gpu", "cpu"])?.deviceClass == "coopmat")
+  }
+
   @Test func labelsNameTheClass() {
     #expect(program("vulkan", "gpu").label == "vulkan/gpu")
     #expect(program("cpu", nil).label == "cpu")
