@@ -7,9 +7,9 @@ import KilnCompiler
 ///
 /// The operands are rounded to float16 (values beyond 65504 become infinite), which is why the
 /// class exists only in bundles compiled with `--precision fp16`.
-public struct CoopMatTemplate: Sendable, Hashable {
+public struct CoopMatTemplate: TiledContraction, Sendable, Hashable {
   /// A workgroup of `warpsM x warpsN` subgroups of 32 invocations, each with `fm x fn` fragments.
-  public struct Tile: Sendable, Hashable {
+  public struct Tile: ContractionBlock, Sendable, Hashable {
     public var warpsM: Int
     public var warpsN: Int
     public var fm: Int
@@ -43,29 +43,17 @@ public struct CoopMatTemplate: Sendable, Hashable {
   /// one should serve: no M axis, or fewer than 16 rows, columns or steps of reduction.
   static func match(base: MatMulTemplate, emulated: Bool) -> CoopMatTemplate? {
     guard base.mAxis != nil, base.m >= 16, base.n >= 16, base.k >= 16 else { return nil }
-    func blocks(_ tile: Tile) -> Int { base.batchCount * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
-    let tile = tiles.first { blocks($0) >= SharedMatMulTemplate.targetBlocks } ?? tiles[tiles.count - 1]
-    return CoopMatTemplate(
-      base: base, tile: tile, split: SharedMatMulTemplate.split(base: base, blocks: blocks(tile)), emulated: emulated)
+    let (tile, split) = choose(from: tiles, base: base)
+    return CoopMatTemplate(base: base, tile: tile, split: split, emulated: emulated)
   }
 
   public static func match(_ kernel: Kernel, emulated: Bool = false) -> CoopMatTemplate? {
     MatMulTemplate.match(kernel).flatMap { match(base: $0, emulated: emulated) }
   }
 
-  var blocks: Int { base.batchCount * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
-
-  public var scratchBytes: Int { split > 1 ? split * base.batchCount * base.m * base.n * 4 : 0 }
-
   /// Specialization constants by id: the workgroup size, WARPS_M, WARPS_N, FM, FN, BK, SPLIT and PHASE.
   public func specializationConstants(phase: Int) -> [UInt32] {
     [tile.threads, tile.warpsM, tile.warpsN, tile.fm, tile.fn, tile.bk, split, phase].map { UInt32($0) }
-  }
-
-  public func workgroups(phase: Int) -> [Int] {
-    let groups = phase == 0 ? blocks * split : (base.batchCount * base.m * base.n + tile.threads - 1) / tile.threads
-    let x = min(groups, 65535)
-    return [x, (groups + x - 1) / x, 1]
   }
 
   public func source() -> String {

@@ -229,11 +229,11 @@ public struct ModelCompiler: Sendable {
       if deviceClass == .coopmat, let coop = template.flatMap({ CoopMatTemplate.match(base: $0, emulated: emulateCooperativeMatrix) }) {
         source = coop.source()
         scratchBytes = coop.scratchBytes
-        dispatches = Self.phases(split: coop.split, coop.specializationConstants(phase:), coop.workgroups(phase:))
+        dispatches = Self.phases(coop)
       } else if deviceClass != .cpu, let shared = template.flatMap(SharedMatMulTemplate.match(base:)) {
         source = shared.source()
         scratchBytes = shared.scratchBytes
-        dispatches = Self.phases(split: shared.split, shared.specializationConstants(phase:), shared.workgroups(phase:))
+        dispatches = Self.phases(shared)
       } else if let template {
         source = template.source()
         dispatches = [(nil, template.workgroups, .none)]
@@ -248,11 +248,12 @@ public struct ModelCompiler: Sendable {
     /// A shared-memory contraction's dispatches: its GEMM phase and, with split-K, the reduce
     /// phase that reads the slices the first one wrote to scratch.
     static func phases(
-      split: Int, _ specialization: (Int) -> [UInt32], _ workgroups: (Int) -> [Int]
+      _ contraction: some TiledContraction
     ) -> [(specialization: [UInt32]?, workgroups: [Int], scratch: ProgramBuilder.KernelDispatch.Scratch)] {
-      split > 1
-        ? [(specialization(0), workgroups(0), .writes), (specialization(1), workgroups(1), .reads)]
-        : [(specialization(0), workgroups(0), .none)]
+      let phase = { (p: Int) in (contraction.specializationConstants(phase: p), contraction.workgroups(phase: p)) }
+      return contraction.split > 1
+        ? [(phase(0).0, phase(0).1, .writes), (phase(1).0, phase(1).1, .reads)]
+        : [(phase(0).0, phase(0).1, .none)]
     }
   }
 

@@ -21,8 +21,8 @@ public enum VulkanClass: String, Sendable, CaseIterable, Hashable {
 /// A contraction as a shared-memory tiled GEMM for GPUs (`shaders/matmul_shared.comp`): the
 /// register-blocked template's match (operands, epilogue, axes) with the GPU class's tile sizes,
 /// chosen per shape from `tiles`, and a split-K factor.
-public struct SharedMatMulTemplate: Sendable, Hashable {
-  public struct Tile: Sendable, Hashable {
+public struct SharedMatMulTemplate: TiledContraction, Sendable, Hashable {
+  public struct Tile: ContractionBlock, Sendable, Hashable {
     public var bm: Int
     public var bn: Int
     public var bk: Int
@@ -66,45 +66,19 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
   /// `match` from the register-blocked template's match of the kernel.
   static func match(base: MatMulTemplate) -> SharedMatMulTemplate? {
     guard base.mAxis != nil, base.m >= 16, base.n >= 16 else { return nil }
-    let batch = base.batchCount
-    func blocks(_ tile: Tile) -> Int { batch * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
-    let tile = tiles.first { blocks($0) >= targetBlocks } ?? tiles[tiles.count - 1]
-    return SharedMatMulTemplate(base: base, tile: tile, split: split(base: base, blocks: blocks(tile)))
+    let (tile, split) = choose(from: tiles, base: base)
+    return SharedMatMulTemplate(base: base, tile: tile, split: split)
   }
-
-  /// Blocks of the output (each one workgroup per split-K slice).
-  var blocks: Int { base.batchCount * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn) }
-
-  /// Bytes of the partial sums split-K writes (0 without a split).
-  public var scratchBytes: Int { split > 1 ? split * base.batchCount * base.m * base.n * 4 : 0 }
 
   /// Specialization constants by id: the workgroup size, BM, BN, BK, TM, TN, SPLIT and PHASE.
   public func specializationConstants(phase: Int) -> [UInt32] {
     [tile.threads, tile.bm, tile.bn, tile.bk, tile.tm, tile.tn, split, phase].map { UInt32($0) }
   }
 
-  /// Workgroups of the GEMM phase (one per block and slice), and of the reduce phase (one
-  /// invocation per output element), folded into x and y.
-  public func workgroups(phase: Int) -> [Int] {
-    let groups = phase == 0 ? blocks * split : (base.batchCount * base.m * base.n + tile.threads - 1) / tile.threads
-    let x = min(groups, 65535)
-    return [x, (groups + x - 1) / x, 1]
-  }
-
   /// The instantiated GLSL. Its tile sizes are specialization constants; the ones in the source
   /// are the defaults only.
   public func source() -> String {
     Self.instantiate(EmbeddedShaders.matmulShared, name: "matmul_shared", base: base, split: split, value: "acc[i * TN + j]")
-  }
-
-  /// The split-K factor for `blocks` output blocks: enough slices to reach `targetBlocks`, each
-  /// at least `minimumSlice` deep, with the partial sums within `maximumScratchBytes`.
-  static func split(base: MatMulTemplate, blocks: Int) -> Int {
-    guard blocks < targetBlocks else { return 1 }
-    let wanted = (targetBlocks + blocks - 1) / blocks
-    var split = max(1, min(wanted, maximumSplit, base.k / minimumSlice))
-    while split > 1, split * base.batchCount * base.m * base.n * 4 > maximumScratchBytes { split -= 1 }
-    return split
   }
 
   /// `shader` (matmul_shared.comp or matmul_coopmat.comp) instantiated for `base`'s operands,
@@ -175,5 +149,64 @@ public struct SharedMatMulTemplate: Sendable, Hashable {
       of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (\(name))\n")
     for (placeholder, value) in replacements { source = source.replacingOccurrences(of: placeholder, with: value) }
     return source
+  }
+}
+
+/// A workgroup's block of a tiled contraction's output.
+public protocol ContractionBlock {
+  var bm: Int { get }
+  var bn: Int { get }
+  /// Invocations per workgroup.
+  var threads: Int { get }
+}
+
+/// What the shared-memory contraction templates (`SharedMatMulTemplate`, `CoopMatTemplate`) have in
+/// common: one workgroup per output block and split-K slice, the block chosen from a tuning table
+/// by how many blocks it makes, and with a split a reduce phase of one invocation per output.
+public protocol TiledContraction {
+  associatedtype Block: ContractionBlock
+  var base: MatMulTemplate { get }
+  var tile: Block { get }
+  /// Workgroups per output block summing slices of the reduction (1: no split).
+  var split: Int { get }
+  /// The specialization constants of the GEMM phase (0) or the reduce phase (1).
+  func specializationConstants(phase: Int) -> [UInt32]
+}
+
+extension TiledContraction {
+  static func blocks(_ base: MatMulTemplate, _ tile: some ContractionBlock) -> Int {
+    base.batchCount * ((base.m + tile.bm - 1) / tile.bm) * ((base.n + tile.bn - 1) / tile.bn)
+  }
+
+  /// The first of `tiles` (largest first) that makes `SharedMatMulTemplate.targetBlocks` blocks,
+  /// else the last; and the split-K factor for it.
+  static func choose(from tiles: [Block], base: MatMulTemplate) -> (tile: Block, split: Int) {
+    let tile = tiles.first { blocks(base, $0) >= SharedMatMulTemplate.targetBlocks } ?? tiles[tiles.count - 1]
+    return (tile, split(base: base, blocks: blocks(base, tile)))
+  }
+
+  /// The split-K factor for `blocks` output blocks: enough slices to reach `targetBlocks`, each
+  /// at least `minimumSlice` deep, with the partial sums within `maximumScratchBytes`.
+  static func split(base: MatMulTemplate, blocks: Int) -> Int {
+    typealias Limits = SharedMatMulTemplate
+    guard blocks < Limits.targetBlocks else { return 1 }
+    let wanted = (Limits.targetBlocks + blocks - 1) / blocks
+    var split = max(1, min(wanted, Limits.maximumSplit, base.k / Limits.minimumSlice))
+    while split > 1, split * base.batchCount * base.m * base.n * 4 > Limits.maximumScratchBytes { split -= 1 }
+    return split
+  }
+
+  /// Blocks of the output (each one workgroup per split-K slice).
+  var blocks: Int { Self.blocks(base, tile) }
+
+  /// Bytes of the partial sums split-K writes (0 without a split).
+  public var scratchBytes: Int { split > 1 ? split * base.batchCount * base.m * base.n * 4 : 0 }
+
+  /// Workgroups of the GEMM phase (one per block and slice), and of the reduce phase (one
+  /// invocation per output element), folded into x and y.
+  public func workgroups(phase: Int) -> [Int] {
+    let groups = phase == 0 ? blocks * split : (base.batchCount * base.m * base.n + tile.threads - 1) / tile.threads
+    let x = min(groups, 65535)
+    return [x, (groups + x - 1) / x, 1]
   }
 }

@@ -16,13 +16,6 @@ import Testing
 struct CoopMatTemplateTests {
   typealias Conv = MatMulTemplateConvTests.Conv
 
-  @Test func embeddedTemplateMatchesShadersFolder() throws {
-    let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent().appendingPathComponent("shaders/matmul_coopmat.comp")
-    let text = try String(contentsOf: file, encoding: .utf8)
-    #expect(EmbeddedShaders.matmulCoopmat + "\n" == text, "shaders/ changed: run tools/embed-shaders")
-  }
-
   @Test func tilesFitTheFragmentRulesAndTheTable() throws {
     for tile in CoopMatTemplate.tiles {
       // Fragment loads need 16-byte aligned rows: padded strides of whole 8-half groups.
@@ -107,16 +100,7 @@ struct CoopMatTemplateTests {
     let bt = MatMulTemplateConvTests.random(n * k)
     let bias = MatMulTemplateConvTests.random(n)
     let (ha, hb) = (Self.half(a), Self.half(bt))
-    var expected: [Float] = []
-    for b in 0..<batch {
-      for i in 0..<m {
-        for j in 0..<n {
-          var sum: Float = 0
-          for v in 0..<k { sum += ha[(b * m + i) * k + v] * hb[j * k + v] }
-          expected.append(max(sum + bias[j], 0))
-        }
-      }
-    }
+    let expected = MatMulTemplateTests.reference(batch: batch, m: m, n: n, k: k, a: ha, bt: hb, bias: bias)
     for variant in Self.variants(of: template) {
       let got = try Self.run(variant, inputs: [a, bt, bias], outputCount: expected.count, uri: uri)
       let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity

@@ -13,13 +13,6 @@ import Testing
 struct SharedMatMulTemplateTests {
   typealias Conv = MatMulTemplateConvTests.Conv
 
-  @Test func embeddedTemplateMatchesShadersFolder() throws {
-    let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent().appendingPathComponent("shaders/matmul_shared.comp")
-    let text = try String(contentsOf: file, encoding: .utf8)
-    #expect(EmbeddedShaders.matmulShared + "\n" == text, "shaders/ changed: run tools/embed-shaders")
-  }
-
   @Test func tileAndSplitFollowTheTuningTable() throws {
     for tile in SharedMatMulTemplate.tiles {
       #expect(tile.bm % tile.tm == 0 && tile.bn % tile.tn == 0 && tile.threads == 256, "\(tile)")
@@ -112,16 +105,7 @@ struct SharedMatMulTemplateTests {
     let a = MatMulTemplateConvTests.random(batch * m * k)
     let bt = MatMulTemplateConvTests.random(n * k)
     let bias = MatMulTemplateConvTests.random(n)
-    var expected: [Float] = []
-    for b in 0..<batch {
-      for i in 0..<m {
-        for j in 0..<n {
-          var sum: Float = 0
-          for v in 0..<k { sum += a[(b * m + i) * k + v] * bt[j * k + v] }
-          expected.append(max(sum + bias[j], 0))
-        }
-      }
-    }
+    let expected = MatMulTemplateTests.reference(batch: batch, m: m, n: n, k: k, a: a, bt: bt, bias: bias)
     for variant in Self.variants(of: template) {
       let got = try Self.run(variant, inputs: [a, bt, bias], outputCount: expected.count, uri: uri)
       let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
