@@ -40,7 +40,7 @@ public final class Session: @unchecked Sendable {
   /// - Parameter memoryBudget: the most bytes the session's buffers (arena, weights, inputs and
   ///   outputs) may take; nil for no budget beyond the device's memory.
   /// - Throws: `RuntimeError(.overBudget)` or `(.limitExceeded)` naming the sizes; `HALError` from the device.
-  /// - Parameter deviceClass: the Vulkan program class to run (`cpu`, `gpu`) where the bundle
+  /// - Parameter deviceClass: the Vulkan program class to run (`cpu`, `gpu`, `coopmat`) where the bundle
   ///   has programs per device class; nil for the device's own (`DeviceInfo.kernelClasses`).
   ///   Ignored on the CPU device.
   public init(

@@ -81,32 +81,32 @@ public final class VulkanDevice: Device, @unchecked Sendable {
     var device: VkDevice?
     let createResult = withUnsafeMutablePointer(to: &f12) { p12 in
       withUnsafeMutablePointer(to: &cooperative) { pCooperative in
-      withUnsafeMutablePointer(to: &f11) { p11 in
-        withUnsafePointer(to: &f10) { p10 in
-          withUnsafePointer(to: &priority) { priorityPointer in
-            extensionNames.pointers.withUnsafeBufferPointer { names in
-              p11.pointee.pNext = UnsafeMutableRawPointer(p12)
-              if info.features.cooperativeMatrix { p12.pointee.pNext = UnsafeMutableRawPointer(pCooperative) }
-              var queueInfo = VkDeviceQueueCreateInfo()
-              queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
-              queueInfo.queueFamilyIndex = family
-              queueInfo.queueCount = 1
-              queueInfo.pQueuePriorities = priorityPointer
-              return withUnsafePointer(to: &queueInfo) { queueInfoPointer in
-                var createInfo = VkDeviceCreateInfo()
-                createInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
-                createInfo.pNext = UnsafeRawPointer(p11)
-                createInfo.queueCreateInfoCount = 1
-                createInfo.pQueueCreateInfos = queueInfoPointer
-                createInfo.pEnabledFeatures = p10
-                createInfo.enabledExtensionCount = extensionNames.count
-                createInfo.ppEnabledExtensionNames = names.baseAddress
-                return vkCreateDevice(physical.handle, &createInfo, nil, &device)
+        withUnsafeMutablePointer(to: &f11) { p11 in
+          withUnsafePointer(to: &f10) { p10 in
+            withUnsafePointer(to: &priority) { priorityPointer in
+              extensionNames.pointers.withUnsafeBufferPointer { names in
+                p11.pointee.pNext = UnsafeMutableRawPointer(p12)
+                if info.features.cooperativeMatrix { p12.pointee.pNext = UnsafeMutableRawPointer(pCooperative) }
+                var queueInfo = VkDeviceQueueCreateInfo()
+                queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+                queueInfo.queueFamilyIndex = family
+                queueInfo.queueCount = 1
+                queueInfo.pQueuePriorities = priorityPointer
+                return withUnsafePointer(to: &queueInfo) { queueInfoPointer in
+                  var createInfo = VkDeviceCreateInfo()
+                  createInfo.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                  createInfo.pNext = UnsafeRawPointer(p11)
+                  createInfo.queueCreateInfoCount = 1
+                  createInfo.pQueueCreateInfos = queueInfoPointer
+                  createInfo.pEnabledFeatures = p10
+                  createInfo.enabledExtensionCount = extensionNames.count
+                  createInfo.ppEnabledExtensionNames = names.baseAddress
+                  return vkCreateDevice(physical.handle, &createInfo, nil, &device)
+                }
               }
             }
           }
         }
-      }
       }
     }
     try check(createResult, "vkCreateDevice(\(physical.name))")
