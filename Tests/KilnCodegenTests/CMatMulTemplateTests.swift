@@ -163,6 +163,10 @@ struct CMatMulTemplateTests {
     try expectAgreement(matmul(batch: 3, m: 13, n: 11, k: 17, transB: true, epilogue: .biasRelu))
     // Crosses the MC, NC and KC blocks with ragged ends.
     try expectAgreement(matmul(batch: 1, m: 131, n: 403, k: 301, epilogue: .residual), tolerance: 1e-3)
+    // One wide ragged N tile (a 14x14 1x1 convolution): whole panels read in place, the tail packed.
+    let wide = matmul(batch: 2, m: 40, n: 196, k: 300, epilogue: .residual)
+    #expect(try #require(CMatMulTemplate.match(wide)).source().contains("if (nd < n1) kiln_gemm_block("))
+    try expectAgreement(wide, tolerance: 1e-3)
   }
 
   @Test func degenerateExtents() throws {
@@ -231,11 +235,14 @@ struct CMatMulTemplateTests {
   }
 
   /// A B operand that is row-major along N is read in place (whole micro-panels only: a ragged
-  /// last tile is packed); a transposed one is packed. `oddSizesWithEveryTail` and the other
+  /// tile of at least 128 columns packs its tail, a narrower one all of B); a transposed one is packed. `oddSizesWithEveryTail` and the other
   /// agreement tests run both.
   @Test func rowMajorBIsReadInPlace() throws {
     let inPlace = try #require(CMatMulTemplate.match(matmul(batch: 1, m: 131, n: 403, k: 301))).source()
-    #expect(inPlace.contains("const float *direct0 = (n1 - n0) % 16 == 0 ?"))
+    #expect(inPlace.contains("const float *direct0 = (n1 - n0) % 16 == 0 ?") || inPlace.contains("if (nd > n0) kiln_gemm_block("))
+    // Narrow ragged tiles (49 columns) pack all of B; wide ones (196) read whole panels in place.
+    let narrow = try #require(CMatMulTemplate.match(matmul(batch: 1, m: 64, n: 49, k: 64))).source()
+    #expect(!narrow.contains("nd > n0") && narrow.contains("direct0"))
     let packed = try #require(CMatMulTemplate.match(matmul(batch: 1, m: 131, n: 403, k: 301, transB: true))).source()
     #expect(!packed.contains("direct0"))
     // One N tile packed on every call (a padded 7x7 window, or 49 row-major columns) splits M
