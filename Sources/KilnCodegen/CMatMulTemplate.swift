@@ -717,8 +717,8 @@ public struct CMatMulTemplate: Sendable {
       let bOperand = Operand(contraction: 0, a: false)
       // A B read in place covers a wide tile's whole micro-panels [n0, nd); only a ragged tail
       // [nd, n1) is packed. Measured on MobileNet-v2: its 14x14 1x1 convolutions (N 196) ran
-      // 5-8% faster so than packing all of B per tile; its 7x7 ones (N 49: three panels of rows
-      // 196 bytes apart) 8-10% slower, so narrow tiles pack as before.
+      // 2-8% faster this way than when packing all of B per tile; its 7x7 ones (N 49: three
+      // panels of rows 196 bytes apart) 8-10% slower, so narrow tiles pack as before.
       let direct = nc >= 8 * Self.nr ? inPlace(bOperand) : nil
       if direct != nil {
         out.append("    const int64_t nd = n0 + (n1 - n0) / \(Self.nr) * \(Self.nr);")
