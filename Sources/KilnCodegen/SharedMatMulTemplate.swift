@@ -171,6 +171,8 @@ public protocol TiledContraction {
   var split: Int { get }
   /// The specialization constants of the GEMM phase (0) or the reduce phase (1).
   func specializationConstants(phase: Int) -> [UInt32]
+  /// The instantiated GLSL (one module serves both phases).
+  func source() -> String
 }
 
 extension TiledContraction {

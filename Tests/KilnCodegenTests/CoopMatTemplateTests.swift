@@ -81,13 +81,6 @@ struct CoopMatTemplateTests {
     }
   }
 
-  static func run(_ template: CoopMatTemplate, inputs: [[Float]], outputCount: Int, uri: String) throws -> [Float] {
-    try SharedMatMulTemplateTests.run(
-      source: template.source(), split: template.split, scratchBytes: template.scratchBytes,
-      specialization: template.specializationConstants(phase:), workgroups: template.workgroups(phase:),
-      inputs: inputs, outputCount: outputCount, uri: uri)
-  }
-
   static func half(_ values: [Float]) -> [Float] { values.map { Float(Float16($0)) } }
 
   @Test(arguments: TestDevices.vulkanURIs)
@@ -102,7 +95,7 @@ struct CoopMatTemplateTests {
     let (ha, hb) = (Self.half(a), Self.half(bt))
     let expected = MatMulTemplateTests.reference(batch: batch, m: m, n: n, k: k, a: ha, bt: hb, bias: bias)
     for variant in Self.variants(of: template) {
-      let got = try Self.run(variant, inputs: [a, bt, bias], outputCount: expected.count, uri: uri)
+      let got = try SharedMatMulTemplateTests.run(variant, inputs: [a, bt, bias], outputCount: expected.count, uri: uri)
       let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
       #expect(got.count == expected.count && worst < 1e-4, "tile \(variant.tile) split \(variant.split): largest difference \(worst)")
     }
@@ -122,7 +115,7 @@ struct CoopMatTemplateTests {
       let bias = MatMulTemplateConvTests.random(conv.filters)
       let expected = conv.reference(Self.half(x), Self.half(w), bias)
       for variant in Self.variants(of: template) {
-        let got = try Self.run(variant, inputs: [x, w, bias], outputCount: expected.count, uri: uri)
+        let got = try SharedMatMulTemplateTests.run(variant, inputs: [x, w, bias], outputCount: expected.count, uri: uri)
         let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
         #expect(got.count == expected.count && worst < 1e-4, "\(conv) tile \(variant.tile) split \(variant.split): largest difference \(worst)")
       }

@@ -42,22 +42,12 @@ struct SharedMatMulTemplateTests {
     #expect(MatMulTemplate.match(Conv(channels: 32, filters: 32, pad: 1, groups: 32).kernel) != nil)
   }
 
-  /// Runs `template` (both phases when split) and returns its float output.
-  static func run(_ template: SharedMatMulTemplate, inputs: [[Float]], outputCount: Int, uri: String) throws -> [Float] {
-    try run(
-      source: template.source(), split: template.split, scratchBytes: template.scratchBytes,
-      specialization: template.specializationConstants(phase:), workgroups: template.workgroups(phase:),
-      inputs: inputs, outputCount: outputCount, uri: uri)
-  }
-
-  /// Runs a contraction shader of `split` slices (its GEMM phase, then with a split its reduce
-  /// phase) on `inputs` and returns its float output.
-  static func run(
-    source: String, split: Int, scratchBytes: Int, specialization: (Int) -> [UInt32], workgroups: (Int) -> [Int],
-    inputs: [[Float]], outputCount: Int, uri: String
-  ) throws -> [Float] {
+  /// Runs `template` (its GEMM phase, then with a split its reduce phase) on `inputs` and
+  /// returns its float output.
+  static func run(_ template: some TiledContraction, inputs: [[Float]], outputCount: Int, uri: String) throws -> [Float] {
+    let (split, specialization, workgroups) = (template.split, template.specializationConstants(phase:), template.workgroups(phase:))
     let device = try TestDevices.device(uri)
-    let code = try GLSLCompiler().compileToBytes(source, name: "contraction")
+    let code = try GLSLCompiler().compileToBytes(template.source(), name: "contraction")
     let bindingCount = inputs.count + (split > 1 ? 2 : 1)
     let phases = split > 1 ? [0, 1] : [0]
     let executables = try phases.map { phase in
@@ -68,7 +58,7 @@ struct SharedMatMulTemplateTests {
     }
     var (buffers, output) = try MatMulTemplateConvTests.bind(inputs, outputCount: outputCount, on: device)
     if split > 1 {
-      buffers.append(BufferRange(try device.allocator.allocate(byteCount: scratchBytes, access: .deviceLocal)))
+      buffers.append(BufferRange(try device.allocator.allocate(byteCount: template.scratchBytes, access: .deviceLocal)))
     }
     let commands = try device.makeCommandBuffer()
     for (phase, executable) in zip(phases, executables) {
