@@ -86,7 +86,7 @@ let package = Package(
     .testTarget(name: "KilnRuntimeTests", dependencies: ["KilnRuntime"]),
     .testTarget(
       name: "KilnEndToEndTests",
-      dependencies: ["KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle", "KilnSPIRV", "KilnTestSupport"]),
+      dependencies: ["KilnONNX", "KilnCompiler", "KilnCodegen", "KilnRuntime", "KilnBundle", "KilnSPIRV", "KilnTestSupport"]),
     .testTarget(name: "KilnConformanceTests", dependencies: ["KilnConformance", "KilnTestSupport"]),
     .testTarget(name: "KilnCPUTests", dependencies: ["KilnCPU", "KilnCodegen", "KilnHAL"]),
     /// Replays every input under Tests/FuzzCorpus through its fuzz target.

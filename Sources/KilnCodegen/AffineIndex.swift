@@ -31,28 +31,30 @@ struct AffineIndex: Sendable, Hashable {
     return AffineIndex(terms: renamed, constant: constant)
   }
 
+  /// The affine form of an index expression, each distinct node analysed once.
   private static func analyse(_ expr: Expr) -> AffineIndex? {
-    switch expr {
-    case .literal(let literal) where literal.type == .index:
-      return AffineIndex(terms: [:], constant: Int(literal.integer))
-    case .coordinate(let axis):
-      return AffineIndex(terms: [.coordinate(axis): 1], constant: 0)
-    case .variable(let id):
-      return AffineIndex(terms: [.variable(id): 1], constant: 0)
-    case .binary(.add, let x, let y), .binary(.subtract, let x, let y):
-      guard let a = analyse(x), let b = analyse(y) else { return nil }
-      let sign = expr == .binary(.add, x, y) ? 1 : -1
-      var terms = a.terms
-      for (term, value) in b.terms { terms[term, default: 0] += sign * value }
-      return AffineIndex(terms: terms, constant: a.constant + sign * b.constant)
-    case .binary(.multiply, let x, let y):
-      guard let a = analyse(x), let b = analyse(y) else { return nil }
-      if a.terms.isEmpty { return AffineIndex(terms: b.terms.mapValues { $0 * a.constant }, constant: a.constant * b.constant) }
-      if b.terms.isEmpty { return AffineIndex(terms: a.terms.mapValues { $0 * b.constant }, constant: a.constant * b.constant) }
-      return nil
-    default:
-      return nil
+    expr.fold { (node: Expr, operands: [AffineIndex?]) -> AffineIndex? in
+      switch node.kind {
+      case .literal(let literal) where literal.type == .index:
+        return AffineIndex(terms: [:], constant: Int(literal.integer))
+      case .coordinate(let axis):
+        return AffineIndex(terms: [.coordinate(axis): 1], constant: 0)
+      case .variable(let id):
+        return AffineIndex(terms: [.variable(id): 1], constant: 0)
+      case .binary(let op, _, _) where op == .add || op == .subtract:
+        guard let a = operands[0], let b = operands[1] else { return nil }
+        let sign = op == .add ? 1 : -1
+        var terms = a.terms
+        for (term, value) in b.terms { terms[term, default: 0] += sign * value }
+        return AffineIndex(terms: terms, constant: a.constant + sign * b.constant)
+      case .binary(.multiply, _, _):
+        guard let a = operands[0], let b = operands[1] else { return nil }
+        if a.terms.isEmpty { return AffineIndex(terms: b.terms.mapValues { $0 * a.constant }, constant: a.constant * b.constant) }
+        if b.terms.isEmpty { return AffineIndex(terms: a.terms.mapValues { $0 * b.constant }, constant: a.constant * b.constant) }
+        return nil
+      default:
+        return nil
+      }
     }
   }
 }
-

@@ -123,8 +123,8 @@ public enum CKernel {
     out += "  for (int64_t gid = first; gid < last; ++gid) {\n"
     var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
     emitter.withIndent(1) { emitter in
-      for (axis, coordinate) in Expr.coordinates(ofLinear: .variable(-1), shape: kernel.shape).enumerated() {
-        emitter.line("int64_t c\(axis) = \(GLSLKernel.coordinateText(coordinate, dialect: dialect));")
+      for (axis, text) in dialect.coordinates(of: "gid", shape: kernel.shape).enumerated() {
+        emitter.line("int64_t c\(axis) = \(text);")
       }
       let value = emitter.emit(kernel.body)
       emitter.line("result[gid] = \(dialect.store(value, dtype: kernel.output.dtype));")
@@ -144,9 +144,7 @@ public enum CKernel {
     var lines = ["  for (int64_t gid = first; gid < last;) {"]
     lines.append("    const int64_t row = gid / \(width), rowBase = row * \(width);")
     lines.append("    const int64_t start = gid - rowBase, end = (last - rowBase < \(width) ? last - rowBase : \(width));")
-    let outer = Expr.coordinates(ofLinear: .variable(-1), shape: Array(kernel.shape.dropLast()))
-    for (axis, coordinate) in outer.enumerated() {
-      let text = GLSLKernel.coordinateText(coordinate, dialect: dialect).replacingOccurrences(of: "gid", with: "row")
+    for (axis, text) in dialect.coordinates(of: "row", shape: Array(kernel.shape.dropLast())).enumerated() {
       lines.append("    const int64_t c\(axis) = \(text); (void)c\(axis);")
     }
     func loop(_ body: Expr, from: String, to: String, indent: Int) -> [String] {

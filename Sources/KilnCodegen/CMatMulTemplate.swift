@@ -188,7 +188,7 @@ public struct CMatMulTemplate: Sendable {
       guard op == .sum, reductions.count < maximumContractions else { return nil }
       var variables = [(id: variable, extent: extent)]
       var inner = body
-      while case .reduce(.sum, let v, let e, let b) = inner {
+      while case .reduce(.sum, let v, let e, let b) = inner.kind {
         variables.append((v, e))
         inner = b
       }
@@ -198,7 +198,7 @@ public struct CMatMulTemplate: Sendable {
       bodies.append(inner)
       return accumulator(reductions.count - 1)
     }
-    guard let epilogue = replaced, !contractions.isEmpty, bodies.allSatisfy({ kernel.type(of: $0) == .float32 }) else { return nil }
+    guard let epilogue = replaced, !contractions.isEmpty, bodies.allSatisfy({ $0.type == .float32 }) else { return nil }
     let accumulators = Set(contractions.indices.map { MatMulTemplate.accumulatorVariable + $0 })
     guard !epilogue.usesVariable(except: accumulators) else { return nil }
     for (index, body) in bodies.enumerated() {
@@ -207,11 +207,11 @@ public struct CMatMulTemplate: Sendable {
       var factors: [Expr] = []
       var conditions: [Expr] = []
       func split(_ e: Expr) {
-        switch e {
+        switch e.kind {
         case .binary(.multiply, let a, let b):
           split(a)
           split(b)
-        case .select(let c, let a, .literal(let zero)) where zero.type == .float32 && zero.float == 0 && zero.float.sign == .plus:
+        case .select(let c, let a, let z) where z.isPositiveZero(.float32):
           conditions += conjuncts(c)
           split(a)
         default: factors.append(e)
@@ -276,7 +276,7 @@ public struct CMatMulTemplate: Sendable {
 
   /// The conjuncts of `condition` (`a && b && ...`), left to right.
   static func conjuncts(_ condition: Expr) -> [Expr] {
-    if case .binary(.logicalAnd, let a, let b) = condition { return conjuncts(a) + conjuncts(b) }
+    if case .binary(.logicalAnd, let a, let b) = condition.kind { return conjuncts(a) + conjuncts(b) }
     return [condition]
   }
 
@@ -295,8 +295,8 @@ public struct CMatMulTemplate: Sendable {
   /// `side` as one affine load whose group axes flatten with a common stride: (input, index map,
   /// stride per flattened row/column).
   private func affine(_ side: Side, axes: [Int]) -> (input: Int, map: AffineIndex, stride: Int)? {
-    guard side.conditions.isEmpty, side.factors.count == 1, case .load(let input, let index) = side.factors[0],
-      kernel.inputs[input].dtype == .float32, let map = AffineIndex(index)
+    guard side.conditions.isEmpty, side.factors.count == 1, case .load(let input, .float32, let index) = side.factors[0].kind,
+      let map = AffineIndex(index)
     else { return nil }
     let step = steps(axes)
     var stride: Int?
@@ -513,18 +513,18 @@ public struct CMatMulTemplate: Sendable {
   func maskedWindow(_ side: Side) -> MaskedWindow? { Self.maskedWindow(side, kernel: kernel) }
 
   static func maskedWindow(_ side: Side, kernel: Kernel) -> MaskedWindow? {
-    guard side.factors.count == 1, !side.conditions.isEmpty, case .load(let input, let rawIndex) = side.factors[0],
-      kernel.inputs[input].dtype == .float32, kernel.inputs[input].elementCount > 0, kernel.inputs[input].elementCount < Int(Int32.max)
+    guard side.factors.count == 1, !side.conditions.isEmpty, case .load(let input, .float32, let rawIndex) = side.factors[0].kind,
+      kernel.inputs[input].elementCount > 0, kernel.inputs[input].elementCount < Int(Int32.max)
     else { return nil }
     // What the masks say of each masked expression: its lower and upper bounds.
     var bounds: [Expr: (lower: Int, upper: Int)] = [:]
     var conditions: [(difference: AffineIndex, op: BinaryOp)] = []
     for condition in side.conditions {
-      guard case .binary(let op, let x, let y) = condition, Self.comparison(op, "") != nil,
-        kernel.type(of: x) == .index, kernel.type(of: y) == .index, let difference = AffineIndex(.binary(.subtract, x, y))
+      guard case .binary(let op, let x, let y) = condition.kind, Self.comparison(op, "") != nil,
+        x.type == .index, y.type == .index, let difference = AffineIndex(.binary(.subtract, x, y))
       else { return nil }
       conditions.append((difference, op))
-      guard case .literal(let literal) = y else { continue }
+      guard case .literal(let literal) = y.kind else { continue }
       let value = Int(literal.integer)
       var bound = bounds[x] ?? (Int.min, Int.max)
       switch op {
@@ -538,18 +538,14 @@ public struct CMatMulTemplate: Sendable {
       bounds[x] = bound
     }
     // Where the masks hold, min(e, hi) and max(e, lo) of a masked e within [lo, hi] are e.
-    func unclamped(_ e: Expr) -> Expr {
-      switch e {
-      case .binary(let op, let a, .literal(let literal)) where op == .minimum || op == .maximum:
-        let inner = unclamped(a)
-        let limit = Int(literal.integer)
-        if let bound = bounds[inner], op == .minimum ? bound.upper <= limit : bound.lower >= limit { return inner }
-        return .binary(op, inner, .literal(literal))
-      case .binary(let op, let a, let b): return .binary(op, unclamped(a), unclamped(b))
-      default: return e
-      }
+    let unclamped = rawIndex.rebuilt { e in
+      guard case .binary(let op, let inner, let b) = e.kind, op == .minimum || op == .maximum,
+        case .literal(let literal) = b.kind, let bound = bounds[inner]
+      else { return e }
+      let limit = Int(literal.integer)
+      return (op == .minimum ? bound.upper <= limit : bound.lower >= limit) ? inner : e
     }
-    guard let index = AffineIndex(unclamped(rawIndex)) else { return nil }
+    guard let index = AffineIndex(unclamped) else { return nil }
     return MaskedWindow(input: input, index: index, conditions: conditions)
   }
 
@@ -845,29 +841,20 @@ public struct CMatMulTemplate: Sendable {
 }
 
 extension Expr {
-  /// Whether the expression reads input `input` anywhere.
-  func loads(input: Int) -> Bool {
-    switch self {
-    case .literal, .coordinate, .variable: false
-    case .load(let i, let index): i == input || index.loads(input: input)
-    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.loads(input: input)
-    case .binary(_, let a, let b): a.loads(input: input) || b.loads(input: input)
-    case .select(let c, let a, let b): c.loads(input: input) || a.loads(input: input) || b.loads(input: input)
-    case .reduce(_, _, _, let body): body.loads(input: input)
+  /// Whether a variable other than `allowed` (or a reduction) appears.
+  func usesVariable(except allowed: Set<Int>) -> Bool {
+    contains { expr in
+      switch expr.kind {
+      case .variable(let id): !allowed.contains(id)
+      case .reduce: true
+      default: false
+      }
     }
   }
 
-  /// Whether a variable other than `allowed` (or a reduction) appears.
-  func usesVariable(except allowed: Set<Int>) -> Bool {
-    switch self {
-    case .literal, .coordinate: false
-    case .variable(let id): !allowed.contains(id)
-    case .load(_, let index): index.usesVariable(except: allowed)
-    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.usesVariable(except: allowed)
-    case .binary(_, let a, let b): a.usesVariable(except: allowed) || b.usesVariable(except: allowed)
-    case .select(let c, let a, let b):
-      c.usesVariable(except: allowed) || a.usesVariable(except: allowed) || b.usesVariable(except: allowed)
-    case .reduce: true
-    }
+  /// Whether this is the literal +0 of `type`.
+  func isPositiveZero(_ type: ValueType) -> Bool {
+    guard case .literal(let literal) = kind else { return false }
+    return literal.type == type && literal.float == 0 && literal.float.sign == .plus
   }
 }

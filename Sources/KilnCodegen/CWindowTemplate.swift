@@ -89,16 +89,16 @@ public struct CWindowTemplate: Sendable {
       guard op == .maximum, found == nil else { return nil }
       var variables = [(id: variable, extent: extent)]
       var inner = body
-      while case .reduce(.maximum, let v, let e, let b) = inner {
+      while case .reduce(.maximum, let v, let e, let b) = inner.kind {
         variables.append((v, e))
         inner = b
       }
       var conditions: [Expr] = []
-      if case .select(let c, let value, .literal(let fill)) = inner, fill.type == .float32, fill.float == -.infinity {
+      if case .select(let c, let value, let f) = inner.kind, case .literal(let fill) = f.kind, fill.type == .float32, fill.float == -.infinity {
         conditions = CMatMulTemplate.conjuncts(c)
         inner = value
       }
-      guard case .load = inner, kernel.type(of: inner) == .float32 else { return nil }
+      guard case .load = inner.kind, inner.type == .float32 else { return nil }
       found = Reduction(op: .maximum, epilogue: .literal(.of(0, .float32)), variables: variables, factors: [inner], conditions: conditions)
       return CMatMulTemplate.accumulator(0)
     }
@@ -122,7 +122,7 @@ public struct CWindowTemplate: Sendable {
     guard windowed.count == 1, height * width >= 8, taps > 1, taps <= maximumTaps else { return nil }
     let window: CMatMulTemplate.MaskedWindow
     if reduction.conditions.isEmpty {
-      guard case .load(let input, let index) = windowed[0], kernel.inputs[input].dtype == .float32,
+      guard case .load(let input, .float32, let index) = windowed[0].kind,
         kernel.inputs[input].elementCount < Int(Int32.max), let map = AffineIndex(index)
       else { return nil }
       window = CMatMulTemplate.MaskedWindow(input: input, index: map, conditions: [])

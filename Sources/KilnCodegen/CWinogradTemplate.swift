@@ -104,7 +104,7 @@ public struct CWinogradTemplate: Sendable {
     // The window: one float32 load under the padding masks (or none).
     let window: CMatMulTemplate.MaskedWindow
     if conditions.isEmpty {
-      guard case .load(let input, let index) = windowed[0], kernel.inputs[input].dtype == .float32, let map = AffineIndex(index)
+      guard case .load(let input, .float32, let index) = windowed[0].kind, let map = AffineIndex(index)
       else { return nil }
       window = CMatMulTemplate.MaskedWindow(input: input, index: map, conditions: [])
     } else {
@@ -113,7 +113,7 @@ public struct CWinogradTemplate: Sendable {
       window = masked
     }
     // The weights: one float32 load, affine in the output channel and the reduction variables.
-    guard case .load(let weightInput, let weightIndex) = weightFactor, weightInput != window.input,
+    guard case .load(let weightInput, _, let weightIndex) = weightFactor.kind, weightInput != window.input,
       kernel.inputs[weightInput].dtype == .float32, let weightMap = AffineIndex(weightIndex),
       !epilogue.loads(input: weightInput), !windowed[0].loads(input: weightInput),
       !conditions.contains(where: { $0.loads(input: weightInput) })

@@ -7,8 +7,10 @@ import KilnIR
 public enum GLSLKernel {
   public static let workgroupSize = 64
 
-  public static func source(for kernel: Kernel) -> String {
-    let dialect = GLSLDialect(index32: kernel.fitsInt32Indices)
+  /// - Parameter maximumBindingBytes: operands larger than this are bound in parts (see
+  ///   `VulkanBindingLayout`).
+  public static func source(for kernel: Kernel, maximumBindingBytes: Int = VulkanBindingLayout.guaranteedBytes) -> String {
+    let dialect = GLSLDialect(kernel, maximumBindingBytes: maximumBindingBytes)
     var out = """
       #version 450
       #extension GL_EXT_shader_explicit_arithmetic_types : require
@@ -18,12 +20,8 @@ public enum GLSLKernel {
       layout(local_size_x = \(workgroupSize)) in;
 
       """
-    for (index, input) in kernel.inputs.enumerated() {
-      out += "layout(std430, set = 0, binding = \(index)) readonly buffer In\(index) { \(dialect.storageType(input.dtype)) b\(index)[]; };\n"
-    }
-    out += "layout(std430, set = 0, binding = \(kernel.inputs.count)) writeonly buffer Out { \(dialect.storageType(kernel.output.dtype)) result[]; };\n"
-    out += GLSLDialect.helpers
-    out += LowPrecisionCode.helpers(for: kernel.inputs.map(\.dtype) + [kernel.output.dtype], .glsl)
+    out += dialect.bufferDeclarations()
+    out += dialect.helperFunctions()
     let index = dialect.typeName(.index)
     out += """
       void main() {
@@ -33,31 +31,96 @@ public enum GLSLKernel {
 
       """
     var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
-    for (axis, coordinate) in Expr.coordinates(ofLinear: .variable(-1), shape: kernel.shape).enumerated() {
-      let text = coordinateText(coordinate, dialect: dialect)
+    for (axis, text) in dialect.coordinates(of: "gid", shape: kernel.shape).enumerated() {
       emitter.line("\(index) c\(axis) = \(text);")
     }
     let value = emitter.emit(kernel.body)
-    emitter.line("result[uint(gid)] = \(dialect.store(value, dtype: kernel.output.dtype));")
+    emitter.line(dialect.storeOutput(at: "gid", value))
     out += emitter.lines.joined(separator: "\n") + "\n}\n"
     return out
   }
-
-  /// Coordinates are simple `gid / stride % extent` forms; `.variable(-1)` stands for `gid`.
-  static func coordinateText(_ expr: Expr, dialect: any KernelDialect) -> String {
-    switch expr {
-    case .variable(-1): return "gid"
-    case .literal(let literal): return dialect.literal(literal)
-    case .binary(.floorDivide, let a, let b): return "(\(coordinateText(a, dialect: dialect)) / \(coordinateText(b, dialect: dialect)))"
-    case .binary(.modulo, let a, let b): return "(\(coordinateText(a, dialect: dialect)) % \(coordinateText(b, dialect: dialect)))"
-    default: return "0"
-    }
-  }
 }
 
+/// GLSL for one kernel: its types, literals and operations, and its buffers as
+/// `layout` binds them (input i is `b<i>`, the output `result`; an operand bound in parts is
+/// read and written through `kiln_in<i>` and `kiln_out`).
 struct GLSLDialect: KernelDialect {
   /// Whether `.index` is a 32-bit int (else int64_t).
   let index32: Bool
+  let layout: VulkanBindingLayout
+  let kernel: Kernel
+
+  init(_ kernel: Kernel, maximumBindingBytes: Int = VulkanBindingLayout.guaranteedBytes, index32: Bool? = nil) {
+    self.kernel = kernel
+    self.layout = VulkanBindingLayout(kernel, maximumBytes: maximumBindingBytes)
+    self.index32 = index32 ?? kernel.fitsInt32Indices
+  }
+
+  /// The kernel's storage buffers, one declaration per line: input i as `b<i>` (or its parts
+  /// `b<i>_<p>`) with a vec4 view `b<i>v` for each input in `vectorViews` (never a split one),
+  /// then the output as `result` (or `result_<p>`), then the split-K scratch buffer.
+  func bufferDeclarations(vectorViews: Set<Int> = [], scratch: Bool = false) -> String {
+    var out = ""
+    func declare(_ operand: VulkanBindingLayout.Operand, block: String, array: String, qualifier: String) {
+      let type = storageType(operand.dtype)
+      if !operand.isSplit {
+        out += "layout(std430, set = 0, binding = \(operand.first)) \(qualifier) buffer \(block) { \(type) \(array)[]; };\n"
+        return
+      }
+      for part in 0..<operand.parts {
+        out += "layout(std430, set = 0, binding = \(operand.first + part)) \(qualifier) buffer \(block)_\(part) { \(type) \(array)_\(part)[]; };\n"
+      }
+    }
+    for (index, operand) in layout.operands.dropLast().enumerated() {
+      declare(operand, block: "In\(index)", array: "b\(index)", qualifier: "readonly")
+    }
+    for input in vectorViews.sorted() {
+      precondition(!layout.isSplit(input: input), "a vec4 view of input \(input), which is bound in parts")
+      out += "layout(std430, set = 0, binding = \(layout.operands[input].first)) readonly buffer In\(input)v { vec4 b\(input)v[]; };\n"
+    }
+    declare(layout.output, block: "Out", array: "result", qualifier: "writeonly")
+    if scratch {
+      out += "layout(std430, set = 0, binding = \(layout.scratchBinding)) buffer Scratch { float scratch[]; };\n"
+    }
+    return out
+  }
+
+  /// The shared helper functions, the low-precision types' conversions and the accessors of
+  /// operands bound in parts, in that order (each uses the ones before).
+  func helperFunctions() -> String {
+    var out = Self.helpers
+    out += LowPrecisionCode.helpers(for: kernel.inputs.map(\.dtype) + [kernel.output.dtype], .glsl)
+    let index = typeName(.index)
+    /// Part and offset of element `i` of an operand split into parts of `count` elements.
+    func locate(_ count: Int) -> [String] {
+      ["  \(index) p = i / \(literal(.index(count)));", "  uint o = uint(i - p * \(literal(.index(count))));"]
+    }
+    for (input, operand) in layout.operands.dropLast().enumerated() where operand.isSplit {
+      let type = typeName(.compute(operand.dtype))
+      var lines = ["\(type) kiln_in\(input)(\(index) i) {"] + locate(operand.elementsPerPart)
+      for part in 0..<operand.parts {
+        let value = convertLoaded("b\(input)_\(part)[o]", dtype: operand.dtype)
+        lines.append(part < operand.parts - 1 ? "  if (p == \(literal(.index(part)))) return \(value);" : "  return \(value);")
+      }
+      out += (lines + ["}", ""]).joined(separator: "\n")
+    }
+    if layout.output.isSplit {
+      let operand = layout.output
+      var lines = ["void kiln_out(\(index) i, \(typeName(.compute(operand.dtype))) v) {"] + locate(operand.elementsPerPart)
+      for part in 0..<operand.parts {
+        let store = "result_\(part)[o] = \(store("v", dtype: operand.dtype));"
+        lines.append(part < operand.parts - 1 ? "  if (p == \(literal(.index(part)))) { \(store) return; }" : "  \(store)")
+      }
+      out += (lines + ["}", ""]).joined(separator: "\n")
+    }
+    return out
+  }
+
+  /// The statement storing `value` (of the output's compute type) as output element `index`.
+  func storeOutput(at index: String, _ value: String) -> String {
+    if layout.output.isSplit { return "kiln_out(\(index), \(value));" }
+    return "result[uint(\(index))] = \(store(value, dtype: kernel.output.dtype));"
+  }
 
   static let helpers = """
     float kiln_erf(float x) {
@@ -143,7 +206,12 @@ struct GLSLDialect: KernelDialect {
   }
 
   func load(input: Int, dtype: DType, index: String) -> String {
-    let element = "b\(input)[uint(\(index))]"
+    if layout.isSplit(input: input) { return "kiln_in\(input)(\(index))" }
+    return convertLoaded("b\(input)[uint(\(index))]", dtype: dtype)
+  }
+
+  /// A stored element converted to its compute type.
+  private func convertLoaded(_ element: String, dtype: DType) -> String {
     if LowPrecisionCode.isLowPrecision(dtype) { return LowPrecisionCode.load(element, dtype: dtype, .glsl) }
     switch dtype {
     case .float16: return "float(\(element))"

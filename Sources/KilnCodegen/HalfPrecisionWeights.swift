@@ -49,7 +49,7 @@ public enum HalfPrecisionWeights {
         }
         guard sources.allSatisfy({ converted[$0] != nil }) else { continue }
         for (step, source) in zip(steps, sources) { result.plan.steps[step].inputs[input] = converted[source]! }
-        result.plan.kernels[kernelIndex].inputs[input].dtype = .float16
+        result.plan.kernels[kernelIndex].retype(input: input, as: .float16)
       }
     }
     result.plan.graph = graph

@@ -69,29 +69,36 @@ struct IntervalFolder {
   let kernel: Kernel
   /// Output axes restricted to part of their extent (the others range over all of it).
   let restricted: [Int: ClosedRange<Int>]
-  /// Extents of the reduction variables in scope.
-  var extents: [Int: Int] = [:]
+  /// Each folded index value's interval (nil: unknown), by node; the value is kept alive with it.
+  private var ranges: [ObjectIdentifier: (value: Expr, range: ClosedRange<Int>?)] = [:]
 
+  init(kernel: Kernel, restricted: [Int: ClosedRange<Int>]) {
+    self.kernel = kernel
+    self.restricted = restricted
+  }
+
+  /// `expr` with what the intervals decide folded, each distinct node once, bottom-up.
   mutating func fold(_ expr: Expr) -> Expr {
-    switch expr {
-    case .literal, .coordinate, .variable: return expr
-    case .load(let input, let index): return .load(input: input, index: fold(index))
-    case .unary(let op, let a):
-      let x = fold(a)
-      if op == .logicalNot, let value = x.boolConstant { return .literal(.of(value ? 0 : 1, .bool)) }
-      return .unary(op, x)
-    case .cast(let a, let type): return .cast(fold(a), type)
-    case .bitcast(let a, let from, let to): return .bitcast(fold(a), from: from, to: to)
-    case .reduce(let op, let variable, let extent, let body):
-      extents[variable] = extent
-      return .reduce(op, variable: variable, extent: extent, body: fold(body))
-    case .select(let c, let a, let b):
-      let condition = fold(c)
-      if let value = condition.boolConstant { return value ? fold(a) : fold(b) }
-      return .select(condition, fold(a), fold(b))
-    case .binary(let op, let a, let b):
-      let x = fold(a)
-      let y = fold(b)
+    // Variable ids are unique within a kernel, so each one's extent is known up front.
+    var extents: [Int: Int] = [:]
+    for node in expr.postOrder() {
+      if case .reduce(_, let variable, let extent, _) = node.kind { extents[variable] = extent }
+    }
+    return expr.rebuilt { node in
+      let folded = simplify(node)
+      ranges[folded.identity] = (folded, range(folded, extents: extents))
+      return folded
+    }
+  }
+
+  /// One node over already folded operands, simplified where the intervals decide it.
+  private func simplify(_ expr: Expr) -> Expr {
+    switch expr.kind {
+    case .unary(.logicalNot, let x):
+      if let value = x.boolConstant { return .literal(.of(value ? 0 : 1, .bool)) }
+    case .select(let condition, let a, let b):
+      if let value = condition.boolConstant { return value ? a : b }
+    case .binary(let op, let x, let y):
       switch op {
       case .logicalAnd:
         if x.boolConstant == false || y.boolConstant == false { return .literal(.of(0, .bool)) }
@@ -102,11 +109,11 @@ struct IntervalFolder {
         if x.boolConstant == false { return y }
         if y.boolConstant == false { return x }
       case .less, .lessEqual, .greater, .greaterEqual, .equal, .notEqual:
-        if let p = range(x), let q = range(y), let value = Self.compare(op, p, q) {
+        if let p = known(x), let q = known(y), let value = Self.compare(op, p, q) {
           return .literal(.of(value ? 1 : 0, .bool))
         }
       case .minimum, .maximum:
-        if let p = range(x), let q = range(y) {
+        if let p = known(x), let q = known(y) {
           let xIsLower = p.upperBound <= q.lowerBound
           let yIsLower = q.upperBound <= p.lowerBound
           if op == .minimum, xIsLower { return x }
@@ -116,9 +123,12 @@ struct IntervalFolder {
         }
       default: break
       }
-      return .binary(op, x, y)
+    default: break
     }
+    return expr
   }
+
+  private func known(_ expr: Expr) -> ClosedRange<Int>? { ranges[expr.identity]?.range }
 
   /// The outcome of `p op q` for every value in the intervals, or nil when it varies.
   static func compare(_ op: BinaryOp, _ p: ClosedRange<Int>, _ q: ClosedRange<Int>) -> Bool? {
@@ -135,11 +145,11 @@ struct IntervalFolder {
     }
   }
 
-  /// The values an index expression takes, or nil when the analysis cannot tell (any other type
-  /// included, so only index comparisons fold).
-  func range(_ expr: Expr) -> ClosedRange<Int>? {
-    guard kernel.type(of: expr) == .index else { return nil }
-    switch expr {
+  /// The values a (folded) index expression takes, from its operands' intervals, or nil when the
+  /// analysis cannot tell (any other type included, so only index comparisons fold).
+  private func range(_ expr: Expr, extents: [Int: Int]) -> ClosedRange<Int>? {
+    guard expr.type == .index else { return nil }
+    switch expr.kind {
     case .literal(let literal):
       let value = Int(literal.integer)
       return value...value
@@ -151,12 +161,14 @@ struct IntervalFolder {
       guard let extent = extents[id], extent > 0 else { return nil }
       return 0...(extent - 1)
     case .binary(let op, let a, let b):
-      guard let x = range(a), let y = range(b) else { return nil }
+      guard let x = known(a), let y = known(b) else { return nil }
       var bounds: [Int]
       switch op {
       case .add: bounds = [x.lowerBound + y.lowerBound, x.upperBound + y.upperBound]
       case .subtract: bounds = [x.lowerBound - y.upperBound, x.upperBound - y.lowerBound]
       case .multiply:
+        // Index arithmetic of real kernels stays far below 2^40; beyond it, do not reason.
+        guard [x.lowerBound, x.upperBound, y.lowerBound, y.upperBound].allSatisfy({ abs($0) < 1 << 40 }) else { return nil }
         bounds = [x.lowerBound * y.lowerBound, x.lowerBound * y.upperBound, x.upperBound * y.lowerBound, x.upperBound * y.upperBound]
       case .minimum: bounds = [Swift.min(x.lowerBound, y.lowerBound), Swift.min(x.upperBound, y.upperBound)]
       case .maximum: bounds = [Swift.max(x.lowerBound, y.lowerBound), Swift.max(x.upperBound, y.upperBound)]
@@ -168,11 +180,10 @@ struct IntervalFolder {
         bounds = [0, Swift.min(x.upperBound, y.upperBound - 1)]
       default: return nil
       }
-      // Index arithmetic of real kernels stays far below this; beyond it, do not reason.
       guard bounds.allSatisfy({ abs($0) < 1 << 40 }) else { return nil }
       return bounds.min()!...bounds.max()!
     case .select(_, let a, let b):
-      guard let x = range(a), let y = range(b) else { return nil }
+      guard let x = known(a), let y = known(b) else { return nil }
       return Swift.min(x.lowerBound, y.lowerBound)...Swift.max(x.upperBound, y.upperBound)
     default:
       return nil
@@ -181,16 +192,15 @@ struct IntervalFolder {
 }
 
 extension Expr {
-  /// Selects, minima and maxima: the conditionals interior specialisation removes.
+  /// Selects, minima and maxima (each distinct one once): the conditionals interior
+  /// specialisation removes.
   var conditionalCount: Int {
-    switch self {
-    case .literal, .coordinate, .variable: return 0
-    case .load(_, let index): return index.conditionalCount
-    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): return a.conditionalCount
-    case .binary(let op, let a, let b):
-      return (op == .minimum || op == .maximum ? 1 : 0) + a.conditionalCount + b.conditionalCount
-    case .select(let c, let a, let b): return 1 + c.conditionalCount + a.conditionalCount + b.conditionalCount
-    case .reduce(_, _, _, let body): return body.conditionalCount
+    postOrder().reduce(0) { count, expr in
+      switch expr.kind {
+      case .select: count + 1
+      case .binary(.minimum, _, _), .binary(.maximum, _, _): count + 1
+      default: count
+      }
     }
   }
 }
@@ -209,25 +219,13 @@ struct InvariantConditions {
   /// variable outside `variables`, and only where hoisting removes a select; nil when there are none.
   init?(_ body: Expr, kernel: Kernel, varying: Set<Int>, variables: Set<Int>, limit: Int = 2) {
     var found: [Expr] = []
-    func visit(_ e: Expr) {
-      switch e {
-      case .select(let c, let a, let b):
-        if found.count < limit, !found.contains(c), Self.isHoistable(c, kernel: kernel, varying: varying, variables: variables) {
-          found.append(c)
-        }
-        visit(c)
-        visit(a)
-        visit(b)
-      case .load(_, let index): visit(index)
-      case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): visit(a)
-      case .binary(_, let a, let b):
-        visit(a)
-        visit(b)
-      case .reduce(_, _, _, let b): visit(b)
-      case .literal, .coordinate, .variable: break
+    for expr in body.preOrder() where found.count < limit {
+      if case .select(let c, _, _) = expr.kind, !found.contains(c),
+        Self.isHoistable(c, kernel: kernel, varying: varying, variables: variables)
+      {
+        found.append(c)
       }
     }
-    visit(body)
     guard !found.isEmpty else { return nil }
     conditions = found
     bodies = (0..<(1 << found.count)).map { outcome in
@@ -243,40 +241,10 @@ struct InvariantConditions {
   /// A comparison of index or integer values (no loads: a loaded value may differ per element)
   /// that reads none of `varying` and no variable outside `variables`.
   private static func isHoistable(_ c: Expr, kernel: Kernel, varying: Set<Int>, variables: Set<Int>) -> Bool {
-    guard case .binary(let op, let x, let y) = c, [.less, .lessEqual, .greater, .greaterEqual, .equal, .notEqual].contains(op),
-      kernel.type(of: x) == .index, kernel.type(of: y) == .index
+    guard case .binary(let op, let x, let y) = c.kind, [.less, .lessEqual, .greater, .greaterEqual, .equal, .notEqual].contains(op),
+      x.type == .index, y.type == .index
     else { return false }
     return c.coordinatesUsed.isDisjoint(with: varying) && !c.usesVariable(except: variables) && !c.readsMemory
   }
 }
 
-extension Expr {
-  /// The expression with every occurrence of `target` replaced by `replacement`.
-  func replacing(_ target: Expr, with replacement: Expr) -> Expr {
-    if self == target { return replacement }
-    switch self {
-    case .literal, .coordinate, .variable: return self
-    case .load(let input, let index): return .load(input: input, index: index.replacing(target, with: replacement))
-    case .unary(let op, let a): return .unary(op, a.replacing(target, with: replacement))
-    case .cast(let a, let type): return .cast(a.replacing(target, with: replacement), type)
-    case .bitcast(let a, let from, let to): return .bitcast(a.replacing(target, with: replacement), from: from, to: to)
-    case .binary(let op, let a, let b): return .binary(op, a.replacing(target, with: replacement), b.replacing(target, with: replacement))
-    case .select(let c, let a, let b):
-      return .select(c.replacing(target, with: replacement), a.replacing(target, with: replacement), b.replacing(target, with: replacement))
-    case .reduce(let op, let variable, let extent, let body):
-      return .reduce(op, variable: variable, extent: extent, body: body.replacing(target, with: replacement))
-    }
-  }
-
-  /// Whether the expression loads from memory anywhere.
-  var readsMemory: Bool {
-    switch self {
-    case .literal, .coordinate, .variable: false
-    case .load: true
-    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): a.readsMemory
-    case .binary(_, let a, let b): a.readsMemory || b.readsMemory
-    case .select(let c, let a, let b): c.readsMemory || a.readsMemory || b.readsMemory
-    case .reduce(_, _, _, let body): body.readsMemory
-    }
-  }
-}

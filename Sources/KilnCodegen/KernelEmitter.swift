@@ -19,8 +19,25 @@ protocol KernelDialect {
   func isNaN(_ value: String, _ type: ValueType) -> String
 }
 
-/// Turns an `Expr` tree into statements: one variable per distinct subexpression (shared within
-/// a scope and visible to nested loops), a `for` loop per reduction.
+extension KernelDialect {
+  /// Each axis's coordinate of the row-major linear index `linear` in `shape`: `0` on unit axes,
+  /// `(linear / step) % extent` on the others (no remainder on the outermost non-unit axis, as
+  /// the index is in range).
+  func coordinates(of linear: String, shape: [Int]) -> [String] {
+    let outermost = shape.firstIndex { $0 != 1 }
+    var result = [String](repeating: literal(.index(0)), count: shape.count)
+    var step = 1
+    for axis in stride(from: shape.count - 1, through: 0, by: -1) where shape[axis] != 1 {
+      let quotient = step == 1 ? linear : "(\(linear) / \(literal(.index(step))))"
+      result[axis] = axis == outermost ? quotient : "(\(quotient) % \(literal(.index(shape[axis]))))"
+      step *= shape[axis]
+    }
+    return result
+  }
+}
+
+/// Turns an `Expr` graph into statements: one variable per distinct value (bound once in a scope
+/// and visible to nested loops and branches), a `for` loop per reduction.
 struct ExprEmitter {
   let dialect: any KernelDialect
   let kernel: Kernel
@@ -59,24 +76,24 @@ struct ExprEmitter {
   /// Emits statements computing `expr` and returns the variable (or literal) holding it.
   mutating func emit(_ expr: Expr) -> String {
     if let name = lookup(expr) { return name }
-    let type = kernel.type(of: expr)
-    switch expr {
+    let type = expr.type
+    switch expr.kind {
     case .literal(let literal):
       return dialect.literal(literal)
     case .coordinate(let axis):
       return "c\(axis)"
     case .variable(let id):
       return "v\(id)"
-    case .load(let input, let index):
+    case .load(let input, let dtype, let index):
       let i = emit(index)
-      return bind(expr, type, dialect.load(input: input, dtype: kernel.inputs[input].dtype, index: i))
+      return bind(expr, type, dialect.load(input: input, dtype: dtype, index: i))
     case .unary(let op, let a):
       let x = emit(a)
-      return bind(expr, type, dialect.unary(op, kernel.type(of: a), x))
+      return bind(expr, type, dialect.unary(op, a.type, x))
     case .binary(let op, let a, let b):
       let x = emit(a)
       let y = emit(b)
-      return bind(expr, type, dialect.binary(op, kernel.type(of: a), x, y))
+      return bind(expr, type, dialect.binary(op, a.type, x, y))
     case .select(let c, let a, let b):
       // Both arms may be loads guarded by the condition: evaluate lazily with if/else.
       let condition = emit(c)
@@ -101,7 +118,7 @@ struct ExprEmitter {
       return name
     case .cast(let a, let target):
       let x = emit(a)
-      let source = kernel.type(of: a)
+      let source = a.type
       if source == target { return x }
       return bind(expr, type, dialect.cast(x, from: source, to: target))
     case .bitcast(let a, let from, let to):
@@ -115,7 +132,7 @@ struct ExprEmitter {
   private mutating func emitReduction(
     _ expr: Expr, op: ReduceOp, variable: Int, extent: Int, body: Expr, type: ValueType
   ) -> String {
-    let bodyType = kernel.type(of: body)
+    let bodyType = body.type
     let accumulator = fresh("acc")
     let best = fresh("best")
     let t = dialect.typeName(bodyType)

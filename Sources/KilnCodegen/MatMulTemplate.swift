@@ -42,6 +42,10 @@ public struct MatMulTemplate: Sendable, Hashable {
   /// convolution's (channel, kh, kw) do) with `base` and K multiples of 4; nil for scalar loads.
   var vectorA: VectorLoad?
   let kernel: Kernel
+  /// Operands larger than this are bound in parts (`VulkanBindingLayout`), read with scalar loads.
+  var maximumBindingBytes = VulkanBindingLayout.guaranteedBytes
+  /// The GLSL of this kernel's types, buffers and operations.
+  var dialect: GLSLDialect { GLSLDialect(kernel, maximumBindingBytes: maximumBindingBytes, index32: true) }
 
   /// A float32 operand read four consecutive elements at a time through a vec4 view of its buffer.
   struct VectorLoad: Sendable, Hashable {
@@ -85,7 +89,7 @@ public struct MatMulTemplate: Sendable, Hashable {
   static let accumulator = Expr.cast(.variable(accumulatorVariable), .float32)
 
   /// The match for `kernel`, or nil when it is not a float32 sum of products of this shape.
-  public static func match(_ kernel: Kernel) -> MatMulTemplate? {
+  public static func match(_ kernel: Kernel, maximumBindingBytes: Int = VulkanBindingLayout.guaranteedBytes) -> MatMulTemplate? {
     let rank = kernel.shape.count
     guard rank >= 1, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
     var reduction: Expr?
@@ -97,7 +101,7 @@ public struct MatMulTemplate: Sendable, Hashable {
       guard op == .sum else { return nil }
       var loops = [Loop(variable: variable, extent: extent)]
       var inner = body
-      while case .reduce(.sum, let v, let e, let b) = inner {
+      while case .reduce(.sum, let v, let e, let b) = inner.kind {
         loops.append(Loop(variable: v, extent: e))
         inner = b
       }
@@ -109,19 +113,19 @@ public struct MatMulTemplate: Sendable, Hashable {
     // `select(inside, x * w, 0)` (a padded window) masks one operand instead.
     var condition: Expr?
     var product = found.body
-    if case .select(let c, let p, .literal(let zero)) = found.body, zero.float == 0 {
+    if case .select(let c, let p, let z) = found.body.kind, case .literal(let zero) = z.kind, zero.float == 0 {
       condition = c
       product = p
     }
-    guard case .binary(.multiply, let x, let y) = product, !x.hasReduction, !y.hasReduction,
-      condition?.hasReduction != true
+    guard case .binary(.multiply, let x, let y) = product.kind, !x.containsReduction, !y.containsReduction,
+      condition?.containsReduction != true
     else { return nil }
     var best: MatMulTemplate?
     for (a, b) in [(x, y), (y, x)] {
       for maskB in [true, false] where condition != nil || maskB {
         let maskedA = condition.map { maskB ? a : Expr.select($0, a, .literal(.of(0, .float32))) } ?? a
         let maskedB = condition.map { maskB ? Expr.select($0, b, .literal(.of(0, .float32))) : b } ?? b
-        guard let candidate = build(kernel, found.loops, maskedA, maskedB, epilogue) else { continue }
+        guard let candidate = build(kernel, found.loops, maskedA, maskedB, epilogue, maximumBindingBytes) else { continue }
         if best == nil || (best?.mAxis == nil && candidate.mAxis != nil) { best = candidate }
       }
     }
@@ -130,7 +134,9 @@ public struct MatMulTemplate: Sendable, Hashable {
 
   /// N is the longest run of trailing axes A does not read; M the innermost other axis B does not
   /// read and A does.
-  private static func build(_ kernel: Kernel, _ loops: [Loop], _ a: Expr, _ b: Expr, _ epilogue: Expr) -> MatMulTemplate? {
+  private static func build(
+    _ kernel: Kernel, _ loops: [Loop], _ a: Expr, _ b: Expr, _ epilogue: Expr, _ maximumBindingBytes: Int
+  ) -> MatMulTemplate? {
     let rank = kernel.shape.count
     let usedA = a.coordinatesUsed
     let usedB = b.coordinatesUsed
@@ -145,9 +151,11 @@ public struct MatMulTemplate: Sendable, Hashable {
     let k = loops.reduce(1) { $0 * $1.extent }
     // Worthwhile only with a real reduction and enough outputs to block.
     guard k >= 2, n >= 2 || m >= 2 else { return nil }
-    let vectorB = vectorLoad(b, kernel: kernel, along: nAxes.map { (.coordinate($0), kernel.shape[$0]) }, loops: loops)
+    let layout = VulkanBindingLayout(kernel, maximumBytes: maximumBindingBytes)
+    let vectorB = vectorLoad(b, kernel: kernel, layout: layout, along: nAxes.map { (.coordinate($0), kernel.shape[$0]) }, loops: loops)
     let vectorA =
-      mAxis == nil ? nil : vectorLoad(a, kernel: kernel, along: loops.map { (.variable($0.variable), $0.extent) }, loops: loops)
+      mAxis == nil
+      ? nil : vectorLoad(a, kernel: kernel, layout: layout, along: loops.map { (.variable($0.variable), $0.extent) }, loops: loops)
     let batchCount = outerAxes.reduce(1) { $0 * kernel.shape[$1] }
     let (tileM, tileN) =
       vectorB == nil && vectorA == nil
@@ -158,7 +166,7 @@ public struct MatMulTemplate: Sendable, Hashable {
     return MatMulTemplate(
       batchShape: outerAxes.map { kernel.shape[$0] }, m: m, n: n, k: k, tileM: tileM, tileN: tileN, lanes: lanes,
       mAxis: mAxis, nAxes: nAxes, outerAxes: outerAxes, loops: loops, a: a, b: b, epilogue: epilogue,
-      vectorB: vectorB, vectorA: vectorA, kernel: kernel)
+      vectorB: vectorB, vectorA: vectorA, kernel: kernel, maximumBindingBytes: maximumBindingBytes)
   }
 
   /// `operand` as aligned vec4 loads along `flattened` (B: the N axes; A: the reduction loops), or
@@ -166,11 +174,12 @@ public struct MatMulTemplate: Sendable, Hashable {
   /// innermost term, the inner extents' product on each outer one; a term of extent 1 may have any
   /// coefficient), with the flattened extent, the constant and every other term's coefficient
   /// multiples of 4. Each aligned group of four is then four consecutive, 16-byte-aligned elements
-  /// inside the tensor.
+  /// inside the tensor. An input bound in parts has no vec4 view.
   private static func vectorLoad(
-    _ operand: Expr, kernel: Kernel, along flattened: [(term: AffineIndex.Term, extent: Int)], loops: [Loop]
+    _ operand: Expr, kernel: Kernel, layout: VulkanBindingLayout, along flattened: [(term: AffineIndex.Term, extent: Int)],
+    loops: [Loop]
   ) -> VectorLoad? {
-    guard case .load(let input, let index) = operand, kernel.inputs[input].dtype == .float32,
+    guard case .load(let input, .float32, let index) = operand.kind, !layout.isSplit(input: input),
       let affine = AffineIndex(index)
     else { return nil }
     let extent = flattened.reduce(1) { $0 * $1.extent }
@@ -231,7 +240,7 @@ public struct MatMulTemplate: Sendable, Hashable {
   /// The instantiated GLSL.
   public func source() -> String {
     let rank = kernel.shape.count
-    var bindings = bindingDeclarations(vectorViews: Set([vectorA?.input, vectorB?.input].compactMap { $0 }))
+    var bindings = dialect.bufferDeclarations(vectorViews: Set([vectorA?.input, vectorB?.input].compactMap { $0 }))
     bindings.removeLast()
     var operands = operandFunctions()
     if vectorA != nil || vectorB != nil {
@@ -302,7 +311,7 @@ public struct MatMulTemplate: Sendable, Hashable {
       }
     }
     let replacements: [(String, String)] = [
-      ("@BINDINGS@", bindings), ("@HELPERS@", GLSLDialect.helpers), ("@M@", "\(m)"), ("@N@", "\(n)"),
+      ("@BINDINGS@", bindings), ("@HELPERS@", dialect.helperFunctions()), ("@M@", "\(m)"), ("@N@", "\(n)"),
       ("@BATCH@", "\(batchCount)"), ("@TM@", "\(tileM)"), ("@TN@", "\(tileN)"), ("@LANES@", "\(lanes)"),
       ("@OPERANDS@", operands), ("@BLOCK@", block.joined(separator: "\n")),
     ]
@@ -313,25 +322,10 @@ public struct MatMulTemplate: Sendable, Hashable {
     return source
   }
 
-  /// The kernel's storage buffers (binding i: input i; then the output), with a vec4 view of
-  /// each input in `vectorViews`; one declaration per line.
-  func bindingDeclarations(vectorViews: Set<Int> = []) -> String {
-    let dialect = GLSLDialect(index32: true)
-    var bindings = ""
-    for (index, input) in kernel.inputs.enumerated() {
-      bindings += "layout(std430, set = 0, binding = \(index)) readonly buffer In\(index) { \(dialect.storageType(input.dtype)) b\(index)[]; };\n"
-    }
-    for input in vectorViews.sorted() {
-      bindings += "layout(std430, set = 0, binding = \(input)) readonly buffer In\(input)v { vec4 b\(input)v[]; };\n"
-    }
-    bindings += "layout(std430, set = 0, binding = \(kernel.inputs.count)) writeonly buffer Out { \(dialect.storageType(kernel.output.dtype)) result[]; };\n"
-    return bindings
-  }
-
   /// The operand loaders `kiln_a` / `kiln_b` (of the output coordinates and the loop variables)
   /// and the epilogue `kiln_store` (of the output coordinates and the sum), which the compiler inlines.
   func operandFunctions() -> String {
-    let dialect = GLSLDialect(index32: true)
+    let dialect = self.dialect
     let rank = kernel.shape.count
     let coordinates = (0..<rank).map { "c\($0)" }
     let parameters = (coordinates.map { "int \($0)" } + loops.map { "int v\($0.variable)" }).joined(separator: ", ")
@@ -347,7 +341,7 @@ public struct MatMulTemplate: Sendable, Hashable {
       void kiln_store(\(coordinates.map { "int \($0)" }.joined(separator: ", ")), float v\(Self.accumulatorVariable)) {
         int gid = \(linearOutput(rank: rank));
       \(store.lines.joined(separator: "\n"))
-        result[uint(gid)] = \(dialect.store(stored, dtype: kernel.output.dtype));
+        \(dialect.storeOutput(at: "gid", stored))
       }
       """
     return operands
@@ -458,54 +452,19 @@ public struct MatMulTemplate: Sendable, Hashable {
 }
 
 extension Expr {
-  /// The output axes this expression reads.
-  var coordinatesUsed: Set<Int> {
-    switch self {
-    case .literal, .variable: return []
-    case .coordinate(let axis): return [axis]
-    case .load(_, let index): return index.coordinatesUsed
-    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): return a.coordinatesUsed
-    case .binary(_, let a, let b): return a.coordinatesUsed.union(b.coordinatesUsed)
-    case .select(let c, let a, let b): return c.coordinatesUsed.union(a.coordinatesUsed).union(b.coordinatesUsed)
-    case .reduce(_, _, _, let body): return body.coordinatesUsed
-    }
-  }
-
-  /// Whether a `.reduce` occurs anywhere in this expression.
-  var hasReduction: Bool {
-    switch self {
-    case .literal, .variable, .coordinate: return false
-    case .load(_, let index): return index.hasReduction
-    case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): return a.hasReduction
-    case .binary(_, let a, let b): return a.hasReduction || b.hasReduction
-    case .select(let c, let a, let b): return c.hasReduction || a.hasReduction || b.hasReduction
-    case .reduce: return true
-    }
-  }
-
-  /// Replaces every `.reduce` through `transform` (nil from it makes the whole result nil).
+  /// Replaces every `.reduce` (the outermost of a nest) through `transform`; nil when `transform`
+  /// refuses one. Each distinct reduction is offered once.
   func replacingReductions(_ transform: (ReduceOp, Int, Int, Expr) -> Expr?) -> Expr? {
-    switch self {
-    case .literal, .coordinate, .variable: return self
-    case .load(let input, let index):
-      guard let i = index.replacingReductions(transform) else { return nil }
-      return .load(input: input, index: i)
-    case .unary(let op, let a):
-      return a.replacingReductions(transform).map { .unary(op, $0) }
-    case .cast(let a, let type):
-      return a.replacingReductions(transform).map { .cast($0, type) }
-    case .bitcast(let a, let from, let to):
-      return a.replacingReductions(transform).map { .bitcast($0, from: from, to: to) }
-    case .binary(let op, let a, let b):
-      guard let x = a.replacingReductions(transform), let y = b.replacingReductions(transform) else { return nil }
-      return .binary(op, x, y)
-    case .select(let c, let a, let b):
-      guard let x = c.replacingReductions(transform), let y = a.replacingReductions(transform),
-        let z = b.replacingReductions(transform)
-      else { return nil }
-      return .select(x, y, z)
-    case .reduce(let op, let variable, let extent, let body):
-      return transform(op, variable, extent, body)
+    var refused = false
+    let result = replacing { expr -> Expr? in
+      guard !refused else { return expr }
+      guard case .reduce(let op, let variable, let extent, let body) = expr.kind else { return nil }
+      guard let replacement = transform(op, variable, extent, body) else {
+        refused = true
+        return expr
+      }
+      return replacement
     }
+    return refused ? nil : result
   }
 }

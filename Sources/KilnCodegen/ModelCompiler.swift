@@ -48,6 +48,10 @@ public struct CompileOptions: Sendable {
   /// The coopmat class's contractions emulate their fragments with ordinary arithmetic, so that
   /// devices without cooperative matrices can test the class (`CoopMatTemplate.emulated`).
   public var emulateCooperativeMatrix = false
+  /// The Vulkan programs bind an operand larger than this in parts of at most this many bytes
+  /// (`VulkanBindingLayout`): Vulkan guarantees a `maxStorageBufferRange` of 2^27 only. Tests set
+  /// it lower to run the split paths on small tensors; a multiple of 256 (offset alignment).
+  public var vulkanMaximumBindingBytes = 1 << 27
 
   /// `vulkanClasses`, or the default for `precision`.
   public var resolvedVulkanClasses: [VulkanClass] {
@@ -146,7 +150,7 @@ public struct ModelCompiler: Sendable {
       options.printer("note: --precision fp16 applies to the Vulkan gpu and coopmat classes' programs only; this bundle has neither, so it is all fp32")
     }
     if options.targets.contains(.vulkan), options.precision == .fp16, !halfClasses.isEmpty {
-      let half = try run("fp16-weights", { HalfPrecisionWeights.run(plan) }, describe: { "\($0.count) constants stored as float16 for Vulkan GPUs, \($0.bytesSaved) bytes saved" })
+      let half = try run("fp16-weights", { try Self.verified(HalfPrecisionWeights.run(plan)) }, describe: { "\($0.count) constants stored as float16 for Vulkan GPUs, \($0.bytesSaved) bytes saved" })
       if half.count > 0 {
         let halfMemory = try PlanMemory.run(half.plan)
         for c in halfClasses { vulkan[c] = (half.plan, halfMemory) }
@@ -162,7 +166,7 @@ public struct ModelCompiler: Sendable {
     // memory plan); the bundle ships the constants some program binds, each once.
     var cpu = (plan: cpuBase, memory: memory, prepacked: [Int: Set<CMatMulTemplate.Operand>]())
     if options.targets.contains(.cpu), options.cpuGEMM {
-      let packed = try run("prepack-weights", { WeightPrepacking.run(cpuBase) }, describe: { "\($0.count) constants pre-packed for the CPU, \($0.bytes) bytes" })
+      let packed = try run("prepack-weights", { try Self.verified(WeightPrepacking.run(cpuBase)) }, describe: { "\($0.count) constants pre-packed for the CPU, \($0.bytes) bytes" })
       if packed.count > 0 {
         cpu = (packed.plan, try PlanMemory.run(packed.plan), packed.prepacked)
       }
@@ -193,7 +197,7 @@ public struct ModelCompiler: Sendable {
         let classes = try run("codegen-vulkan", { try emitVulkan(vulkanBuild, plan: plan, writer: &writer, manifest: &manifest) }, describe: { "\($0.count) device classes, \(manifest.executables.count) SPIR-V executables" })
         // One class alone serves every Vulkan device, so its program names none.
         for (code, own) in zip(classes, vulkan) {
-          programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", deviceClass: classes.count > 1 ? code.deviceClass.rawValue : nil, plan: own.plan, memory: own.memory, weightIndex: { weightIndex[$0] }, scratchBytes: code.scratchBytes, dispatches: { code.dispatches[$0] }) }, describe: describeProgram))
+          programs.append(try run("program", { try ProgramBuilder.program(target: "vulkan", deviceClass: classes.count > 1 ? code.deviceClass.rawValue : nil, plan: own.plan, memory: own.memory, weightIndex: { weightIndex[$0] }, scratchBytes: code.scratchBytes, maximumBindingBytes: options.vulkanMaximumBindingBytes, dispatches: { code.dispatches[$0] }) }, describe: describeProgram))
         }
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
@@ -215,6 +219,13 @@ public struct ModelCompiler: Sendable {
     return CompiledModel(manifest: manifest, writer: writer, kernelCount: plan.kernels.count, timings: timings)
   }
 
+  /// `result` after checking every kernel of its plan (`KernelVerifier`): the weight passes
+  /// rebind operands, and a kernel must still read them as they are bound.
+  static func verified<R: PlanRewrite>(_ result: R) throws -> R {
+    for kernel in result.plan.kernels { try KernelVerifier().verify(kernel) }
+    return result
+  }
+
   // MARK: Targets
 
   /// One kernel's Vulkan code for one device class: its GLSL and its dispatches (specialization
@@ -224,8 +235,8 @@ public struct ModelCompiler: Sendable {
     var dispatches: [(specialization: [UInt32]?, workgroups: [Int], scratch: ProgramBuilder.KernelDispatch.Scratch)]
     var scratchBytes = 0
 
-    init(_ kernel: Kernel, deviceClass: VulkanClass, emulateCooperativeMatrix: Bool) {
-      let template = MatMulTemplate.match(kernel)
+    init(_ kernel: Kernel, deviceClass: VulkanClass, emulateCooperativeMatrix: Bool, maximumBindingBytes: Int) {
+      let template = MatMulTemplate.match(kernel, maximumBindingBytes: maximumBindingBytes)
       if deviceClass == .coopmat, let coop = template.flatMap({ CoopMatTemplate.match(base: $0, emulated: emulateCooperativeMatrix) }) {
         source = coop.source()
         scratchBytes = coop.scratchBytes
@@ -238,7 +249,7 @@ public struct ModelCompiler: Sendable {
         source = template.source()
         dispatches = [(nil, template.workgroups, .none)]
       } else {
-        source = GLSLKernel.source(for: kernel)
+        source = GLSLKernel.source(for: kernel, maximumBindingBytes: maximumBindingBytes)
         let groups = (kernel.output.elementCount + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
         let x = min(groups, 65535)
         dispatches = [(nil, [x, (groups + x - 1) / x, 1], .none)]
@@ -286,9 +297,11 @@ public struct ModelCompiler: Sendable {
     // shaders/matmul_shared.comp on GPUs, shaders/matmul_coopmat.comp on GPUs with matrix units),
     // the rest the generic one-invocation-per-element form.
     let classes = options.resolvedVulkanClasses
-    let emulate = options.emulateCooperativeMatrix
+    let (emulate, bindingBytes) = (options.emulateCooperativeMatrix, options.vulkanMaximumBindingBytes)
     let code = zip(classes, plans).map { deviceClass, plan in
-      plan.kernels.map { VulkanKernelCode($0, deviceClass: deviceClass, emulateCooperativeMatrix: emulate) }
+      plan.kernels.map {
+        VulkanKernelCode($0, deviceClass: deviceClass, emulateCooperativeMatrix: emulate, maximumBindingBytes: bindingBytes)
+      }
     }
     var slotOfBody: [String: Int] = [:]
     var unique: [(deviceClass: Int, kernel: Int)] = []
@@ -474,6 +487,7 @@ public struct ModelCompiler: Sendable {
       let kernel = plan.kernels[step.kernel]
       let inputs = step.inputs.map { plan.graph[$0].name }.joined(separator: ", ")
       lines.append("dispatch \(index): \(kernel.name) -> '\(plan.graph[step.output].name)' \(kernel.output.dtype.rawValue)\(kernel.shape) <- [\(inputs)]  fuses \(kernel.sourceOps.joined(separator: ", "))")
+      lines.append(KernelPrinter().print(kernel).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
     }
     for copy in plan.copies { lines.append("copy '\(plan.graph[copy.source].name)' -> output \(copy.destination)") }
     return lines.joined(separator: "\n")
@@ -502,6 +516,14 @@ public struct ModelCompiler: Sendable {
     return lines.joined(separator: "\n")
   }
 }
+
+/// A pass result that carries a rewritten dispatch plan.
+protocol PlanRewrite {
+  var plan: DispatchPlan { get }
+}
+
+extension HalfPrecisionWeights.Result: PlanRewrite {}
+extension WeightPrepacking.Result: PlanRewrite {}
 
 public enum KilnCodegenVersion {
   public static let string = "0.1.0"

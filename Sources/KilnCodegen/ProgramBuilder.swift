@@ -26,7 +26,7 @@ enum ProgramBuilder {
 
   static func program(
     target: String, deviceClass: String? = nil, plan: DispatchPlan, memory: MemoryPlan, weightIndex: (ValueID) -> Int?,
-    scratchBytes: Int = 0, dispatches: (Int) -> [KernelDispatch]
+    scratchBytes: Int = 0, maximumBindingBytes: Int? = nil, dispatches: (Int) -> [KernelDispatch]
   ) throws -> Manifest.Program {
     let graph = plan.graph
     var buffers: [Manifest.BufferDecl] = []
@@ -90,8 +90,12 @@ enum ProgramBuilder {
       let kernel = plan.kernels[step.kernel]
       let inputs = try step.inputs.map(binding)
       let output = try binding(step.output)
+      // A Vulkan kernel binds an operand larger than the limit in parts (`VulkanBindingLayout`).
+      let operandBindings = (inputs + [output]).flatMap { binding in
+        maximumBindingBytes.map { VulkanBindingLayout.parts(of: binding, maximumBytes: $0) } ?? [binding]
+      }
       for dispatch in dispatches(step.kernel) {
-        var bindings = inputs + [output]
+        var bindings = operandBindings
         var reads = inputs.map(range)
         var writes = [range(output)]
         if dispatch.scratch != .none {

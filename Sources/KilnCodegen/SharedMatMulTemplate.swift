@@ -87,10 +87,7 @@ public struct SharedMatMulTemplate: TiledContraction, Sendable, Hashable {
   /// row `m`, column `n`) to the output or, with a split, to the slice's scratch.
   static func instantiate(_ shader: String, name: String, base: MatMulTemplate, split: Int, value: String) -> String {
     let kernel = base.kernel
-    var bindings = base.bindingDeclarations()
-    if split > 1 {
-      bindings += "layout(std430, set = 0, binding = \(kernel.inputs.count + 1)) buffer Scratch { float scratch[]; };\n"
-    }
+    var bindings = base.dialect.bufferDeclarations(scratch: split > 1)
     bindings.removeLast()
     let rank = kernel.shape.count
     // (batch, m, k, n) -> the kernel's coordinates and loop variables: `flat` split into the
@@ -141,7 +138,7 @@ public struct SharedMatMulTemplate: TiledContraction, Sendable, Hashable {
       ? "      scratch[((slice * BATCH + batch) * M + m) * N + n] = \(value);"
       : "      kiln_store_at(batch, m, n, \(value));"
     let replacements: [(String, String)] = [
-      ("@BINDINGS@", bindings), ("@HELPERS@", GLSLDialect.helpers), ("@M@", "\(base.m)"), ("@N@", "\(base.n)"),
+      ("@BINDINGS@", bindings), ("@HELPERS@", base.dialect.helperFunctions()), ("@M@", "\(base.m)"), ("@N@", "\(base.n)"),
       ("@K@", "\(base.k)"), ("@BATCH@", "\(base.batchCount)"), ("@OPERANDS@", helpers), ("@REDUCE_PHASE@", reducePhase),
       ("@STORE@", store),
     ]

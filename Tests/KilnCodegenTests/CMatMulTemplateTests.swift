@@ -21,8 +21,8 @@ struct CMatMulTemplateTests {
     let (b, i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.variable(7))
     let aBase = batchedA ? b * (m * k) : .index(0)
     let bBase = batchedB ? b * (k * n) : .index(0)
-    let a = Expr.load(input: 0, index: aBase + (transA ? v * m + i : i * k + v))
-    let bb = Expr.load(input: 1, index: bBase + (transB ? j * k + v : v * n + j))
+    let a = Expr.load(input: 0, dtype: .float32, index: aBase + (transA ? v * m + i : i * k + v))
+    let bb = Expr.load(input: 1, dtype: .float32, index: bBase + (transB ? j * k + v : v * n + j))
     let sum = Expr.reduce(.sum, variable: 7, extent: k, body: .binary(.multiply, a, bb))
     var inputs: [Kernel.Operand] = [
       .init(dtype: .float32, elementCount: (batchedA ? batch : 1) * m * k),
@@ -32,11 +32,11 @@ struct CMatMulTemplateTests {
     switch epilogue {
     case .none: break
     case .biasRelu:
-      let biased = Expr.binary(.add, sum, .load(input: 2, index: j))
+      let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: j))
       body = .select(.binary(.greater, biased, .literal(.of(0, .float32))), biased, .literal(.of(0, .float32)))
       inputs.append(.init(dtype: .float32, elementCount: n))
     case .residual:
-      body = .binary(.add, .binary(.multiply, sum, .literal(.of(0.5, .float32))), .load(input: 2, index: b * (m * n) + i * n + j))
+      body = .binary(.add, .binary(.multiply, sum, .literal(.of(0.5, .float32))), .load(input: 2, dtype: .float32, index: b * (m * n) + i * n + j))
       inputs.append(.init(dtype: .float32, elementCount: batch * m * n))
     }
     return Kernel(
@@ -59,14 +59,14 @@ struct CMatMulTemplateTests {
       .logicalAnd, .binary(.logicalAnd, .binary(.greaterEqual, ih, .index(0)), .binary(.less, ih, .index(size))),
       .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(size))))
     let channel = depthwise ? co : ci
-    let x = Expr.load(input: 0, index: nn * (channels * size * size) + channel * (size * size) + clamp(ih) * size + clamp(iw))
+    let x = Expr.load(input: 0, dtype: .float32, index: nn * (channels * size * size) + channel * (size * size) + clamp(ih) * size + clamp(iw))
     let taps = kernelSize * kernelSize
     let w = Expr.load(
-      input: 1, index: depthwise ? co * taps + kh * kernelSize + kw : co * (channels * taps) + ci * taps + kh * kernelSize + kw)
+      input: 1, dtype: .float32, index: depthwise ? co * taps + kh * kernelSize + kw : co * (channels * taps) + ci * taps + kh * kernelSize + kw)
     var sum = Expr.reduce(.sum, variable: 3, extent: kernelSize, body: .select(inside, .binary(.multiply, x, w), .literal(.of(0, .float32))))
     sum = .reduce(.sum, variable: 2, extent: kernelSize, body: sum)
     if !depthwise { sum = .reduce(.sum, variable: 1, extent: channels, body: sum) }
-    let biased = Expr.binary(.add, sum, .load(input: 2, index: co))
+    let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: co))
     let body = Expr.binary(.maximum, biased, .literal(.of(0, .float32)))
     return Kernel(
       name: "conv",
@@ -154,7 +154,7 @@ struct CMatMulTemplateTests {
     // A max-reduction is not a contraction.
     let maximum = Kernel(
       name: "r", inputs: [.init(dtype: .float32, elementCount: 4096)], output: .init(dtype: .float32, elementCount: 1024), shape: [32, 32],
-      body: .reduce(.maximum, variable: 0, extent: 4, body: .load(input: 0, index: .coordinate(0) * 128 + .coordinate(1) * 4 + .variable(0))),
+      body: .reduce(.maximum, variable: 0, extent: 4, body: .load(input: 0, dtype: .float32, index: .coordinate(0) * 128 + .coordinate(1) * 4 + .variable(0))),
       sourceOps: [])
     #expect(CMatMulTemplate.match(maximum) == nil)
   }
@@ -261,12 +261,12 @@ struct CMatMulTemplateTests {
   @Test func concatenatedOperandsChooseTheirInputPerStep() throws {
     let (m, n, k1, k2) = (22, 37, 9, 14)
     let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(3))
-    let b = Expr.select(.binary(.less, v, .index(k1)), .load(input: 1, index: v * n + j), .load(input: 2, index: (v - k1) * n + j))
+    let b = Expr.select(.binary(.less, v, .index(k1)), .load(input: 1, dtype: .float32, index: v * n + j), .load(input: 2, dtype: .float32, index: (v - k1) * n + j))
     let kernel = Kernel(
       name: "concatmm",
       inputs: [.init(dtype: .float32, elementCount: m * (k1 + k2)), .init(dtype: .float32, elementCount: k1 * n), .init(dtype: .float32, elementCount: k2 * n)],
       output: .init(dtype: .float32, elementCount: m * n), shape: [m, n],
-      body: .reduce(.sum, variable: 3, extent: k1 + k2, body: .binary(.multiply, .load(input: 0, index: i * (k1 + k2) + v), b)),
+      body: .reduce(.sum, variable: 3, extent: k1 + k2, body: .binary(.multiply, .load(input: 0, dtype: .float32, index: i * (k1 + k2) + v), b)),
       sourceOps: ["concatmm"])
     #expect(try #require(CMatMulTemplate.match(kernel)).source().contains("bool t1 = (v3 < INT64_C(9));"))
     try expectAgreement(kernel)
@@ -277,7 +277,7 @@ struct CMatMulTemplateTests {
     let first = matmul(batch: 1, m: 21, n: 35, k: 13)
     let (i, j, v) = (Expr.coordinate(1), Expr.coordinate(2), Expr.variable(8))
     let second = Expr.reduce(
-      .sum, variable: 8, extent: 9, body: .binary(.multiply, .load(input: 2, index: i * 9 + v), .load(input: 3, index: v * 35 + j)))
+      .sum, variable: 8, extent: 9, body: .binary(.multiply, .load(input: 2, dtype: .float32, index: i * 9 + v), .load(input: 3, dtype: .float32, index: v * 35 + j)))
     let body = Expr.binary(.maximum, .binary(.add, first.body, second), .literal(.of(0, .float32)))
     let kernel = Kernel(
       name: "mm2", inputs: first.inputs + [.init(dtype: .float32, elementCount: 21 * 9), .init(dtype: .float32, elementCount: 9 * 35)],

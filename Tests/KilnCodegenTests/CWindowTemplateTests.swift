@@ -28,9 +28,9 @@ extension CMatMulTemplateTests {
       .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(width))))
     let channel = multiplier == 1 ? co : Expr.binary(.divide, co, .index(multiplier))
     let (row, column) = masked ? (clamp(ih, height), clamp(iw, width)) : (ih, iw)
-    let x = Expr.load(input: 0, index: nn * (channels * height * width) + channel * (height * width) + row * width + column)
+    let x = Expr.load(input: 0, dtype: .float32, index: nn * (channels * height * width) + channel * (height * width) + row * width + column)
     let taps = kernel.h * kernel.w
-    let w = Expr.load(input: 1, index: co * taps + kh * kernel.w + kw)
+    let w = Expr.load(input: 1, dtype: .float32, index: co * taps + kh * kernel.w + kw)
     let product = Expr.binary(.multiply, x, w)
     var sum = Expr.reduce(.sum, variable: 3, extent: kernel.w, body: masked ? .select(inside, product, .literal(.of(0, .float32))) : product)
     sum = .reduce(.sum, variable: 2, extent: kernel.h, body: sum)
@@ -39,7 +39,7 @@ extension CMatMulTemplateTests {
     ]
     var body = sum
     if epilogue {
-      let biased = Expr.binary(.add, sum, .load(input: 2, index: co))
+      let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: co))
       body = .binary(.minimum, .binary(.maximum, biased, .literal(.of(0, .float32))), .literal(.of(6, .float32)))
       inputs.append(.init(dtype: .float32, elementCount: filters))
     }
@@ -87,7 +87,7 @@ extension CMatMulTemplateTests {
     let (kh, kw) = (Expr.variable(2), Expr.variable(3))
     let (ih, iw) = (oh * stride + kh - pad, ow * stride + kw - pad)
     func clamp(_ e: Expr) -> Expr { .binary(.maximum, .binary(.minimum, e, .index(size - 1)), .index(0)) }
-    let x = Expr.load(input: 0, index: c * (size * size) + (pad > 0 ? clamp(ih) : ih) * size + (pad > 0 ? clamp(iw) : iw))
+    let x = Expr.load(input: 0, dtype: .float32, index: c * (size * size) + (pad > 0 ? clamp(ih) : ih) * size + (pad > 0 ? clamp(iw) : iw))
     let inside = Expr.binary(
       .logicalAnd, .binary(.logicalAnd, .binary(.greaterEqual, ih, .index(0)), .binary(.less, ih, .index(size))),
       .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(size))))

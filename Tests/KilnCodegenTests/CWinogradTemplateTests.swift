@@ -30,9 +30,9 @@ extension CMatMulTemplateTests {
     if leavesW { conditions += [.binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(width))] }
     let row = leavesH ? clamp(ih, height) : ih
     let column = leavesW ? clamp(iw, width) : iw
-    let x = Expr.load(input: 0, index: nn * (channels * height * width) + ci * (height * width) + row * width + column)
+    let x = Expr.load(input: 0, dtype: .float32, index: nn * (channels * height * width) + ci * (height * width) + row * width + column)
     let taps = kernelSize * kernelSize
-    let w = Expr.load(input: 1, index: co * (channels * taps) + ci * taps + kh * kernelSize + kw)
+    let w = Expr.load(input: 1, dtype: .float32, index: co * (channels * taps) + ci * taps + kh * kernelSize + kw)
     var product = Expr.binary(.multiply, x, w)
     if let first = conditions.first {
       product = .select(conditions.dropFirst().reduce(first) { .binary(.logicalAnd, $0, $1) }, product, .literal(.of(0, .float32)))
@@ -48,12 +48,12 @@ extension CMatMulTemplateTests {
     switch epilogue {
     case .none: break
     case .biasRelu:
-      let biased = Expr.binary(.add, sum, .load(input: 2, index: co))
+      let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: co))
       body = .binary(.maximum, biased, .literal(.of(0, .float32)))
       inputs.append(.init(dtype: .float32, elementCount: filters))
     case .residual:
-      let residual = Expr.load(input: 2, index: nn * (filters * outH * outW) + co * (outH * outW) + oh * outW + ow)
-      body = .binary(.maximum, .binary(.add, .binary(.add, sum, .load(input: 3, index: co)), residual), .literal(.of(0, .float32)))
+      let residual = Expr.load(input: 2, dtype: .float32, index: nn * (filters * outH * outW) + co * (outH * outW) + oh * outW + ow)
+      body = .binary(.maximum, .binary(.add, .binary(.add, sum, .load(input: 3, dtype: .float32, index: co)), residual), .literal(.of(0, .float32)))
       inputs += [.init(dtype: .float32, elementCount: outputs), .init(dtype: .float32, elementCount: filters)]
     }
     return Kernel(

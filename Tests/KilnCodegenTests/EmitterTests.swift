@@ -68,7 +68,7 @@ struct EmitterTests {
       let kernel = Kernel(
         name: "unary_\(op.rawValue)", inputs: [.init(dtype: .float32, elementCount: x.count)],
         output: .init(dtype: .float32, elementCount: x.count), shape: [x.count],
-        body: .unary(op, .load(input: 0, index: .coordinate(0))), sourceOps: [op.rawValue])
+        body: .unary(op, .load(input: 0, dtype: .float32, index: .coordinate(0))), sourceOps: [op.rawValue])
       let got = floats(try run(kernel, inputs: [bytes(x)], on: uri))
       for (index, value) in x.enumerated() {
         let expected = reference(value)
@@ -85,7 +85,7 @@ struct EmitterTests {
       Kernel(
         name: "int_\(op.rawValue)", inputs: [.init(dtype: .int64, elementCount: a.count), .init(dtype: .int64, elementCount: b.count)],
         output: .init(dtype: .int64, elementCount: a.count), shape: [a.count],
-        body: .binary(op, .load(input: 0, index: .coordinate(0)), .load(input: 1, index: .coordinate(0))), sourceOps: [])
+        body: .binary(op, .load(input: 0, dtype: .int64, index: .coordinate(0)), .load(input: 1, dtype: .int64, index: .coordinate(0))), sourceOps: [])
     }
     // Truncating division; division by zero yields 0 instead of trapping; INT64_MIN / -1 wraps.
     let quotient = int64s(try run(kernel(.divide), inputs: [bytes(a), bytes(b)], on: uri))
@@ -104,7 +104,7 @@ struct EmitterTests {
     // x is 3x5; reduce over axis 1.
     let x: [Float] = [1, 5, 2, 5, 0, -1, -3, -2, -9, -1, 4, 4, 4, 4, 4]
     func reduce(_ op: ReduceOp, dtype: DType) -> Kernel {
-      let body = Expr.reduce(op, variable: 0, extent: 5, body: .load(input: 0, index: .coordinate(0) * 5 + .variable(0)))
+      let body = Expr.reduce(op, variable: 0, extent: 5, body: .load(input: 0, dtype: .float32, index: .coordinate(0) * 5 + .variable(0)))
       return Kernel(
         name: "reduce", inputs: [.init(dtype: .float32, elementCount: 15)], output: .init(dtype: dtype, elementCount: 3), shape: [3],
         body: dtype == .int64 ? .cast(body, .int64) : body, sourceOps: [])
@@ -124,12 +124,12 @@ struct EmitterTests {
     let kernel = Kernel(
       name: "half_to_bool", inputs: [.init(dtype: .float16, elementCount: halves.count)],
       output: .init(dtype: .bool, elementCount: halves.count), shape: [halves.count],
-      body: .binary(.greater, .load(input: 0, index: .coordinate(0)), .literal(.of(0.25, .float32))), sourceOps: [])
+      body: .binary(.greater, .load(input: 0, dtype: .float16, index: .coordinate(0)), .literal(.of(0.25, .float32))), sourceOps: [])
     #expect(try run(kernel, inputs: [bytes(halves)], on: uri) == [0, 0, 0, 1, 1, 1])
     let doubled = Kernel(
       name: "half_double", inputs: [.init(dtype: .float16, elementCount: halves.count)],
       output: .init(dtype: .float16, elementCount: halves.count), shape: [halves.count],
-      body: .binary(.multiply, .load(input: 0, index: .coordinate(0)), .literal(.of(2, .float32))), sourceOps: [])
+      body: .binary(.multiply, .load(input: 0, dtype: .float16, index: .coordinate(0)), .literal(.of(2, .float32))), sourceOps: [])
     let out = try run(doubled, inputs: [bytes(halves)], on: uri)
     let values = out.withUnsafeBytes { raw in (0..<halves.count).map { raw.loadUnaligned(fromByteOffset: $0 * 2, as: Float16.self) } }
     #expect(Array(values.prefix(5)) == [-4, -1, 0, 1, 3])
@@ -143,14 +143,14 @@ struct EmitterTests {
     let i = Expr.coordinate(0)
     let kernel = Kernel(
       name: "pad", inputs: [.init(dtype: .float32, elementCount: 4)], output: .init(dtype: .float32, elementCount: 6), shape: [6],
-      body: .select(i.inRange(1, 5), .load(input: 0, index: i - 1), .literal(.of(-7, .float32))), sourceOps: [])
+      body: .select(i.inRange(1, 5), .load(input: 0, dtype: .float32, index: i - 1), .literal(.of(-7, .float32))), sourceOps: [])
     #expect(floats(try run(kernel, inputs: [bytes(x)], on: uri)) == [-7, 10, 20, 30, 40, -7])
   }
 
   @Test func generatedSourcesAreDeterministic() throws {
     let kernel = Kernel(
       name: "k", inputs: [.init(dtype: .float32, elementCount: 12)], output: .init(dtype: .float32, elementCount: 4), shape: [2, 2],
-      body: .reduce(.sum, variable: 0, extent: 3, body: .load(input: 0, index: .coordinate(0) * 6 + .coordinate(1) * 3 + .variable(0))),
+      body: .reduce(.sum, variable: 0, extent: 3, body: .load(input: 0, dtype: .float32, index: .coordinate(0) * 6 + .coordinate(1) * 3 + .variable(0))),
       sourceOps: ["n"])
     #expect(GLSLKernel.source(for: kernel) == GLSLKernel.source(for: kernel))
     #expect(CKernel.translationUnit(for: [kernel]) == CKernel.translationUnit(for: [kernel]))
@@ -164,7 +164,7 @@ struct EmitterTests {
     func kernel(_ name: String, scale: Double) -> Kernel {
       Kernel(
         name: name, inputs: [.init(dtype: .float32, elementCount: 8)], output: .init(dtype: .float32, elementCount: 8), shape: [8],
-        body: .binary(.multiply, .load(input: 0, index: .coordinate(0)), .literal(.of(scale, .float32))), sourceOps: [name])
+        body: .binary(.multiply, .load(input: 0, dtype: .float32, index: .coordinate(0)), .literal(.of(scale, .float32))), sourceOps: [name])
     }
     let kernels = [kernel("k0_Mul", scale: 2), kernel("k1_Mul", scale: 3), kernel("k2_Mul", scale: 2)]
     let source = CKernel.translationUnit(for: kernels)
@@ -200,7 +200,7 @@ struct EmitterTests {
     let x = column + dx - 1
     func clamp(_ e: Expr, _ upper: Int) -> Expr { .binary(.minimum, .binary(.maximum, e, .index(0)), .index(upper)) }
     let inside = Expr.binary(.logicalAnd, y.inRange(0, height), x.inRange(0, width))
-    let tap = Expr.select(inside, .load(input: 0, index: clamp(y, height - 1) * width + clamp(x, width - 1)), .literal(.of(0, .float32)))
+    let tap = Expr.select(inside, .load(input: 0, dtype: .float32, index: clamp(y, height - 1) * width + clamp(x, width - 1)), .literal(.of(0, .float32)))
     let kernel = Kernel(
       name: "pool", inputs: [.init(dtype: .float32, elementCount: height * width)],
       output: .init(dtype: .float32, elementCount: height * width), shape: [height, width],
@@ -235,7 +235,7 @@ struct EmitterTests {
     let (c, x) = (Expr.coordinate(0), Expr.coordinate(1))
     let inFirst = Expr.binary(.less, c, .index(first))
     let body = Expr.select(
-      inFirst, .load(input: 0, index: c * width + x), .load(input: 1, index: (c - first) * width + x))
+      inFirst, .load(input: 0, dtype: .float32, index: c * width + x), .load(input: 1, dtype: .float32, index: (c - first) * width + x))
     let kernel = Kernel(
       name: "concat",
       inputs: [.init(dtype: .float32, elementCount: first * width), .init(dtype: .float32, elementCount: second * width)],
@@ -250,7 +250,7 @@ struct EmitterTests {
     let got = floats(try run(kernel, inputs: [bytes(a), bytes(b)], on: uri))
     #expect(got == a + b, "on \(uri)")
     // A condition a loaded value decides is not hoisted.
-    let loaded = Expr.select(.binary(.less, .cast(.load(input: 0, index: x), .index), .index(1)), .literal(.of(1, .float32)), .literal(.of(0, .float32)))
+    let loaded = Expr.select(.binary(.less, .cast(.load(input: 0, dtype: .float32, index: x), .index), .index(1)), .literal(.of(1, .float32)), .literal(.of(0, .float32)))
     #expect(InvariantConditions(loaded, kernel: kernel, varying: [1], variables: []) == nil)
   }
 
@@ -260,7 +260,7 @@ struct EmitterTests {
     let c = Expr.coordinate(0)
     let kernel = Kernel(
       name: "half", inputs: [.init(dtype: .float32, elementCount: 16)], output: .init(dtype: .float32, elementCount: 16), shape: [16],
-      body: .select(.binary(.less, .binary(.remainder, c, .index(4)), .index(2)), .load(input: 0, index: c), .literal(.of(1, .float32))),
+      body: .select(.binary(.less, .binary(.remainder, c, .index(4)), .index(2)), .load(input: 0, dtype: .float32, index: c), .literal(.of(1, .float32))),
       sourceOps: [])
     #expect(InteriorSpecialization(kernel) == nil)
   }

@@ -13,10 +13,10 @@ struct MatMulTemplateTests {
   /// stored transposed, so both operand maps have non-trivial strides.
   func kernel(batch: Int, m: Int, n: Int, k: Int) -> Kernel {
     let (b, i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.variable(0))
-    let a = Expr.load(input: 0, index: b * (m * k) + i * k + v)
-    let bt = Expr.load(input: 1, index: j * k + v)
+    let a = Expr.load(input: 0, dtype: .float32, index: b * (m * k) + i * k + v)
+    let bt = Expr.load(input: 1, dtype: .float32, index: j * k + v)
     let sum = Expr.reduce(.sum, variable: 0, extent: k, body: .binary(.multiply, a, bt))
-    let biased = Expr.binary(.add, sum, .load(input: 2, index: j))
+    let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: j))
     let body = Expr.select(.binary(.greater, biased, .literal(.of(0, .float32))), biased, .literal(.of(0, .float32)))
     return Kernel(
       name: "mm", inputs: [.init(dtype: .float32, elementCount: batch * m * k), .init(dtype: .float32, elementCount: n * k), .init(dtype: .float32, elementCount: n)],
@@ -44,11 +44,11 @@ struct MatMulTemplateTests {
     // An elementwise kernel and a max-reduction are left to the generic emitter.
     let elementwise = Kernel(
       name: "e", inputs: [.init(dtype: .float32, elementCount: 4)], output: .init(dtype: .float32, elementCount: 4), shape: [2, 2],
-      body: .load(input: 0, index: .coordinate(0) * 2 + .coordinate(1)), sourceOps: [])
+      body: .load(input: 0, dtype: .float32, index: .coordinate(0) * 2 + .coordinate(1)), sourceOps: [])
     #expect(MatMulTemplate.match(elementwise) == nil)
     let maximum = Kernel(
       name: "r", inputs: [.init(dtype: .float32, elementCount: 64)], output: .init(dtype: .float32, elementCount: 16), shape: [4, 4],
-      body: .reduce(.maximum, variable: 0, extent: 4, body: .load(input: 0, index: .coordinate(0) * 16 + .coordinate(1) * 4 + .variable(0))),
+      body: .reduce(.maximum, variable: 0, extent: 4, body: .load(input: 0, dtype: .float32, index: .coordinate(0) * 16 + .coordinate(1) * 4 + .variable(0))),
       sourceOps: [])
     #expect(MatMulTemplate.match(maximum) == nil)
   }
@@ -114,15 +114,15 @@ struct MatMulTemplateConvTests {
       // Without padding every tap is inside: no clamp and no mask, as the Conv lowering writes it.
       let x =
         pad == 0
-        ? Expr.load(input: 0, index: ((n * channels + group * perGroup + c) * height + ih) * width + iw)
-        : Expr.load(input: 0, index: ((n * channels + group * perGroup + c) * height + clamp(ih, height - 1)) * width + clamp(iw, width - 1))
-      let w = Expr.load(input: 1, index: ((f * perGroup + c) * kernelH + kh) * kernelW + kw)
+        ? Expr.load(input: 0, dtype: .float32, index: ((n * channels + group * perGroup + c) * height + ih) * width + iw)
+        : Expr.load(input: 0, dtype: .float32, index: ((n * channels + group * perGroup + c) * height + clamp(ih, height - 1)) * width + clamp(iw, width - 1))
+      let w = Expr.load(input: 1, dtype: .float32, index: ((f * perGroup + c) * kernelH + kh) * kernelW + kw)
       let zero = Expr.literal(.of(0, .float32))
       let tap = pad == 0 ? Expr.binary(.multiply, x, w) : .select(inside, .binary(.multiply, x, w), zero)
       let sum = Expr.reduce(
         .sum, variable: 0, extent: perGroup,
         body: .reduce(.sum, variable: 1, extent: kernelH, body: .reduce(.sum, variable: 2, extent: kernelW, body: tap)))
-      let biased = Expr.binary(.add, sum, .load(input: 2, index: f))
+      let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: f))
       return Kernel(
         name: "conv",
         inputs: [
@@ -250,7 +250,7 @@ struct MatMulTemplateConvTests {
   func vectorPathsWithTails(uri: String) throws {
     for (batch, m, n, k, vectorA) in [(2, 13, 24, 20, true), (1, 37, 44, 9, false), (1, 3, 4, 8, true), (3, 70, 132, 12, true)] {
       let (bi, i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.variable(0))
-      let product = Expr.binary(.multiply, .load(input: 0, index: bi * (m * k) + i * k + v), .load(input: 1, index: v * n + j))
+      let product = Expr.binary(.multiply, .load(input: 0, dtype: .float32, index: bi * (m * k) + i * k + v), .load(input: 1, dtype: .float32, index: v * n + j))
       let body = Expr.binary(.add, .reduce(.sum, variable: 0, extent: k, body: product), .literal(.of(1, .float32)))
       let kernel = Kernel(
         name: "mmv", inputs: [.init(dtype: .float32, elementCount: batch * m * k), .init(dtype: .float32, elementCount: k * n)],
@@ -283,7 +283,7 @@ struct MatMulTemplateConvTests {
     #expect(MatMulTemplate.vectorTile(m: 1024, n: 1024, k: 512, batch: 1, vectorB: true) == (8, 16))
     let (m, n, k) = (1030, 1036, 1024)
     let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0))
-    let product = Expr.binary(.multiply, .load(input: 0, index: i * k + v), .load(input: 1, index: v * n + j))
+    let product = Expr.binary(.multiply, .load(input: 0, dtype: .float32, index: i * k + v), .load(input: 1, dtype: .float32, index: v * n + j))
     let kernel = Kernel(
       name: "big", inputs: [.init(dtype: .float32, elementCount: m * k), .init(dtype: .float32, elementCount: k * n)],
       output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: .reduce(.sum, variable: 0, extent: k, body: product),
@@ -309,7 +309,7 @@ struct MatMulTemplateConvTests {
   func transposedOperandWithTails(uri: String) throws {
     let (m, n, k) = (10, 19, 7)
     let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0))
-    let body = Expr.reduce(.sum, variable: 0, extent: k, body: .binary(.multiply, .load(input: 0, index: v * m + i), .load(input: 1, index: v * n + j)))
+    let body = Expr.reduce(.sum, variable: 0, extent: k, body: .binary(.multiply, .load(input: 0, dtype: .float32, index: v * m + i), .load(input: 1, dtype: .float32, index: v * n + j)))
     let kernel = Kernel(
       name: "mmt", inputs: [.init(dtype: .float32, elementCount: k * m), .init(dtype: .float32, elementCount: k * n)],
       output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: body, sourceOps: ["mmt"])

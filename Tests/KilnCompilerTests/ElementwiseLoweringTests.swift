@@ -22,7 +22,7 @@ struct ElementwiseLoweringTests {
     let kernel = try LoweringHarness.kernel(graph, node: 0)
     // x[i, 0] reads linear index i; y[0, j] reads j.
     #expect(
-      kernel.body == .binary(.multiply, .load(input: 0, index: .coordinate(0)), .load(input: 1, index: .coordinate(1))))
+      kernel.body == .binary(.multiply, .load(input: 0, dtype: .float32, index: .coordinate(0)), .load(input: 1, dtype: .float32, index: .coordinate(1))))
   }
 
   @Test func integerDivisionTruncatesTowardZero() throws {

@@ -113,14 +113,15 @@ struct ExprEvaluator {
 
   private func typeCheck(_ expr: Expr) throws -> ValueType {
     func fail(_ message: String) -> Failure { Failure(description: "type error: \(message) in \(expr)") }
-    switch expr {
+    switch expr.kind {
     case .literal(let literal): return literal.type
     case .coordinate(let axis):
       guard axis >= 0, axis < kernel.shape.count else { throw fail("coordinate \(axis) out of rank") }
       return .index
     case .variable: return .index
-    case .load(let input, let index):
+    case .load(let input, let dtype, let index):
       guard input >= 0, input < kernel.inputs.count else { throw fail("load from input \(input)") }
+      guard dtype == kernel.inputs[input].dtype else { throw fail("load of input \(input) as \(dtype)") }
       guard try typeCheck(index) == .index else { throw fail("load index is not .index") }
       return .compute(kernel.inputs[input].dtype)
     case .unary(let op, let a):
@@ -191,7 +192,7 @@ struct ExprEvaluator {
   // MARK: Evaluation
 
   private mutating func evaluate(_ expr: Expr, _ coordinates: [Int64], _ variables: inout [Int64]) -> Value {
-    switch expr {
+    switch expr.kind {
     case .literal(let literal):
       if literal.type.isFloat { return .float(literal.float) }
       if literal.type.isBool { return .bool(literal.float != 0) }
@@ -200,7 +201,7 @@ struct ExprEvaluator {
       return .int(coordinates[axis])
     case .variable(let id):
       return .int(variables[id])
-    case .load(let input, let indexExpr):
+    case .load(let input, _, let indexExpr):
       let index = evaluate(indexExpr, coordinates, &variables).integer
       let data = inputs[input]
       guard index >= 0, index < Int64(data.count) else {

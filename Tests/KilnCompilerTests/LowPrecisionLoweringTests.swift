@@ -26,7 +26,7 @@ struct LowPrecisionLoweringTests {
     graph.addNode(
       "Cast", version: 19, inputs: [input], outputTypes: [TensorType(.float8e4m3fn, [5])], attributes: ["to": .int(17)])
     let body = try LoweringHarness.kernel(graph, node: 0).body
-    guard case .bitcast(.bitcast(_, .float8e4m3fn, .uint8), .uint8, .float8e4m3fn) = body else {
+    guard case .bitcast(let inner, .uint8, .float8e4m3fn) = body.kind, case .bitcast(_, .float8e4m3fn, .uint8) = inner.kind else {
       Issue.record("Cast to float8 is not rounded in place: \(body)")
       return
     }

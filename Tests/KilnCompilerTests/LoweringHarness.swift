@@ -18,7 +18,7 @@ enum LoweringHarness {
     }
     let context = LoweringContext(node: node, graph: graph, variables: VariableCounter()) { slot, coordinates in
       guard let id = node.inputs[slot] else { throw Failure(description: "input \(slot) is absent") }
-      return .load(input: slot, index: Expr.linearIndex(coordinates, shape: graph.type(of: id).shape))
+      return .load(input: slot, dtype: graph.type(of: id).dtype, index: Expr.linearIndex(coordinates, shape: graph.type(of: id).shape))
     }
     let shape = graph.type(of: node.outputs[output]).shape
     let body = try lowering.lower(context, output, (0..<shape.count).map { .coordinate($0) })

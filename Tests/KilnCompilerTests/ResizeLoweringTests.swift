@@ -179,15 +179,7 @@ struct ResizeLoweringTests {
       attributes: ["coordinate_transformation_mode": .string("asymmetric"), "nearest_mode": .string("floor")])
     let kernel = try LoweringHarness.kernel(graph, node: 0)
     func containsCast(_ e: Expr) -> Bool {
-      switch e {
-      case .cast: true
-      case .literal, .coordinate, .variable: false
-      case .load(_, let i): containsCast(i)
-      case .unary(_, let a), .bitcast(let a, _, _): containsCast(a)
-      case .binary(_, let a, let b): containsCast(a) || containsCast(b)
-      case .select(let c, let a, let b): containsCast(c) || containsCast(a) || containsCast(b)
-      case .reduce(_, _, _, let body): containsCast(body)
-      }
+      e.contains { if case .cast = $0.kind { true } else { false } }
     }
     #expect(!containsCast(kernel.body))
   }

@@ -156,7 +156,7 @@ extension Expr {
 
   /// The value of a boolean literal; nil for anything else.
   public var boolConstant: Bool? {
-    if case .literal(let literal) = self, literal.type == .bool { return literal.float != 0 }
+    if case .literal(let literal) = kind, literal.type == .bool { return literal.float != 0 }
     return nil
   }
 

@@ -133,14 +133,15 @@ public enum FormDispatchRegions {
         var opNames: [String] = []
         for op in builder.sourceOpTypes.reversed() where !opNames.contains(op) { opNames.append(op) }
         let name = "k\(kernels.count)_" + opNames.prefix(4).map(sanitize).joined(separator: "_")
-        kernels.append(
-          Kernel(
-            name: name,
-            inputs: builder.bindings.map {
-              Kernel.Operand(dtype: graph.type(of: $0).dtype, elementCount: graph.type(of: $0).elementCount ?? 0)
-            },
-            output: Kernel.Operand(dtype: type.dtype, elementCount: count), shape: type.shape, body: body,
-            sourceOps: builder.sourceOps))
+        let kernel = Kernel(
+          name: name,
+          inputs: builder.bindings.map {
+            Kernel.Operand(dtype: graph.type(of: $0).dtype, elementCount: graph.type(of: $0).elementCount ?? 0)
+          },
+          output: Kernel.Operand(dtype: type.dtype, elementCount: count), shape: type.shape, body: body,
+          sourceOps: builder.sourceOps)
+        try KernelVerifier().verify(kernel)
+        kernels.append(kernel)
         kernelOf[output] = kernels.count - 1
         steps.append(DispatchPlan.Step(kernel: kernels.count - 1, inputs: builder.bindings, output: output))
       }
@@ -198,12 +199,26 @@ final class KernelBuilder {
     let expr = try lowering.lower(context, output, coordinates)
     let expected = ValueType.compute(graph.type(of: node.outputs[output]).dtype)
     // Lowerings compute in their natural type; the stored tensor decides the kernel's type.
-    return try KernelTyping.type(of: expr, inputs: inputTypes) == expected ? expr : .cast(expr, expected)
+    return expr.type == expected ? expr : .cast(expr, expected)
   }
 
-  private var inputTypes: [DType] { bindings.map { graph.type(of: $0).dtype } }
+  /// A value's element at some coordinates, lowered once: a lowering that reads an operand at
+  /// the same coordinates twice gets the same node back, so fused chains stay linear in size.
+  private struct ElementKey: Hashable {
+    var value: ValueID
+    var coordinates: [Expr]
+  }
+  private var elements: [ElementKey: Expr] = [:]
 
   func element(of value: ValueID, at coordinates: [Expr]) throws -> Expr {
+    let key = ElementKey(value: value, coordinates: coordinates)
+    if let known = elements[key] { return known }
+    let result = try lowerElement(of: value, at: coordinates)
+    elements[key] = result
+    return result
+  }
+
+  private func lowerElement(of value: ValueID, at coordinates: [Expr]) throws -> Expr {
     let type = graph.type(of: value)
     if let constant = graph.constants[value], constant.elementCount == 1 {
       return .literal(KernelBuilder.literal(constant))
@@ -216,7 +231,7 @@ final class KernelBuilder {
         bindings.append(value)
         binding = bindings.count - 1
       }
-      return .load(input: binding, index: Expr.linearIndex(coordinates, shape: type.shape))
+      return .load(input: binding, dtype: type.dtype, index: Expr.linearIndex(coordinates, shape: type.shape))
     }
     guard let producer = producers[value] else { throw LoweringError(message: "value \(value) has no producer") }
     return try lower(nodeIndex: producer.node, output: producer.slot, coordinates: coordinates)
@@ -239,26 +254,17 @@ final class KernelBuilder {
   }
 }
 
-/// Type checking of kernel expressions against the kernel's input dtypes.
+/// Type checking of kernel expressions against the kernel's inputs.
 public enum KernelTyping {
+  /// The type of `expr`, after checking that every load names a bound input of its dtype.
   public static func type(of expr: Expr, inputs: [DType]) throws -> ValueType {
-    switch expr {
-    case .literal(let literal): return literal.type
-    case .coordinate, .variable: return .index
-    case .load(let input, _):
+    for node in expr.postOrder() {
+      guard case .load(let input, let dtype, _) = node.kind else { continue }
       guard inputs.indices.contains(input) else { throw LoweringError(message: "load of unbound input \(input)") }
-      return .compute(inputs[input])
-    case .unary(let op, let operand):
-      switch op {
-      case .isNaN, .isPositiveInfinity, .isNegativeInfinity, .logicalNot: return .bool
-      default: return try type(of: operand, inputs: inputs)
+      guard inputs[input] == dtype else {
+        throw LoweringError(message: "load of input \(input) as \(dtype.rawValue), bound as \(inputs[input].rawValue)")
       }
-    case .binary(let op, let a, _):
-      return op.isComparison || op.isLogical ? .bool : try type(of: a, inputs: inputs)
-    case .select(_, let a, _): return try type(of: a, inputs: inputs)
-    case .cast(_, let type): return type
-    case .bitcast(_, _, let to): return .compute(to)
-    case .reduce(let op, _, _, let body): return op.returnsIndex ? .index : try type(of: body, inputs: inputs)
     }
+    return expr.type
   }
 }

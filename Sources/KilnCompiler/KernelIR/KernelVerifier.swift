@@ -1,0 +1,57 @@
+import KilnIR
+
+/// Checks a kernel's invariants and throws the first violation as a `LoweringError` naming the
+/// kernel: every load reads a bound input as its dtype at an index-typed position; coordinates
+/// are within the output's rank; a variable is read only inside a reduction over it, and no
+/// reduction rebinds a variable an enclosing one binds; operand types agree (binary operands,
+/// select arms, a bool condition); reduction extents are non-negative; the body computes in the
+/// output's compute type. Linear in the number of distinct values.
+public struct KernelVerifier: Sendable {
+  public init() {}
+
+  public func verify(_ kernel: Kernel) throws {
+    func fail(_ message: String) -> LoweringError { LoweringError(message: "kernel \(kernel.name): \(message)") }
+    // Variables a value reads without binding them.
+    var free: [ObjectIdentifier: Set<Int>] = [:]
+    for expr in kernel.body.postOrder() {
+      var reads = expr.children.reduce(into: Set<Int>()) { $0.formUnion(free[$1.identity] ?? []) }
+      switch expr.kind {
+      case .literal, .unary, .cast: break
+      case .coordinate(let axis):
+        guard axis >= 0, axis < kernel.shape.count else { throw fail("coordinate \(axis) of a rank-\(kernel.shape.count) output") }
+      case .variable(let id): reads.insert(id)
+      case .load(let input, let dtype, let index):
+        guard kernel.inputs.indices.contains(input) else { throw fail("load of input \(input); \(kernel.inputs.count) are bound") }
+        guard kernel.inputs[input].dtype == dtype else {
+          throw fail("load of input \(input) as \(dtype.rawValue); it is \(kernel.inputs[input].dtype.rawValue)")
+        }
+        guard index.type == .index else { throw fail("load of input \(input) at a \(index.type) position") }
+      case .binary(let op, let a, let b):
+        guard a.type == b.type else { throw fail("\(op.rawValue) of \(a.type) and \(b.type)") }
+        if op.isLogical, a.type != .bool { throw fail("\(op.rawValue) of \(a.type)") }
+      case .select(let c, let a, let b):
+        guard c.type == .bool else { throw fail("select on a \(c.type) condition") }
+        guard a.type == b.type else { throw fail("select of \(a.type) and \(b.type)") }
+      case .bitcast(let a, let from, let to):
+        guard a.type == .compute(from), from.byteSize == to.byteSize else {
+          throw fail("bitcast of a \(a.type) value as \(from.rawValue) to \(to.rawValue)")
+        }
+      case .reduce(_, let variable, let extent, let body):
+        guard extent >= 0 else { throw fail("reduction over v\(variable) of extent \(extent)") }
+        if try rebinds(variable, in: body) { throw fail("a reduction inside v\(variable)'s rebinds it") }
+        reads.remove(variable)
+      }
+      free[expr.identity] = reads
+    }
+    if let unbound = free[kernel.body.identity], !unbound.isEmpty {
+      throw fail("variables \(unbound.sorted().map { "v\($0)" }) are read outside a reduction over them")
+    }
+    guard kernel.body.type == .compute(kernel.output.dtype) else {
+      throw fail("the body computes \(kernel.body.type), the output is \(kernel.output.dtype.rawValue)")
+    }
+  }
+
+  private func rebinds(_ variable: Int, in body: Expr) throws -> Bool {
+    body.contains { if case .reduce(_, variable, _, _) = $0.kind { true } else { false } }
+  }
+}
