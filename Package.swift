@@ -80,7 +80,9 @@ let package = Package(
     .testTarget(name: "KilnHALTests", dependencies: ["KilnTestSupport", "KilnHAL", "KilnCodegen", "KilnCompiler", "KilnIR", "KilnVulkan", "KilnSPIRV"]),
     .testTarget(name: "KilnIRTests", dependencies: ["KilnIR"]),
     .testTarget(name: "KilnONNXTests", dependencies: ["KilnONNX", "KilnIR"]),
-    .testTarget(name: "KilnCodegenTests", dependencies: ["KilnCodegen", "KilnTestSupport"]),
+    .testTarget(
+      name: "KilnCodegenTests", dependencies: ["KilnCodegen", "KilnCompiler", "KilnIR", "KilnTestSupport"],
+      exclude: ["Golden"]),
     .testTarget(name: "KilnBundleTests", dependencies: ["KilnBundle"]),
     .testTarget(name: "KilnCompilerTests", dependencies: ["KilnCompiler", "KilnIR"]),
     .testTarget(name: "KilnRuntimeTests", dependencies: ["KilnRuntime"]),

@@ -7,12 +7,9 @@ import KilnIR
 public enum CKernel {
   public static let elementsPerWorkgroup = 1024
 
-  /// One translation unit holding every kernel of a model.
-  /// - Parameter gemm: whether contractions `CMatMulTemplate` recognises use it (else every
-  ///   kernel gets the generic loop).
-  public static func translationUnit(
-    for kernels: [Kernel], gemm: Bool = true, prepacked: [Int: Set<CMatMulTemplate.Operand>] = [:]
-  ) -> String {
+  /// One translation unit holding every kernel of a model, each as its schedule says.
+  public static func translationUnit(for kernels: [Kernel], schedules: [CPUSchedule]) -> String {
+    precondition(kernels.count == schedules.count, "one schedule per kernel")
     var out = NativeToolchain.kilnCPUABIHeader
     out += """
 
@@ -67,35 +64,28 @@ public enum CKernel {
 
       """
     out += LowPrecisionCode.helpers(for: kernels.flatMap { $0.inputs.map(\.dtype) + [$0.output.dtype] }, .c)
-    // A kernel whose weights were Winograd-transformed (`WeightPrepacking`) must run as Winograd.
-    let winograds = kernels.enumerated().map { index, kernel in gemm ? winograd(kernel, prepacked: prepacked[index] ?? []) : nil }
-    let templates = kernels.enumerated().map { index, kernel in
-      gemm && winograds[index] == nil ? CMatMulTemplate.match(kernel, prepacked: prepacked[index] ?? []) : nil
-    }
-    let windows = kernels.indices.map { index in
-      gemm && templates[index] == nil && winograds[index] == nil ? CWindowTemplate.match(kernels[index]) : nil
-    }
+    let winograds = schedules.map { schedule -> CWinogradTemplate? in if case .winograd(let t) = schedule { t } else { nil } }
+    let templates = schedules.map { schedule -> CMatMulTemplate? in if case .gemm(let t) = schedule { t } else { nil } }
+    let windows = schedules.map { schedule -> CWindowTemplate? in if case .window(let t) = schedule { t } else { nil } }
     if templates.contains(where: { $0 != nil }) || windows.contains(where: { $0 != nil }) || winograds.contains(where: { $0 != nil }) {
       out += CMatMulSupport.source
     }
     if winograds.contains(where: { $0 != nil }) { out += CWinogradTemplate.support }
     // Kernels that differ only in name (repeated blocks of a network) share one body: the later
-    // ones are entry points that call the first, so the C compiler sees each body once.
+    // ones are entry points that call the first, so the C compiler sees each body once. Their
+    // code is compared as generated under one neutral name.
     var firstWithBody: [String: String] = [:]
     for (index, kernel) in kernels.enumerated() {
-      let template = templates[index]
-      if template?.prefersCoarseChunks == true || winograds[index] != nil {
+      if templates[index]?.prefersCoarseChunks == true || winograds[index] != nil {
         out += "\nKILN_CPU_EXPORT const uint32_t \(kernel.name)_chunks_per_thread = 1;\n"
       }
-      let source = winograds[index]?.source() ?? template?.source() ?? windows[index]?.source() ?? function(for: kernel)
-      let body = source.replacingOccurrences(of: kernel.name, with: "@KERNEL@").split(separator: "\n")
-        .filter { !$0.hasPrefix("//") }.joined(separator: "\n")
+      let body = schedules[index].source(for: kernel, named: "kiln_body")
       if let first = firstWithBody[body] {
         out += "\n// \(kernel.sourceOps.joined(separator: ", ")): the same code as \(first)\n"
         out += "KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) { \(first)(d); }\n"
       } else {
         firstWithBody[body] = kernel.name
-        out += "\n" + source
+        out += "\n" + schedules[index].source(for: kernel)
       }
     }
     return out
@@ -210,25 +200,6 @@ public enum CKernel {
     }
     level(0, outcome: 0, indent: indent)
     return lines
-  }
-
-  /// Workgroups `kernel` is dispatched with: its GEMM tiles when `CMatMulTemplate` runs it, else
-  /// one per `elementsPerWorkgroup` outputs.
-  public static func workgroups(for kernel: Kernel, gemm: Bool = true, prepacked: Set<CMatMulTemplate.Operand> = []) -> Int {
-    guard gemm else { return workgroups(for: kernel.output.elementCount) }
-    if let winograd = winograd(kernel, prepacked: prepacked) { return winograd.workgroups }
-    return CMatMulTemplate.match(kernel, prepacked: prepacked)?.workgroups ?? CWindowTemplate.match(kernel)?.workgroups
-      ?? workgroups(for: kernel.output.elementCount)
-  }
-
-  /// The Winograd form of `kernel` when its pre-packed operands say its weights were transformed
-  /// for it (a kernel so marked that does not match cannot run: its weights are transformed).
-  static func winograd(_ kernel: Kernel, prepacked: Set<CMatMulTemplate.Operand>) -> CWinogradTemplate? {
-    guard prepacked.contains(CWinogradTemplate.weightsOperand) else { return nil }
-    guard let template = CWinogradTemplate.match(kernel) else {
-      preconditionFailure("\(kernel.name): Winograd-transformed weights, but no Winograd convolution")
-    }
-    return template
   }
 
   /// Workgroups a generic kernel of `elementCount` outputs needs.

@@ -1,8 +1,8 @@
 import KilnCompiler
 import KilnIR
 
-/// Recognises float32 contractions — `epilogue(sum_k A(m, k) * B(k, n))` — and emits them for the
-/// CPU device as a cache-blocked GEMM: packed A and B panels, a register-blocked 6x16 microkernel
+/// Schedules a region's stated float32 contractions — `epilogue(sum_k A(m, k) * B(k, n))` — and
+/// emits them for the CPU device as a cache-blocked GEMM: packed A and B panels, a register-blocked 6x16 microkernel
 /// (AVX2/FMA in the x86-64-v3 object, portable C in the baseline one; `CMatMulSupport.source`) and
 /// the fused epilogue applied to each finished output tile.
 ///
@@ -17,7 +17,7 @@ import KilnIR
 /// N axes; the output for one batch is then a row-major M x N matrix. Each workgroup computes one
 /// `mc` x `nc` tile of one batch over the whole reduction.
 public struct CMatMulTemplate: Sendable {
-  let kernel: Kernel
+  var kernel: Kernel
   /// The distinct contractions of the body (a residual block's shortcut convolution adds a second
   /// one); all share the output tiling, each accumulates into its own tile.
   let contractions: [Contraction]
@@ -172,40 +172,26 @@ public struct CMatMulTemplate: Sendable {
     return template()
   }
 
-  /// `kernel` as float32 sums of products (up to `maximumContractions`, each a nest of sum
-  /// reductions over factors and the conditions masking them to zero: `Contraction.items`) and
-  /// the epilogue that combines them (reading contraction i as `accumulator(i)`); nil when it is
-  /// not one.
+  /// `kernel`'s stated contractions (up to `maximumContractions`, float32) as factors and the
+  /// conditions masking them to zero (`Contraction.items`: a stated factor that is itself a
+  /// product or a zero-masked value, such as a fused Pad's, splits further), and the epilogue that
+  /// combines them (reading contraction i as `accumulator(i)`); nil when the region states none
+  /// or holds another reduction.
   static func parse(_ kernel: Kernel) -> (epilogue: Expr, contractions: [Contraction])? {
-    guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
-    var reductions: [Expr] = []
-    var contractions: [Contraction] = []
-    var bodies: [Expr] = []
-    let replaced = kernel.body.replacingReductions { op, variable, extent, body in
-      let this = Expr.reduce(op, variable: variable, extent: extent, body: body)
-      // A reduction used twice (an epilogue such as Relu's select) is one contraction.
-      if let index = reductions.firstIndex(of: this) { return accumulator(index) }
-      guard op == .sum, reductions.count < maximumContractions else { return nil }
-      var variables = [(id: variable, extent: extent)]
-      var inner = body
-      while case .reduce(.sum, let v, let e, let b) = inner.kind {
-        variables.append((v, e))
-        inner = b
-      }
-      guard !inner.containsReduction else { return nil }
-      reductions.append(this)
-      contractions.append(Contraction(variables: variables))
-      bodies.append(inner)
-      return accumulator(reductions.count - 1)
+    let stated = kernel.region.contractions
+    guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices, !stated.isEmpty,
+      stated.count <= maximumContractions, stated.allSatisfy({ $0.reduction.type == .float32 })
+    else { return nil }
+    let epilogue = kernel.body.replacing { expr in
+      stated.firstIndex { $0.reduction == expr }.map(accumulator)
     }
-    guard let epilogue = replaced, !contractions.isEmpty, bodies.allSatisfy({ $0.type == .float32 }) else { return nil }
-    let accumulators = Set(contractions.indices.map { MatMulTemplate.accumulatorVariable + $0 })
-    guard !epilogue.usesVariable(except: accumulators) else { return nil }
-    for (index, body) in bodies.enumerated() {
-      let reductionIDs = Set(contractions[index].variables.map(\.id))
-      // Split the body into factors and the conditions masking them to zero.
+    let accumulators = Set(stated.indices.map { MatMulTemplate.accumulatorVariable + $0 })
+    guard !epilogue.containsReduction, !epilogue.usesVariable(except: accumulators) else { return nil }
+    var contractions: [Contraction] = []
+    for contraction in stated {
+      let reductionIDs = Set(contraction.loops.map(\.variable))
       var factors: [Expr] = []
-      var conditions: [Expr] = []
+      var conditions = contraction.conditions.flatMap(conjuncts)
       func split(_ e: Expr) {
         switch e.kind {
         case .binary(.multiply, let a, let b):
@@ -217,10 +203,12 @@ public struct CMatMulTemplate: Sendable {
         default: factors.append(e)
         }
       }
-      split(body)
+      contraction.factors.forEach(split)
       let items = factors.map { (expr: $0, isCondition: false) } + conditions.map { (expr: $0, isCondition: true) }
-      guard items.allSatisfy({ !$0.expr.usesVariable(except: reductionIDs) }) else { return nil }
-      contractions[index].items = items
+      guard items.allSatisfy({ !$0.expr.containsReduction && !$0.expr.usesVariable(except: reductionIDs) }) else { return nil }
+      var parsed = Contraction(variables: contraction.loops.map { (id: $0.variable, extent: $0.extent) })
+      parsed.items = items
+      contractions.append(parsed)
     }
     return (epilogue, contractions)
   }
@@ -667,9 +655,14 @@ public struct CMatMulTemplate: Sendable {
   }
 
   /// The kernel's C: its two packing functions and the entry point.
-  public func source() -> String {
+  /// The schedule in a few words: the GEMM shapes and tiles.
+  public var summary: String {
     let shapes = contractions.map { "\(batch)x\(m)x\(n)x\($0.k)" }.joined(separator: " + ")
-    var out: [String] = ["// \(kernel.sourceOps.joined(separator: ", ")) (cpu gemm \(shapes), tiles \(mc)x\(nc))"]
+    return "cpu gemm \(shapes), tiles \(mc)x\(nc)"
+  }
+
+  public func source() -> String {
+    var out: [String] = ["// \(kernel.sourceOps.joined(separator: ", ")) (\(summary))"]
     for index in contractions.indices {
       for a in [true, false] where !prepacked.contains(Operand(contraction: index, a: a)) {
         out += packLines(Operand(contraction: index, a: a))

@@ -23,7 +23,7 @@ import KilnIR
 /// epilogue then writes the real columns to the output. The object built without AVX2 runs the
 /// same order as one multiply-add loop per tap.
 public struct CWindowTemplate: Sendable {
-  let kernel: Kernel
+  var kernel: Kernel
   /// `.sum` (of a window element times a weight) or `.maximum` (of a window element).
   let op: ReduceOp
   let epilogue: Expr
@@ -73,8 +73,8 @@ public struct CWindowTemplate: Sendable {
     var conditions: [Expr]
   }
 
-  /// A float32 sum of products (`CMatMulTemplate.parse`), or a float32 maximum of one element
-  /// masked to -infinity (a max pool); nil for anything else.
+  /// A stated float32 sum of products (`CMatMulTemplate.parse`), or a stated float32 window
+  /// maximum of one loaded element (a max pool: padding reads as -infinity); nil for anything else.
   private static func reduction(_ kernel: Kernel) -> Reduction? {
     if let (epilogue, contractions) = CMatMulTemplate.parse(kernel) {
       guard contractions.count == 1 else { return nil }
@@ -83,32 +83,18 @@ public struct CWindowTemplate: Sendable {
         op: .sum, epilogue: epilogue, variables: contractions[0].variables, factors: items.filter { !$0.isCondition }.map(\.expr),
         conditions: items.filter(\.isCondition).map(\.expr))
     }
-    guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
-    var found: Reduction?
-    let epilogue = kernel.body.replacingReductions { op, variable, extent, body in
-      guard op == .maximum, found == nil else { return nil }
-      var variables = [(id: variable, extent: extent)]
-      var inner = body
-      while case .reduce(.maximum, let v, let e, let b) = inner.kind {
-        variables.append((v, e))
-        inner = b
-      }
-      var conditions: [Expr] = []
-      if case .select(let c, let value, let f) = inner.kind, case .literal(let fill) = f.kind, fill.type == .float32, fill.float == -.infinity {
-        conditions = CMatMulTemplate.conjuncts(c)
-        inner = value
-      }
-      guard case .load = inner.kind, inner.type == .float32 else { return nil }
-      found = Reduction(op: .maximum, epilogue: .literal(.of(0, .float32)), variables: variables, factors: [inner], conditions: conditions)
-      return CMatMulTemplate.accumulator(0)
-    }
-    guard var result = found, let epilogue else { return nil }
-    let ids = Set(result.variables.map(\.id))
-    guard !epilogue.usesVariable(except: [MatMulTemplate.accumulatorVariable]),
-      (result.factors + result.conditions).allSatisfy({ !$0.usesVariable(except: ids) })
+    guard !kernel.shape.isEmpty, kernel.output.dtype == .float32, kernel.fitsInt32Indices,
+      kernel.region.maxima.count == 1, let maximum = kernel.region.maxima.first, case .load = maximum.element.kind,
+      maximum.element.type == .float32
     else { return nil }
-    result.epilogue = epilogue
-    return result
+    let epilogue = kernel.body.replacing { $0 == maximum.reduction ? CMatMulTemplate.accumulator(0) : nil }
+    let variables = maximum.loops.map { (id: $0.variable, extent: $0.extent) }
+    let conditions = maximum.conditions.flatMap(CMatMulTemplate.conjuncts)
+    let ids = Set(variables.map(\.id))
+    guard !epilogue.containsReduction, !epilogue.usesVariable(except: [MatMulTemplate.accumulatorVariable]),
+      ([maximum.element] + conditions).allSatisfy({ !$0.usesVariable(except: ids) })
+    else { return nil }
+    return Reduction(op: .maximum, epilogue: epilogue, variables: variables, factors: [maximum.element], conditions: conditions)
   }
 
   /// The match for `kernel`, or nil when it is not a window this template runs.
@@ -238,6 +224,11 @@ public struct CWindowTemplate: Sendable {
     }
   }
 
+  /// The schedule in a few words: planes, taps, strides and the padded plane.
+  public var summary: String {
+    "cpu window: \(planes) planes of \(height)x\(width), \(taps) taps, stride \(strideH)x\(strideW), padded \(paddedHeight)x\(paddedWidth)"
+  }
+
   /// The kernel's C.
   public func source() -> String {
     let dialect = CDialect()
@@ -249,7 +240,7 @@ public struct CWindowTemplate: Sendable {
     let padded = strideH * strideW * phaseHeight * phaseWidth
     let tail = 2 * phaseWidth + 8
     var out = [
-      "// \(kernel.sourceOps.joined(separator: ", ")) (cpu window: \(planes) planes of \(height)x\(width), \(taps) taps, stride \(strideH)x\(strideW), padded \(paddedHeight)x\(paddedWidth))"
+      "// \(kernel.sourceOps.joined(separator: ", ")) (\(summary))"
     ]
     out += CMatMulTemplate.entryLines(name: kernel.name, kernel: kernel)
     for axis in kernel.shape.indices { out.append("  int64_t c\(axis) = 0; (void)c\(axis);") }

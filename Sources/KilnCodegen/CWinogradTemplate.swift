@@ -26,7 +26,7 @@ import KilnIR
 /// (everything after the reduction: bias, Relu, a residual) to them in place. Consecutive
 /// workgroups of one call that share the image and tile block reuse V.
 public struct CWinogradTemplate: Sendable {
-  let kernel: Kernel
+  var kernel: Kernel
   let epilogue: Expr
   /// The input convolved (X) and the weights (W).
   let input: Int
@@ -283,6 +283,11 @@ public struct CWinogradTemplate: Sendable {
     ]
   }
 
+  /// The schedule in a few words: the convolution's shape and blocking.
+  public var summary: String {
+    "cpu winograd F(4x4,3x3): \(batch)x\(filters)x\(channels), \(height)x\(width), tiles \(tilesH)x\(tilesW) in blocks of \(tileBlock), filters \(filterBlock) per group, \(filterSlice) per slice"
+  }
+
   /// The kernel's C: the input transform of one tile block and the entry point.
   public func source() -> String {
     let name = kernel.name
@@ -290,9 +295,7 @@ public struct CWinogradTemplate: Sendable {
     let vFloats = 36 * vStride
     let mFloats = 36 * mStride
     let stripFloats = stripRows * stripW + 64
-    var out = [
-      "// \(kernel.sourceOps.joined(separator: ", ")) (cpu winograd F(4x4,3x3): \(batch)x\(filters)x\(channels), \(height)x\(width), tiles \(tilesH)x\(tilesW) in blocks of \(tileBlock), filters \(filterBlock) per group, \(filterSlice) per slice)"
-    ]
+    var out = ["// \(kernel.sourceOps.joined(separator: ", ")) (\(summary))"]
     // The input transform of tiles [t0, t1) of image n into v.
     out.append("__attribute__((noinline)) static void \(name)_winograd_input(const float *restrict x, int64_t n, int64_t t0, int64_t t1, float *restrict strip, float *restrict v) {")
     out.append("  const int64_t th0 = t0 / \(tw), th1 = (t1 - 1) / \(tw);")

@@ -57,9 +57,8 @@ public struct CoopMatTemplate: TiledContraction, Sendable, Hashable {
   }
 
   public func source() -> String {
-    var shader = EmbeddedShaders.matmulCoopmat
-    if emulated { shader = shader.replacingOccurrences(of: "#version 450\n", with: "#version 450\n#define KILN_COOPMAT_EMULATED\n") }
-    return SharedMatMulTemplate.instantiate(
-      shader, name: emulated ? "matmul_coopmat, emulated" : "matmul_coopmat", base: base, split: split, value: "v")
+    SharedMatMulTemplate.instantiate(
+      .matmulCoopmat, name: emulated ? "matmul_coopmat, emulated" : "matmul_coopmat",
+      defines: emulated ? ["#define KILN_COOPMAT_EMULATED"] : [], base: base, split: split, value: "v")
   }
 }

@@ -30,7 +30,11 @@ public enum HalfPrecisionWeights {
     var refused: Set<ValueID> = []
     let stepsOfKernel = Dictionary(grouping: plan.steps.indices, by: { plan.steps[$0].kernel })
     for (kernelIndex, kernel) in plan.kernels.enumerated() {
-      guard MatMulTemplate.match(kernel) != nil, let steps = stepsOfKernel[kernelIndex] else { continue }
+      // A region stating one contraction of two or more factors (what the GPU classes' templates
+      // run), with a float32 result.
+      guard let contraction = kernel.region.contractions.first, kernel.region.contractions.count == 1,
+        contraction.factors.count >= 2, kernel.output.dtype == .float32, let steps = stepsOfKernel[kernelIndex]
+      else { continue }
       for (input, operand) in kernel.inputs.enumerated() where operand.dtype == .float32 && operand.elementCount >= minimumElements {
         // Every step running this kernel must bind a convertible float32 constant there.
         let sources = steps.map { plan.steps[$0].inputs[input] }

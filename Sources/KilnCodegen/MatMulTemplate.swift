@@ -1,8 +1,8 @@
 import KilnCompiler
 import KilnIR
 
-/// Recognises contraction kernels — `epilogue(sum_k A * B)` where A does not depend on some output
-/// axis block N and B not on an output axis M — and instantiates the register-blocked template
+/// Schedules a region's stated contraction — `epilogue(sum_k A * B)`, where A does not depend on
+/// some output axis block N and B not on an output axis M — and instantiates the register-blocked template
 /// `shaders/matmul_tiled.comp` for them, fusing the epilogue. MatMul and Gemm match with k the
 /// contracted axis; Conv matches as an implicit GEMM: M is the output channel (the weights are A),
 /// N the flattened spatial axes, k the (channel, taps) loops, and B is the input read through the
@@ -41,7 +41,7 @@ public struct MatMulTemplate: Sendable, Hashable {
   /// plain load whose index is `base + k` (the loops flatten contiguously, as MatMul's K and a
   /// convolution's (channel, kh, kw) do) with `base` and K multiples of 4; nil for scalar loads.
   var vectorA: VectorLoad?
-  let kernel: Kernel
+  var kernel: Kernel
   /// Operands larger than this are bound in parts (`VulkanBindingLayout`), read with scalar loads.
   var maximumBindingBytes = VulkanBindingLayout.guaranteedBytes
   /// The GLSL of this kernel's types, buffers and operations.
@@ -92,40 +92,23 @@ public struct MatMulTemplate: Sendable, Hashable {
   public static func match(_ kernel: Kernel, maximumBindingBytes: Int = VulkanBindingLayout.guaranteedBytes) -> MatMulTemplate? {
     let rank = kernel.shape.count
     guard rank >= 1, kernel.output.dtype == .float32, kernel.fitsInt32Indices else { return nil }
-    var reduction: Expr?
-    var found: (loops: [Loop], body: Expr)?
-    // Every reduction must be the same one (an epilogue such as Relu's select uses it twice).
-    let epilogue = kernel.body.replacingReductions { op, variable, extent, body in
-      let this = Expr.reduce(op, variable: variable, extent: extent, body: body)
-      if let reduction { return reduction == this ? accumulator : nil }
-      guard op == .sum else { return nil }
-      var loops = [Loop(variable: variable, extent: extent)]
-      var inner = body
-      while case .reduce(.sum, let v, let e, let b) = inner.kind {
-        loops.append(Loop(variable: v, extent: e))
-        inner = b
-      }
-      reduction = this
-      found = (loops, inner)
-      return accumulator
-    }
-    guard let found, let epilogue, kernel.type(of: found.body) == .scalar(.float32) else { return nil }
-    // `select(inside, x * w, 0)` (a padded window) masks one operand instead.
-    var condition: Expr?
-    var product = found.body
-    if case .select(let c, let p, let z) = found.body.kind, case .literal(let zero) = z.kind, zero.float == 0 {
-      condition = c
-      product = p
-    }
-    guard case .binary(.multiply, let x, let y) = product.kind, !x.containsReduction, !y.containsReduction,
-      condition?.containsReduction != true
+    // One stated contraction of two or more factors; the epilogue is the body around it.
+    guard kernel.region.contractions.count == 1, let contraction = kernel.region.contractions.first,
+      contraction.reduction.type == .float32, contraction.factors.count >= 2
     else { return nil }
+    let epilogue = kernel.body.replacing { $0 == contraction.reduction ? accumulator : nil }
+    guard !epilogue.containsReduction else { return nil }
+    let loops = contraction.loops.map { Loop(variable: $0.variable, extent: $0.extent) }
+    let x = contraction.factors.dropLast().dropFirst().reduce(contraction.factors[0]) { .binary(.multiply, $0, $1) }
+    let y = contraction.factors[contraction.factors.count - 1]
+    let condition = contraction.conditions.isEmpty ? nil : Expr.all(contraction.conditions)
+    guard !x.containsReduction, !y.containsReduction, condition?.containsReduction != true else { return nil }
     var best: MatMulTemplate?
     for (a, b) in [(x, y), (y, x)] {
       for maskB in [true, false] where condition != nil || maskB {
         let maskedA = condition.map { maskB ? a : Expr.select($0, a, .literal(.of(0, .float32))) } ?? a
         let maskedB = condition.map { maskB ? Expr.select($0, b, .literal(.of(0, .float32))) : b } ?? b
-        guard let candidate = build(kernel, found.loops, maskedA, maskedB, epilogue, maximumBindingBytes) else { continue }
+        guard let candidate = build(kernel, loops, maskedA, maskedB, epilogue, maximumBindingBytes) else { continue }
         if best == nil || (best?.mAxis == nil && candidate.mAxis != nil) { best = candidate }
       }
     }
@@ -310,16 +293,14 @@ public struct MatMulTemplate: Sendable, Hashable {
         }
       }
     }
-    let replacements: [(String, String)] = [
-      ("@BINDINGS@", bindings), ("@HELPERS@", dialect.helperFunctions()), ("@M@", "\(m)"), ("@N@", "\(n)"),
-      ("@BATCH@", "\(batchCount)"), ("@TM@", "\(tileM)"), ("@TN@", "\(tileN)"), ("@LANES@", "\(lanes)"),
-      ("@OPERANDS@", operands), ("@BLOCK@", block.joined(separator: "\n")),
-    ]
-    // `#version` stays the first line; the kernel's name follows as a comment.
-    var source = EmbeddedShaders.matmulTiled.replacingOccurrences(
-      of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (matmul_tiled)\n")
-    for (placeholder, value) in replacements { source = source.replacingOccurrences(of: placeholder, with: value) }
-    return source
+    // The kernel's name follows `#version` as a comment.
+    return ShaderTemplate.matmulTiled.instantiate(
+      header: ["// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (matmul_tiled)"],
+      [
+        .bindings: .code(bindings), .helpers: .code(dialect.helperFunctions()), .m: .integer(m), .n: .integer(n),
+        .batch: .integer(batchCount), .tm: .integer(tileM), .tn: .integer(tileN), .lanes: .integer(lanes),
+        .operands: .code(operands), .block: .code(block.joined(separator: "\n")),
+      ])
   }
 
   /// The operand loaders `kiln_a` / `kiln_b` (of the output coordinates and the loop variables)
@@ -448,23 +429,5 @@ public struct MatMulTemplate: Sendable, Hashable {
       step *= kernel.shape[axis]
     }
     return terms.isEmpty ? "0" : terms.joined(separator: " + ")
-  }
-}
-
-extension Expr {
-  /// Replaces every `.reduce` (the outermost of a nest) through `transform`; nil when `transform`
-  /// refuses one. Each distinct reduction is offered once.
-  func replacingReductions(_ transform: (ReduceOp, Int, Int, Expr) -> Expr?) -> Expr? {
-    var refused = false
-    let result = replacing { expr -> Expr? in
-      guard !refused else { return expr }
-      guard case .reduce(let op, let variable, let extent, let body) = expr.kind else { return nil }
-      guard let replacement = transform(op, variable, extent, body) else {
-        refused = true
-        return expr
-      }
-      return replacement
-    }
-    return refused ? nil : result
   }
 }

@@ -91,7 +91,8 @@ public struct CompiledModel: Sendable {
 /// 6. `program` — the dispatch program per target, with a barrier only before a real hazard.
 public struct ModelCompiler: Sendable {
   public static let passNames = [
-    "decompose", "fold-batchnorm", "form-dispatch-regions", "plan-memory", "fp16-weights", "prepack-weights", "codegen-vulkan", "codegen-cpu", "program",
+    "decompose", "fold-batchnorm", "form-dispatch-regions", "plan-memory", "fp16-weights", "schedule-vulkan", "schedule-cpu",
+    "codegen-vulkan", "codegen-cpu", "program",
   ]
 
   public var options: CompileOptions
@@ -159,17 +160,16 @@ public struct ModelCompiler: Sendable {
     }
     // The shaders compile in the background from here on, and the C compiler from when its source
     // is ready: on a 2-core machine the weight pre-packing and packing run meanwhile.
-    let vulkanBuild = options.targets.contains(.vulkan) ? measure("vulkan-sources") { startVulkanBuild(plans: vulkan.map(\.plan)) } : nil
+    let vulkanSchedules = options.targets.contains(.vulkan) ? try run("schedule-vulkan", { scheduleVulkan(plans: vulkan.map(\.plan)) }, describe: { schedules in zip(vulkanClasses, zip(vulkan, schedules)).map { c, pair in "class \(c.rawValue):\n" + describeSchedules(pair.0.plan, pair.1.map(\.summary)) }.joined(separator: "\n") }) : []
+    let vulkanBuild = options.targets.contains(.vulkan) ? measure("vulkan-sources") { startVulkanBuild(plans: vulkan.map(\.plan), schedules: vulkanSchedules) } : nil
     defer { vulkanBuild?.group.wait() }
 
     // The CPU program binds its GEMM kernels' constant operands pre-packed (its own plan and
     // memory plan); the bundle ships the constants some program binds, each once.
-    var cpu = (plan: cpuBase, memory: memory, prepacked: [Int: Set<CMatMulTemplate.Operand>]())
-    if options.targets.contains(.cpu), options.cpuGEMM {
-      let packed = try run("prepack-weights", { try Self.verified(WeightPrepacking.run(cpuBase)) }, describe: { "\($0.count) constants pre-packed for the CPU, \($0.bytes) bytes" })
-      if packed.count > 0 {
-        cpu = (packed.plan, try PlanMemory.run(packed.plan), packed.prepacked)
-      }
+    var cpu = (plan: cpuBase, memory: memory, schedules: [CPUSchedule]())
+    if options.targets.contains(.cpu) {
+      let scheduled = try run("schedule-cpu", { try Self.verified(WeightPrepacking.run(cpuBase, gemm: options.cpuGEMM)) }, describe: { describeSchedules($0.plan, $0.schedules.map(\.summary), note: "\($0.count) constants pre-packed for the CPU, \($0.bytes) bytes") })
+      cpu = (scheduled.plan, scheduled.count > 0 ? try PlanMemory.run(scheduled.plan) : memory, scheduled.schedules)
     }
     var weights: [ValueID] = []
     if options.targets.contains(.vulkan) {
@@ -178,7 +178,7 @@ public struct ModelCompiler: Sendable {
     if options.targets.contains(.cpu) { weights += cpu.memory.weights.filter { !weights.contains($0) } }
     let weightIndex = Dictionary(uniqueKeysWithValues: weights.enumerated().map { ($1, $0) })
 
-    let cpuBuild = options.targets.contains(.cpu) ? try measure("cpu-source") { try startCPUBuild(plan: cpu.plan, prepacked: cpu.prepacked) } : nil
+    let cpuBuild = options.targets.contains(.cpu) ? try measure("cpu-source") { try startCPUBuild(plan: cpu.plan, schedules: cpu.schedules) } : nil
     defer { cpuBuild?.group.wait() }
     var writer = BundleWriter()
     var manifest = Manifest(
@@ -201,7 +201,7 @@ public struct ModelCompiler: Sendable {
         }
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, dispatches: { [ProgramBuilder.KernelDispatch(executable: index, entryPoint: cpu.plan.kernels[$0].name, workgroups: [CKernel.workgroups(for: cpu.plan.kernels[$0], gemm: options.cpuGEMM, prepacked: cpu.prepacked[$0] ?? []), 1, 1])] }) }, describe: describeProgram))
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, dispatches: { [ProgramBuilder.KernelDispatch(executable: index, entryPoint: cpu.plan.kernels[$0].name, workgroups: [cpu.schedules[$0].workgroups(for: cpu.plan.kernels[$0]), 1, 1])] }) }, describe: describeProgram))
       }
     }
     if packer.count > 0 {
@@ -232,27 +232,37 @@ public struct ModelCompiler: Sendable {
   /// constants and workgroups; a split-K contraction has two), and the scratch bytes it needs.
   struct VulkanKernelCode: Sendable {
     var source: String
+    /// The shader of the kernel under a neutral name: kernels with the same one share a module.
+    var key: String
     var dispatches: [(specialization: [UInt32]?, workgroups: [Int], scratch: ProgramBuilder.KernelDispatch.Scratch)]
     var scratchBytes = 0
 
-    init(_ kernel: Kernel, deviceClass: VulkanClass, emulateCooperativeMatrix: Bool, maximumBindingBytes: Int) {
-      let template = MatMulTemplate.match(kernel, maximumBindingBytes: maximumBindingBytes)
-      if deviceClass == .coopmat, let coop = template.flatMap({ CoopMatTemplate.match(base: $0, emulated: emulateCooperativeMatrix) }) {
-        source = coop.source()
+    init(_ kernel: Kernel, schedule: VulkanSchedule, maximumBindingBytes: Int) {
+      let (neutral, renamed) = schedule.neutral(kernel, named: "kernel")
+      key = Self.source(renamed, neutral, maximumBindingBytes)
+      source = Self.source(kernel, schedule, maximumBindingBytes)
+      switch schedule {
+      case .cooperativeMatrix(let coop):
         scratchBytes = coop.scratchBytes
         dispatches = Self.phases(coop)
-      } else if deviceClass != .cpu, let shared = template.flatMap(SharedMatMulTemplate.match(base:)) {
-        source = shared.source()
+      case .sharedTiles(let shared):
         scratchBytes = shared.scratchBytes
         dispatches = Self.phases(shared)
-      } else if let template {
-        source = template.source()
+      case .registerTiles(let template):
         dispatches = [(nil, template.workgroups, .none)]
-      } else {
-        source = GLSLKernel.source(for: kernel, maximumBindingBytes: maximumBindingBytes)
+      case .perElement:
         let groups = (kernel.output.elementCount + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
         let x = min(groups, 65535)
         dispatches = [(nil, [x, (groups + x - 1) / x, 1], .none)]
+      }
+    }
+
+    static func source(_ kernel: Kernel, _ schedule: VulkanSchedule, _ maximumBindingBytes: Int) -> String {
+      switch schedule {
+      case .cooperativeMatrix(let coop): coop.source()
+      case .sharedTiles(let shared): shared.source()
+      case .registerTiles(let template): template.source()
+      case .perElement: GLSLKernel.source(for: kernel, maximumBindingBytes: maximumBindingBytes)
       }
     }
 
@@ -289,19 +299,30 @@ public struct ModelCompiler: Sendable {
     }
   }
 
-  /// `plans`: per device class (they differ only in the operand types of `--precision fp16`).
-  private func startVulkanBuild(plans: [DispatchPlan]) -> VulkanBuild {
+  /// The `schedule-vulkan` pass: each kernel's schedule in each device class's program (`plans`:
+  /// per class, as for `startVulkanBuild`).
+  private func scheduleVulkan(plans: [DispatchPlan]) -> [[VulkanSchedule]] {
+    zip(options.resolvedVulkanClasses, plans).map { deviceClass, plan in
+      plan.kernels.map {
+        VulkanSchedule.choose(
+          $0, deviceClass: deviceClass, emulateCooperativeMatrix: options.emulateCooperativeMatrix,
+          maximumBindingBytes: options.vulkanMaximumBindingBytes)
+      }
+    }
+  }
+
+  /// `plans`: per device class (they differ only in the operand types of `--precision fp16`);
+  /// `schedules`: per class, per kernel.
+  private func startVulkanBuild(plans: [DispatchPlan], schedules: [[VulkanSchedule]]) -> VulkanBuild {
     let plan = plans[0]
     // Kernel names differ; the shader body does not mention them except in a comment line.
     // Contractions use the hand-written templates (shaders/matmul_tiled.comp on CPU-class devices,
     // shaders/matmul_shared.comp on GPUs, shaders/matmul_coopmat.comp on GPUs with matrix units),
     // the rest the generic one-invocation-per-element form.
     let classes = options.resolvedVulkanClasses
-    let (emulate, bindingBytes) = (options.emulateCooperativeMatrix, options.vulkanMaximumBindingBytes)
-    let code = zip(classes, plans).map { deviceClass, plan in
-      plan.kernels.map {
-        VulkanKernelCode($0, deviceClass: deviceClass, emulateCooperativeMatrix: emulate, maximumBindingBytes: bindingBytes)
-      }
+    let bindingBytes = options.vulkanMaximumBindingBytes
+    let code = zip(plans, schedules).map { plan, schedules in
+      zip(plan.kernels, schedules).map { VulkanKernelCode($0, schedule: $1, maximumBindingBytes: bindingBytes) }
     }
     var slotOfBody: [String: Int] = [:]
     var unique: [(deviceClass: Int, kernel: Int)] = []
@@ -310,7 +331,7 @@ public struct ModelCompiler: Sendable {
     for (c, kernels) in code.enumerated() {
       var slots: [Int] = []
       for (index, kernel) in kernels.enumerated() {
-        let body = kernel.source.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("// ") }.joined(separator: "\n")
+        let body = kernel.key
         if let slot = slotOfBody[body] {
           slots.append(slot)
         } else {
@@ -421,10 +442,10 @@ public struct ModelCompiler: Sendable {
 
   /// Starts building one C translation unit as an x86-64-v3 variant (preferred) and a baseline
   /// variant, each in its own C compiler process; nil for a model without kernels.
-  private func startCPUBuild(plan: DispatchPlan, prepacked: [Int: Set<CMatMulTemplate.Operand>]) throws -> CPUBuild? {
+  private func startCPUBuild(plan: DispatchPlan, schedules: [CPUSchedule]) throws -> CPUBuild? {
     // A model whose outputs are all copies (or constants) needs no code at all.
     if plan.kernels.isEmpty { return nil }
-    let source = CKernel.translationUnit(for: plan.kernels, gemm: options.cpuGEMM, prepacked: prepacked)
+    let source = CKernel.translationUnit(for: plan.kernels, schedules: schedules)
     if let directory = options.dumpDirectory {
       try source.write(to: directory.appendingPathComponent("cpu-kernels.c"), atomically: true, encoding: .utf8)
     }
@@ -491,6 +512,12 @@ public struct ModelCompiler: Sendable {
     }
     for copy in plan.copies { lines.append("copy '\(plan.graph[copy.source].name)' -> output \(copy.destination)") }
     return lines.joined(separator: "\n")
+  }
+
+  /// One line per kernel: its name, region kind and schedule.
+  private func describeSchedules(_ plan: DispatchPlan, _ summaries: [String], note: String? = nil) -> String {
+    let lines = zip(plan.kernels, summaries).map { kernel, summary in "\(kernel.name) [\(kernel.region.kind.rawValue)]: \(summary)" }
+    return (lines + (note.map { [$0] } ?? [])).joined(separator: "\n")
   }
 
   private func describeMemory(_ memory: MemoryPlan, plan: DispatchPlan) -> String {

@@ -78,14 +78,16 @@ public struct SharedMatMulTemplate: TiledContraction, Sendable, Hashable {
   /// The instantiated GLSL. Its tile sizes are specialization constants; the ones in the source
   /// are the defaults only.
   public func source() -> String {
-    Self.instantiate(EmbeddedShaders.matmulShared, name: "matmul_shared", base: base, split: split, value: "acc[i * TN + j]")
+    Self.instantiate(.matmulShared, name: "matmul_shared", base: base, split: split, value: "acc[i * TN + j]")
   }
 
   /// `shader` (matmul_shared.comp or matmul_coopmat.comp) instantiated for `base`'s operands,
   /// epilogue and sizes: the operand loaders, the (batch, m, k, n) index helpers, split-K's
   /// scratch binding and reduce phase, and the store of `value` (the accumulated element of output
   /// row `m`, column `n`) to the output or, with a split, to the slice's scratch.
-  static func instantiate(_ shader: String, name: String, base: MatMulTemplate, split: Int, value: String) -> String {
+  static func instantiate(
+    _ shader: ShaderTemplate, name: String, defines: [String] = [], base: MatMulTemplate, split: Int, value: String
+  ) -> String {
     let kernel = base.kernel
     var bindings = base.dialect.bufferDeclarations(scratch: split > 1)
     bindings.removeLast()
@@ -137,15 +139,13 @@ public struct SharedMatMulTemplate: TiledContraction, Sendable, Hashable {
       split > 1
       ? "      scratch[((slice * BATCH + batch) * M + m) * N + n] = \(value);"
       : "      kiln_store_at(batch, m, n, \(value));"
-    let replacements: [(String, String)] = [
-      ("@BINDINGS@", bindings), ("@HELPERS@", base.dialect.helperFunctions()), ("@M@", "\(base.m)"), ("@N@", "\(base.n)"),
-      ("@K@", "\(base.k)"), ("@BATCH@", "\(base.batchCount)"), ("@OPERANDS@", helpers), ("@REDUCE_PHASE@", reducePhase),
-      ("@STORE@", store),
-    ]
-    var source = shader.replacingOccurrences(
-      of: "#version 450\n", with: "#version 450\n// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (\(name))\n")
-    for (placeholder, value) in replacements { source = source.replacingOccurrences(of: placeholder, with: value) }
-    return source
+    return shader.instantiate(
+      header: ["// \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (\(name))"] + defines,
+      [
+        .bindings: .code(bindings), .helpers: .code(base.dialect.helperFunctions()), .m: .integer(base.m), .n: .integer(base.n),
+        .k: .integer(base.k), .batch: .integer(base.batchCount), .operands: .code(helpers), .reducePhase: .code(reducePhase),
+        .store: .code(store),
+      ])
   }
 }
 

@@ -2,7 +2,9 @@ import Foundation
 import KilnCompiler
 import KilnIR
 
-/// Pre-packs the constant operands of the CPU target's GEMM kernels at compile time.
+/// The `schedule-cpu` pass: chooses each kernel's CPU schedule (`CPUSchedule`: Winograd, GEMM,
+/// window or loops) once, pre-packing at compile time the constant operands the chosen kernels
+/// read packed.
 ///
 /// `CMatMulTemplate` multiplies packed micro-panels (6 rows of A, 16 columns of B, interleaved
 /// along the reduction). An operand that is a constant (a convolution's or a fully connected
@@ -20,6 +22,9 @@ public enum WeightPrepacking {
     public var plan: DispatchPlan
     /// Per kernel index, the operands its C code reads pre-packed.
     public var prepacked: [Int: Set<CMatMulTemplate.Operand>]
+    /// Per kernel index, its schedule (made from the kernel as the plan binds it, packed operands
+    /// included).
+    public var schedules: [CPUSchedule] = []
     /// Constants packed and their bytes.
     public var count: Int
     public var bytes: Int
@@ -28,8 +33,16 @@ public enum WeightPrepacking {
   /// - Parameter winograd: whether 3x3 convolutions of the shapes `CWinogradTemplate` wins on get
   ///   Winograd-transformed weights (and so run as Winograd convolutions); `KILN_CPU_WINOGRAD=0`
   ///   in the environment turns it off.
-  public static func run(_ plan: DispatchPlan, winograd: Bool = ProcessInfo.processInfo.environment["KILN_CPU_WINOGRAD"] != "0") -> Result {
+  /// - Parameter gemm: whether contractions may run as GEMMs, Winograd and window kernels at all
+  ///   (`CompileOptions.cpuGEMM`); without, every kernel runs as loops and nothing is packed.
+  public static func run(
+    _ plan: DispatchPlan, gemm: Bool = true, winograd: Bool = ProcessInfo.processInfo.environment["KILN_CPU_WINOGRAD"] != "0"
+  ) -> Result {
     var result = Result(plan: plan, prepacked: [:], count: 0, bytes: 0)
+    guard gemm else {
+      result.schedules = plan.kernels.map { _ in .loops }
+      return result
+    }
     var graph = plan.graph
     var packedValues: [PackKey: ValueID] = [:]
     let stepsOfKernel = Dictionary(grouping: plan.steps.indices, by: { plan.steps[$0].kernel })
@@ -80,6 +93,9 @@ public enum WeightPrepacking {
     }
     result.plan.graph = graph
     result.plan.materialized.formUnion(packedValues.values)
+    result.schedules = result.plan.kernels.enumerated().map { index, kernel in
+      CPUSchedule.choose(kernel, prepacked: result.prepacked[index] ?? [])
+    }
     return result
   }
 

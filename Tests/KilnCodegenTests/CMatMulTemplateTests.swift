@@ -23,7 +23,7 @@ struct CMatMulTemplateTests {
     let bBase = batchedB ? b * (k * n) : .index(0)
     let a = Expr.load(input: 0, dtype: .float32, index: aBase + (transA ? v * m + i : i * k + v))
     let bb = Expr.load(input: 1, dtype: .float32, index: bBase + (transB ? j * k + v : v * n + j))
-    let sum = Expr.reduce(.sum, variable: 7, extent: k, body: .binary(.multiply, a, bb))
+    let (sum, stated) = Contraction.sum(over: [.init(variable: 7, extent: k)], factors: [a, bb], type: .float32)
     var inputs: [Kernel.Operand] = [
       .init(dtype: .float32, elementCount: (batchedA ? batch : 1) * m * k),
       .init(dtype: .float32, elementCount: (batchedB ? batch : 1) * k * n),
@@ -41,7 +41,7 @@ struct CMatMulTemplateTests {
     }
     return Kernel(
       name: "mm", inputs: inputs, output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body,
-      sourceOps: ["mm"])
+      sourceOps: ["mm"], region: .contraction(stated))
   }
 
   /// NCHW 2-D convolution with padding `pad` and stride `stride`, bias and Relu; `depthwise` makes
@@ -63,9 +63,9 @@ struct CMatMulTemplateTests {
     let taps = kernelSize * kernelSize
     let w = Expr.load(
       input: 1, dtype: .float32, index: depthwise ? co * taps + kh * kernelSize + kw : co * (channels * taps) + ci * taps + kh * kernelSize + kw)
-    var sum = Expr.reduce(.sum, variable: 3, extent: kernelSize, body: .select(inside, .binary(.multiply, x, w), .literal(.of(0, .float32))))
-    sum = .reduce(.sum, variable: 2, extent: kernelSize, body: sum)
-    if !depthwise { sum = .reduce(.sum, variable: 1, extent: channels, body: sum) }
+    let loops = (depthwise ? [] : [Contraction.Loop(variable: 1, extent: channels)])
+      + [.init(variable: 2, extent: kernelSize), .init(variable: 3, extent: kernelSize)]
+    let (sum, stated) = Contraction.sum(over: loops, factors: [x, w], conditions: [inside], type: .float32)
     let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: co))
     let body = Expr.binary(.maximum, biased, .literal(.of(0, .float32)))
     return Kernel(
@@ -76,7 +76,7 @@ struct CMatMulTemplateTests {
         .init(dtype: .float32, elementCount: filters),
       ],
       output: .init(dtype: .float32, elementCount: batch * filters * out * out), shape: [batch, filters, out, out], body: body,
-      sourceOps: ["conv"])
+      sourceOps: ["conv"], region: .contraction(stated))
   }
 
   /// Runs `kernel` on the CPU device with the GEMM path on or off (and `prepacked` operands read
@@ -85,8 +85,9 @@ struct CMatMulTemplateTests {
     _ kernel: Kernel, gemm: Bool, inputs: [[Float]], flags: [String] = [], prepacked: Set<CMatMulTemplate.Operand> = []
   ) throws -> [Float] {
     let device = try TestDevices.device("cpu")
+    let schedule = gemm ? CPUSchedule.choose(kernel, prepacked: prepacked) : .loops
     let code = try NativeToolchain().compileSharedObject(
-      source: CKernel.translationUnit(for: [kernel], gemm: gemm, prepacked: [0: prepacked]), flags: ["-fwrapv"] + flags,
+      source: CKernel.translationUnit(for: [kernel], schedules: [schedule]), flags: ["-fwrapv"] + flags,
       name: kernel.name)
     let executable = try device.makeExecutable(
       ExecutableSpec(format: .sharedObject, code: code, entryPoints: [EntryPoint(name: kernel.name, bindingCount: inputs.count + 1)]))
@@ -100,7 +101,7 @@ struct CMatMulTemplateTests {
     bindings.append(BufferRange(output))
     let commands = try device.makeCommandBuffer()
     try commands.dispatch(
-      executable, entryPoint: 0, bindings: bindings, pushConstants: [], workgroups: WorkgroupCount(CKernel.workgroups(for: kernel, gemm: gemm, prepacked: prepacked)))
+      executable, entryPoint: 0, bindings: bindings, pushConstants: [], workgroups: WorkgroupCount(schedule.workgroups(for: kernel)))
     try commands.end()
     try device.submitAndWait(commands)
     return try device.read(BufferRange(output)).asFloats()
@@ -262,12 +263,13 @@ struct CMatMulTemplateTests {
     let (m, n, k1, k2) = (22, 37, 9, 14)
     let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(3))
     let b = Expr.select(.binary(.less, v, .index(k1)), .load(input: 1, dtype: .float32, index: v * n + j), .load(input: 2, dtype: .float32, index: (v - k1) * n + j))
+    let (sum, stated) = Contraction.sum(
+      over: [.init(variable: 3, extent: k1 + k2)], factors: [.load(input: 0, dtype: .float32, index: i * (k1 + k2) + v), b], type: .float32)
     let kernel = Kernel(
       name: "concatmm",
       inputs: [.init(dtype: .float32, elementCount: m * (k1 + k2)), .init(dtype: .float32, elementCount: k1 * n), .init(dtype: .float32, elementCount: k2 * n)],
       output: .init(dtype: .float32, elementCount: m * n), shape: [m, n],
-      body: .reduce(.sum, variable: 3, extent: k1 + k2, body: .binary(.multiply, .load(input: 0, dtype: .float32, index: i * (k1 + k2) + v), b)),
-      sourceOps: ["concatmm"])
+      body: sum, sourceOps: ["concatmm"], region: .contraction(stated))
     #expect(try #require(CMatMulTemplate.match(kernel)).source().contains("bool t1 = (v3 < INT64_C(9));"))
     try expectAgreement(kernel)
   }
@@ -276,12 +278,14 @@ struct CMatMulTemplateTests {
   @Test func twoContractionsShareTheTiling() throws {
     let first = matmul(batch: 1, m: 21, n: 35, k: 13)
     let (i, j, v) = (Expr.coordinate(1), Expr.coordinate(2), Expr.variable(8))
-    let second = Expr.reduce(
-      .sum, variable: 8, extent: 9, body: .binary(.multiply, .load(input: 2, dtype: .float32, index: i * 9 + v), .load(input: 3, dtype: .float32, index: v * 35 + j)))
+    let (second, stated) = Contraction.sum(
+      over: [.init(variable: 8, extent: 9)],
+      factors: [.load(input: 2, dtype: .float32, index: i * 9 + v), .load(input: 3, dtype: .float32, index: v * 35 + j)], type: .float32)
     let body = Expr.binary(.maximum, .binary(.add, first.body, second), .literal(.of(0, .float32)))
     let kernel = Kernel(
       name: "mm2", inputs: first.inputs + [.init(dtype: .float32, elementCount: 21 * 9), .init(dtype: .float32, elementCount: 9 * 35)],
-      output: first.output, shape: first.shape, body: body, sourceOps: ["mm2"])
+      output: first.output, shape: first.shape, body: body, sourceOps: ["mm2"],
+      region: .contraction(first.region.contractions[0], stated))
     #expect(CMatMulTemplate.match(kernel)?.contractions.count == 2)
     try expectAgreement(kernel)
   }

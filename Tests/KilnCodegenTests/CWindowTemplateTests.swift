@@ -31,9 +31,9 @@ extension CMatMulTemplateTests {
     let x = Expr.load(input: 0, dtype: .float32, index: nn * (channels * height * width) + channel * (height * width) + row * width + column)
     let taps = kernel.h * kernel.w
     let w = Expr.load(input: 1, dtype: .float32, index: co * taps + kh * kernel.w + kw)
-    let product = Expr.binary(.multiply, x, w)
-    var sum = Expr.reduce(.sum, variable: 3, extent: kernel.w, body: masked ? .select(inside, product, .literal(.of(0, .float32))) : product)
-    sum = .reduce(.sum, variable: 2, extent: kernel.h, body: sum)
+    let (sum, stated) = Contraction.sum(
+      over: [.init(variable: 2, extent: kernel.h), .init(variable: 3, extent: kernel.w)], factors: [x, w],
+      conditions: masked ? [inside] : [], type: .float32)
     var inputs: [Kernel.Operand] = [
       .init(dtype: .float32, elementCount: batch * channels * height * width), .init(dtype: .float32, elementCount: filters * taps),
     ]
@@ -45,7 +45,7 @@ extension CMatMulTemplateTests {
     }
     return Kernel(
       name: "dw", inputs: inputs, output: .init(dtype: .float32, elementCount: batch * filters * outH * outW),
-      shape: [batch, filters, outH, outW], body: body, sourceOps: ["dw"])
+      shape: [batch, filters, outH, outW], body: body, sourceOps: ["dw"], region: .contraction(stated))
   }
 
   /// Checks that `kernel` takes the window path and agrees with the generic loop.
@@ -93,9 +93,13 @@ extension CMatMulTemplateTests {
       .binary(.logicalAnd, .binary(.greaterEqual, iw, .index(0)), .binary(.less, iw, .index(size))))
     let element = pad > 0 ? Expr.select(inside, x, .literal(.of(-Double.infinity, .float32))) : x
     let body = Expr.reduce(.maximum, variable: 2, extent: kernelSize, body: .reduce(.maximum, variable: 3, extent: kernelSize, body: element))
+    let stated = WindowMaximum(
+      reduction: body, loops: [.init(variable: 2, extent: kernelSize), .init(variable: 3, extent: kernelSize)], element: x,
+      conditions: pad > 0 ? [inside] : [])
     return Kernel(
       name: "pool", inputs: [.init(dtype: .float32, elementCount: channels * size * size)],
-      output: .init(dtype: .float32, elementCount: channels * out * out), shape: [1, channels, out, out], body: body, sourceOps: ["pool"])
+      output: .init(dtype: .float32, elementCount: channels * out * out), shape: [1, channels, out, out], body: body, sourceOps: ["pool"],
+      region: Region(kind: .window, maxima: [stated]))
   }
 
   /// Max pools take the window path and give exactly the generic loop's values, NaN where it has

@@ -33,13 +33,9 @@ extension CMatMulTemplateTests {
     let x = Expr.load(input: 0, dtype: .float32, index: nn * (channels * height * width) + ci * (height * width) + row * width + column)
     let taps = kernelSize * kernelSize
     let w = Expr.load(input: 1, dtype: .float32, index: co * (channels * taps) + ci * taps + kh * kernelSize + kw)
-    var product = Expr.binary(.multiply, x, w)
-    if let first = conditions.first {
-      product = .select(conditions.dropFirst().reduce(first) { .binary(.logicalAnd, $0, $1) }, product, .literal(.of(0, .float32)))
-    }
-    var sum = Expr.reduce(.sum, variable: 3, extent: kernelSize, body: product)
-    sum = .reduce(.sum, variable: 2, extent: kernelSize, body: sum)
-    sum = .reduce(.sum, variable: 1, extent: channels, body: sum)
+    let (sum, stated) = Contraction.sum(
+      over: [.init(variable: 1, extent: channels), .init(variable: 2, extent: kernelSize), .init(variable: 3, extent: kernelSize)],
+      factors: [x, w], conditions: conditions, type: .float32)
     let outputs = batch * filters * outH * outW
     var inputs: [Kernel.Operand] = [
       .init(dtype: .float32, elementCount: batch * channels * height * width), .init(dtype: .float32, elementCount: filters * channels * taps),
@@ -58,7 +54,7 @@ extension CMatMulTemplateTests {
     }
     return Kernel(
       name: "wconv", inputs: inputs, output: .init(dtype: .float32, elementCount: outputs), shape: [batch, filters, outH, outW],
-      body: body, sourceOps: ["wconv"])
+      body: body, sourceOps: ["wconv"], region: .contraction(stated))
   }
 
   /// Runs `kernel` as a Winograd convolution (weights transformed by the template's `prepack`) in

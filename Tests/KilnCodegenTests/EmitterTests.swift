@@ -22,9 +22,9 @@ struct EmitterTests {
       groups = WorkgroupCount((count + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize)
     } else {
       let code = try NativeToolchain().compileSharedObject(
-        source: CKernel.translationUnit(for: [kernel]), flags: ["-fwrapv"], name: kernel.name)
+        source: CKernel.translationUnit(for: [kernel], schedules: [.loops]), flags: ["-fwrapv"], name: kernel.name)
       spec = ExecutableSpec(format: .sharedObject, code: code, entryPoints: [EntryPoint(name: kernel.name, bindingCount: kernel.inputs.count + 1)])
-      groups = WorkgroupCount(CKernel.workgroups(for: kernel))
+      groups = WorkgroupCount(CPUSchedule.loops.workgroups(for: kernel))
     }
     let executable = try device.makeExecutable(spec)
     var bindings: [BufferRange] = []
@@ -153,7 +153,7 @@ struct EmitterTests {
       body: .reduce(.sum, variable: 0, extent: 3, body: .load(input: 0, dtype: .float32, index: .coordinate(0) * 6 + .coordinate(1) * 3 + .variable(0))),
       sourceOps: ["n"])
     #expect(GLSLKernel.source(for: kernel) == GLSLKernel.source(for: kernel))
-    #expect(CKernel.translationUnit(for: [kernel]) == CKernel.translationUnit(for: [kernel]))
+    #expect(CKernel.translationUnit(for: [kernel], schedules: [.loops]) == CKernel.translationUnit(for: [kernel], schedules: [.loops]))
     // The SPIR-V validates (the optimiser validates its input, GLSLCompiler its output).
     #expect(try !GLSLCompiler().compile(GLSLKernel.source(for: kernel)).isEmpty)
   }
@@ -167,7 +167,7 @@ struct EmitterTests {
         body: .binary(.multiply, .load(input: 0, dtype: .float32, index: .coordinate(0)), .literal(.of(scale, .float32))), sourceOps: [name])
     }
     let kernels = [kernel("k0_Mul", scale: 2), kernel("k1_Mul", scale: 3), kernel("k2_Mul", scale: 2)]
-    let source = CKernel.translationUnit(for: kernels)
+    let source = CKernel.translationUnit(for: kernels, schedules: kernels.map { CPUSchedule.choose($0) })
     #expect(source.contains("void k2_Mul(const kiln_cpu_dispatch *d) { k0_Mul(d); }"))
     #expect(!source.contains("k1_Mul(d); }"), "k1 multiplies by 3: its own body")
     let device = try TestDevices.device("cpu")
@@ -182,7 +182,7 @@ struct EmitterTests {
       let commands = try device.makeCommandBuffer()
       try commands.dispatch(
         executable, entryPoint: entry, bindings: [BufferRange(input), BufferRange(output)], pushConstants: [],
-        workgroups: WorkgroupCount(CKernel.workgroups(for: kernels[entry])))
+        workgroups: WorkgroupCount(CPUSchedule.choose(kernels[entry]).workgroups(for: kernels[entry])))
       try commands.end()
       try device.submitAndWait(commands)
       #expect(floats(try device.read(BufferRange(output))) == x.map { $0 * scale }, "entry point \(kernels[entry].name)")

@@ -15,12 +15,13 @@ struct MatMulTemplateTests {
     let (b, i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.variable(0))
     let a = Expr.load(input: 0, dtype: .float32, index: b * (m * k) + i * k + v)
     let bt = Expr.load(input: 1, dtype: .float32, index: j * k + v)
-    let sum = Expr.reduce(.sum, variable: 0, extent: k, body: .binary(.multiply, a, bt))
+    let (sum, stated) = Contraction.sum(over: [.init(variable: 0, extent: k)], factors: [a, bt], type: .float32)
     let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: j))
     let body = Expr.select(.binary(.greater, biased, .literal(.of(0, .float32))), biased, .literal(.of(0, .float32)))
     return Kernel(
       name: "mm", inputs: [.init(dtype: .float32, elementCount: batch * m * k), .init(dtype: .float32, elementCount: n * k), .init(dtype: .float32, elementCount: n)],
-      output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body, sourceOps: ["mm"])
+      output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body, sourceOps: ["mm"],
+      region: .contraction(stated))
   }
 
   /// `kernel`'s result: relu(A[b] x B + bias) with B given transposed ([n, k]).
@@ -118,10 +119,9 @@ struct MatMulTemplateConvTests {
         : Expr.load(input: 0, dtype: .float32, index: ((n * channels + group * perGroup + c) * height + clamp(ih, height - 1)) * width + clamp(iw, width - 1))
       let w = Expr.load(input: 1, dtype: .float32, index: ((f * perGroup + c) * kernelH + kh) * kernelW + kw)
       let zero = Expr.literal(.of(0, .float32))
-      let tap = pad == 0 ? Expr.binary(.multiply, x, w) : .select(inside, .binary(.multiply, x, w), zero)
-      let sum = Expr.reduce(
-        .sum, variable: 0, extent: perGroup,
-        body: .reduce(.sum, variable: 1, extent: kernelH, body: .reduce(.sum, variable: 2, extent: kernelW, body: tap)))
+      let (sum, stated) = Contraction.sum(
+        over: [.init(variable: 0, extent: perGroup), .init(variable: 1, extent: kernelH), .init(variable: 2, extent: kernelW)],
+        factors: [x, w], conditions: pad == 0 ? [] : [inside], type: .float32)
       let biased = Expr.binary(.add, sum, .load(input: 2, dtype: .float32, index: f))
       return Kernel(
         name: "conv",
@@ -130,7 +130,7 @@ struct MatMulTemplateConvTests {
           .init(dtype: .float32, elementCount: filters * perGroup * kernelH * kernelW), .init(dtype: .float32, elementCount: filters),
         ],
         output: .init(dtype: .float32, elementCount: batch * filters * outH * outW), shape: [batch, filters, outH, outW],
-        body: .select(.binary(.greater, biased, zero), biased, zero), sourceOps: ["conv"])
+        body: .select(.binary(.greater, biased, zero), biased, zero), sourceOps: ["conv"], region: .contraction(stated))
     }
 
     func reference(_ x: [Float], _ w: [Float], _ bias: [Float]) -> [Float] {
@@ -250,11 +250,15 @@ struct MatMulTemplateConvTests {
   func vectorPathsWithTails(uri: String) throws {
     for (batch, m, n, k, vectorA) in [(2, 13, 24, 20, true), (1, 37, 44, 9, false), (1, 3, 4, 8, true), (3, 70, 132, 12, true)] {
       let (bi, i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.coordinate(2), Expr.variable(0))
-      let product = Expr.binary(.multiply, .load(input: 0, dtype: .float32, index: bi * (m * k) + i * k + v), .load(input: 1, dtype: .float32, index: v * n + j))
-      let body = Expr.binary(.add, .reduce(.sum, variable: 0, extent: k, body: product), .literal(.of(1, .float32)))
+      let (sum, stated) = Contraction.sum(
+        over: [.init(variable: 0, extent: k)],
+        factors: [.load(input: 0, dtype: .float32, index: bi * (m * k) + i * k + v), .load(input: 1, dtype: .float32, index: v * n + j)],
+        type: .float32)
+      let body = Expr.binary(.add, sum, .literal(.of(1, .float32)))
       let kernel = Kernel(
         name: "mmv", inputs: [.init(dtype: .float32, elementCount: batch * m * k), .init(dtype: .float32, elementCount: k * n)],
-        output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body, sourceOps: ["mmv"])
+        output: .init(dtype: .float32, elementCount: batch * m * n), shape: [batch, m, n], body: body, sourceOps: ["mmv"],
+        region: .contraction(stated))
       let template = try #require(MatMulTemplate.match(kernel))
       #expect(template.vectorB != nil && (template.vectorA != nil) == vectorA, "\(batch)x\(m)x\(n)x\(k)")
       let a = Self.random(batch * m * k)
@@ -283,11 +287,12 @@ struct MatMulTemplateConvTests {
     #expect(MatMulTemplate.vectorTile(m: 1024, n: 1024, k: 512, batch: 1, vectorB: true) == (8, 16))
     let (m, n, k) = (1030, 1036, 1024)
     let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0))
-    let product = Expr.binary(.multiply, .load(input: 0, dtype: .float32, index: i * k + v), .load(input: 1, dtype: .float32, index: v * n + j))
+    let (sum, stated) = Contraction.sum(
+      over: [.init(variable: 0, extent: k)],
+      factors: [.load(input: 0, dtype: .float32, index: i * k + v), .load(input: 1, dtype: .float32, index: v * n + j)], type: .float32)
     let kernel = Kernel(
       name: "big", inputs: [.init(dtype: .float32, elementCount: m * k), .init(dtype: .float32, elementCount: k * n)],
-      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: .reduce(.sum, variable: 0, extent: k, body: product),
-      sourceOps: ["big"])
+      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: sum, sourceOps: ["big"], region: .contraction(stated))
     let template = try #require(MatMulTemplate.match(kernel))
     #expect(template.tileM == 16 && template.tileN == 16)
     let a = Self.random(m * k)
@@ -309,10 +314,12 @@ struct MatMulTemplateConvTests {
   func transposedOperandWithTails(uri: String) throws {
     let (m, n, k) = (10, 19, 7)
     let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0))
-    let body = Expr.reduce(.sum, variable: 0, extent: k, body: .binary(.multiply, .load(input: 0, dtype: .float32, index: v * m + i), .load(input: 1, dtype: .float32, index: v * n + j)))
+    let (body, stated) = Contraction.sum(
+      over: [.init(variable: 0, extent: k)],
+      factors: [.load(input: 0, dtype: .float32, index: v * m + i), .load(input: 1, dtype: .float32, index: v * n + j)], type: .float32)
     let kernel = Kernel(
       name: "mmt", inputs: [.init(dtype: .float32, elementCount: k * m), .init(dtype: .float32, elementCount: k * n)],
-      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: body, sourceOps: ["mmt"])
+      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: body, sourceOps: ["mmt"], region: .contraction(stated))
     let template = try #require(MatMulTemplate.match(kernel))
     #expect(template.m == m && template.n == n && template.k == k && template.batchShape.isEmpty)
     let a = Self.random(k * m)

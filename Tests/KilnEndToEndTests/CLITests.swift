@@ -49,7 +49,7 @@ struct CLITests {
     let second = try kiln("compile", "model.onnx", "-o", "b.kiln", "--cache-dir", "cache", "--time-passes", in: dir)
     let total = counts?.output.2 ?? "?"
     #expect(second.stderr.contains("\(total) of \(total) compiled modules from the cache"), "\(second.stderr)")
-    for pass in ["import", "prepack-weights", "codegen-vulkan", "codegen-cpu", "write"] {
+    for pass in ["import", "schedule-vulkan", "schedule-cpu", "codegen-vulkan", "codegen-cpu", "write"] {
       #expect(second.stderr.contains("\n  \(pass) "), "no time for \(pass): \(second.stderr)")
     }
     let third = try kiln("compile", "model.onnx", "-o", "c.kiln", "--no-cache", "--cache-dir", "cache", in: dir)

@@ -64,10 +64,11 @@ import Testing
 enum MatMulTemplateShape {
   static func kernel(m: Int, n: Int, k: Int) -> Kernel {
     let (i, j, v) = (Expr.coordinate(0), Expr.coordinate(1), Expr.variable(0))
-    let product = Expr.binary(.multiply, .load(input: 0, dtype: .float32, index: i * k + v), .load(input: 1, dtype: .float32, index: v * n + j))
+    let (sum, stated) = Contraction.sum(
+      over: [.init(variable: 0, extent: k)],
+      factors: [.load(input: 0, dtype: .float32, index: i * k + v), .load(input: 1, dtype: .float32, index: v * n + j)], type: .float32)
     return Kernel(
       name: "mm", inputs: [.init(dtype: .float32, elementCount: m * k), .init(dtype: .float32, elementCount: k * n)],
-      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n],
-      body: .reduce(.sum, variable: 0, extent: k, body: product), sourceOps: ["mm"])
+      output: .init(dtype: .float32, elementCount: m * n), shape: [m, n], body: sum, sourceOps: ["mm"], region: .contraction(stated))
   }
 }

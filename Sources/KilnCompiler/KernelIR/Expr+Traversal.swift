@@ -20,11 +20,14 @@ extension Expr {
   }
 
   /// Every distinct node once, operands before their users (this value last).
-  public func postOrder() -> [Expr] {
+  public func postOrder() -> [Expr] { Expr.postOrder([self]) }
+
+  /// Every distinct node reachable from `roots` once, operands before their users.
+  public static func postOrder(_ roots: [Expr]) -> [Expr] {
     var seen = Set<ObjectIdentifier>()
     var order: [Expr] = []
     // Iterative, so deep graphs (a long chain of selects) cannot overflow the stack.
-    var stack: [(Expr, Bool)] = [(self, false)]
+    var stack: [(Expr, Bool)] = roots.reversed().map { ($0, false) }
     while let (expr, expanded) = stack.popLast() {
       if expanded {
         order.append(expr)
@@ -101,10 +104,19 @@ extension Expr {
   /// Bottom-up rewriting: `transform` sees each distinct node rebuilt over its transformed
   /// operands and returns its replacement.
   public func rebuilt(_ transform: (Expr) throws -> Expr) rethrows -> Expr {
-    try fold { expr, operands in
+    try Expr.rebuilt([self], transform)[0]
+  }
+
+  /// `rebuilt` over several roots at once: a node they share is rewritten once, so the results
+  /// share its replacement (a kernel's body and the region values that point into it).
+  public static func rebuilt(_ roots: [Expr], _ transform: (Expr) throws -> Expr) rethrows -> [Expr] {
+    var results: [ObjectIdentifier: Expr] = [:]
+    for expr in postOrder(roots) {
+      let operands = expr.children.map { results[$0.identity]! }
       let unchanged = zip(expr.children, operands).allSatisfy { $0.node === $1.node }
-      return try transform(unchanged ? expr : expr.replacingChildren(operands))
+      results[expr.identity] = try transform(unchanged ? expr : expr.replacingChildren(operands))
     }
+    return roots.map { results[$0.identity]! }
   }
 
   /// Every occurrence of `target` replaced by `replacement`.

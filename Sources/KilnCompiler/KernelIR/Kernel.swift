@@ -147,14 +147,28 @@ public struct Kernel: Hashable, Sendable {
   public var body: Expr
   /// ONNX node names fused into this kernel.
   public var sourceOps: [String]
+  /// The region's kind and the structure its lowerings stated; its values point into `body`.
+  public var region: Region
 
-  public init(name: String, inputs: [Operand], output: Operand, shape: [Int], body: Expr, sourceOps: [String]) {
+  /// - Parameter region: nil for a kernel stating no structure: `.reduction` when the body
+  ///   reduces, else `.elementwise`.
+  public init(name: String, inputs: [Operand], output: Operand, shape: [Int], body: Expr, sourceOps: [String], region: Region? = nil) {
     self.name = name
     self.inputs = inputs
     self.output = output
     self.shape = shape
     self.body = body
     self.sourceOps = sourceOps
+    self.region = region ?? Region(kind: body.containsReduction ? .reduction : .elementwise)
+  }
+
+  /// The body and the region's values rewritten together by `transform` (see `Expr.rebuilt`),
+  /// so the region still points into the body.
+  public mutating func rewrite(_ transform: (Expr) throws -> Expr) rethrows {
+    let values = region.values
+    let results = try Expr.rebuilt([body] + values, transform)
+    body = results[0]
+    region = region.replacingValues(Array(results.dropFirst()))
   }
 
   /// Whether every index of this kernel fits a 32-bit signed integer.
@@ -167,7 +181,7 @@ public struct Kernel: Hashable, Sendable {
   public mutating func retype(input: Int, as dtype: DType) {
     precondition(ValueType.compute(dtype) == ValueType.compute(inputs[input].dtype), "retyping changes the compute type")
     inputs[input].dtype = dtype
-    body = body.rebuilt { expr in
+    rewrite { expr in
       guard case .load(input, _, let index) = expr.kind else { return expr }
       return .load(input: input, dtype: dtype, index: index)
     }

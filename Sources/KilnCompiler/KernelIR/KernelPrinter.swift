@@ -32,7 +32,21 @@ public struct KernelPrinter: Sendable {
     }
     let result = state.name(kernel.body, indent: 1)
     state.lines.append("  return \(result)")
+    state.lines.append("  region \(kernel.region.kind.rawValue)")
+    for c in kernel.region.contractions {
+      let factors = c.factors.map { state.reference($0) }.joined(separator: " * ")
+      let mask = c.conditions.isEmpty ? "" : " where " + c.conditions.map { state.reference($0) }.joined(separator: " and ")
+      state.lines.append("    \(state.reference(c.reduction)) = sum \(Self.loops(c.loops)) of \(factors)\(mask)")
+    }
+    for m in kernel.region.maxima {
+      let mask = m.conditions.isEmpty ? "" : " where " + m.conditions.map { state.reference($0) }.joined(separator: " and ")
+      state.lines.append("    \(state.reference(m.reduction)) = max \(Self.loops(m.loops)) of \(state.reference(m.element))\(mask)")
+    }
     return state.lines.joined(separator: "\n")
+  }
+
+  static func loops(_ loops: [Contraction.Loop]) -> String {
+    loops.map { "v\($0.variable) < \($0.extent)" }.joined(separator: ", ")
   }
 
   /// One value and everything it reads, in the same form, one line per value joined by `; `.
@@ -47,6 +61,15 @@ public struct KernelPrinter: Sendable {
     /// Names of printed values, one dictionary per open block (outermost first).
     var scopes: [[Expr: String]] = [[:]]
     var count = 0
+    /// Every printed value's name, whatever block it was printed in.
+    var printed: [Expr: String] = [:]
+
+    /// The name of an already printed value (a literal in place; `?` for one never printed).
+    func reference(_ expr: Expr) -> String {
+      if case .literal(let literal) = expr.kind { return Self.literal(literal) }
+      if case .variable(let id) = expr.kind { return "v\(id)" }
+      return printed[expr] ?? "?"
+    }
 
     /// The operand text of `expr`, printing its definition (and its operands') first if needed.
     mutating func name(_ expr: Expr, indent: Int) -> String {
@@ -79,6 +102,7 @@ public struct KernelPrinter: Sendable {
         scopes.removeLast()
         lines.append("\(pad)}")
         scopes[scopes.count - 1][expr] = result
+        printed[expr] = result
         return result
       }
       if case .variable = expr.kind { return text }
@@ -86,6 +110,7 @@ public struct KernelPrinter: Sendable {
       count += 1
       lines.append("\(pad)\(result) = \(text)")
       scopes[scopes.count - 1][expr] = result
+      if printed[expr] == nil { printed[expr] = result }
       return result
     }
 

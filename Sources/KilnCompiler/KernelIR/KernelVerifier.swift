@@ -4,7 +4,8 @@ import KilnIR
 /// kernel: every load reads a bound input as its dtype at an index-typed position; coordinates
 /// are within the output's rank; a variable is read only inside a reduction over it, and no
 /// reduction rebinds a variable an enclosing one binds; operand types agree (binary operands,
-/// select arms, a bool condition); reduction extents are non-negative; the body computes in the
+/// select arms, a bool condition); reduction extents are non-negative; the region's stated
+/// reductions are reductions of the body and its kind agrees with it; the body computes in the
 /// output's compute type. Linear in the number of distinct values.
 public struct KernelVerifier: Sendable {
   public init() {}
@@ -46,8 +47,22 @@ public struct KernelVerifier: Sendable {
     if let unbound = free[kernel.body.identity], !unbound.isEmpty {
       throw fail("variables \(unbound.sorted().map { "v\($0)" }) are read outside a reduction over them")
     }
+    try verifyRegion(kernel, fail)
     guard kernel.body.type == .compute(kernel.output.dtype) else {
       throw fail("the body computes \(kernel.body.type), the output is \(kernel.output.dtype.rawValue)")
+    }
+  }
+
+  /// The region's statements point into the body, and its kind agrees with the body.
+  private func verifyRegion(_ kernel: Kernel, _ fail: (String) -> LoweringError) throws {
+    let region = kernel.region
+    if region.kind == .elementwise, kernel.body.containsReduction { throw fail("an elementwise region holds a reduction") }
+    if region.kind == .contraction, region.contractions.isEmpty { throw fail("a contraction region states no contraction") }
+    let present = Set(kernel.body.postOrder().map(\.identity))
+    for reduction in region.contractions.map(\.reduction) + region.maxima.map(\.reduction) {
+      guard present.contains(reduction.identity), case .reduce = reduction.kind else {
+        throw fail("a stated reduction is not a reduction of the body")
+      }
     }
   }
 

@@ -146,7 +146,7 @@ extension LoweringContext {
 
 extension Expr {
   /// A literal of `type` (integers truncate toward zero).
-  static func constant(_ value: Double, _ type: ValueType) -> Expr {
+  public static func constant(_ value: Double, _ type: ValueType) -> Expr {
     if type.isFloat || type.isBool { return .literal(.of(value, type)) }
     return .literal(.integer(Int64(exactly: value.rounded(.towardZero)) ?? (value < 0 ? .min : .max), type))
   }
@@ -161,7 +161,7 @@ extension Expr {
   }
 
   /// Logical and of `conditions`, folding literals (the empty list is true).
-  static func all(_ conditions: [Expr]) -> Expr {
+  public static func all(_ conditions: [Expr]) -> Expr {
     var result: Expr?
     for condition in conditions {
       if let known = condition.boolConstant {
@@ -187,7 +187,7 @@ extension Expr {
   }
 
   /// `condition ? a : b`, folding a literal condition.
-  static func choose(_ condition: Expr, _ a: Expr, _ b: Expr) -> Expr {
+  public static func choose(_ condition: Expr, _ a: Expr, _ b: Expr) -> Expr {
     if let known = condition.boolConstant { return known ? a : b }
     return .select(condition, a, b)
   }

@@ -22,12 +22,19 @@ public struct LoweringContext {
   public let graph: Graph
   let elementProvider: (Int, [Expr]) throws -> Expr
   let variableCounter: VariableCounter
+  let stateProvider: (RegionStatement) -> Void
 
-  public init(node: Node, graph: Graph, variables: VariableCounter, element: @escaping (Int, [Expr]) throws -> Expr) {
+  /// - Parameter state: receives the structure the lowering states (`sumOfProducts`,
+  ///   `windowMaximum`) for the region being built.
+  public init(
+    node: Node, graph: Graph, variables: VariableCounter, element: @escaping (Int, [Expr]) throws -> Expr,
+    state: @escaping (RegionStatement) -> Void = { _ in }
+  ) {
     self.node = node
     self.graph = graph
     self.variableCounter = variables
     self.elementProvider = element
+    self.stateProvider = state
   }
 
   /// Number of input slots (including omitted optional ones).
@@ -75,6 +82,30 @@ public struct LoweringContext {
   /// A reduction variable unique within the kernel being built.
   public func freshVariable() -> Int { variableCounter.next() }
 
+  /// The sum over `loops` of the product of `factors` masked by `conditions`, stated as a
+  /// `Contraction` of the region (the schedulers read its operands from the statement).
+  public func sumOfProducts(over loops: [(variable: Int, extent: Int)], factors: [Expr], conditions: [Expr] = [], type: ValueType) -> Expr {
+    let (value, contraction) = Contraction.sum(
+      over: loops.map { Contraction.Loop(variable: $0.variable, extent: $0.extent) }, factors: factors, conditions: conditions, type: type)
+    if let contraction { stateProvider(.contraction(contraction)) }
+    return value
+  }
+
+  /// The maximum over `loops` of `element` where `conditions` hold (`lowest` elsewhere), stated
+  /// as a `WindowMaximum` of the region.
+  public func windowMaximum(over loops: [(variable: Int, extent: Int)], element: Expr, conditions: [Expr], lowest: Expr) -> Expr {
+    let live = conditions.filter { $0.boolConstant != true }
+    let body = live.isEmpty ? element : Expr.choose(.all(live), element, lowest)
+    guard !loops.isEmpty else { return body }
+    let value = Expr.reduce(.maximum, over: loops, body: body)
+    stateProvider(
+      .maximum(
+        WindowMaximum(
+          reduction: value, loops: loops.map { Contraction.Loop(variable: $0.variable, extent: $0.extent) }, element: element,
+          conditions: live)))
+    return value
+  }
+
   public func error(_ message: String) -> LoweringError { LoweringError(node, message, in: graph) }
 
   private func missingInput(_ i: Int) -> LoweringError {
@@ -111,16 +142,26 @@ public struct LoweringError: Error, CustomStringConvertible, Sendable {
   public var description: String { message }
 }
 
+/// Structure a lowering states about the region it is lowered into.
+public enum RegionStatement: Sendable {
+  case contraction(Contraction)
+  case maximum(WindowMaximum)
+}
+
 /// One op's lowering: the expression of output `output`'s element at `coordinates` (one index
 /// expression per output axis).
 public struct OpLowering: Sendable {
   public var kind: FusionKind
+  /// The kind of a region whose reduction this op computes (`.reduction` ops only).
+  public var region: RegionKind
   public var lower: @Sendable (LoweringContext, _ output: Int, _ coordinates: [Expr]) throws -> Expr
 
   public init(
-    _ kind: FusionKind, _ lower: @escaping @Sendable (LoweringContext, _ output: Int, _ coordinates: [Expr]) throws -> Expr
+    _ kind: FusionKind, region: RegionKind? = nil,
+    _ lower: @escaping @Sendable (LoweringContext, _ output: Int, _ coordinates: [Expr]) throws -> Expr
   ) {
     self.kind = kind
+    self.region = region ?? (kind == .reduction ? .reduction : .elementwise)
     self.lower = lower
   }
 }

@@ -106,7 +106,7 @@ extension OpLowerings {
 
   /// Conv: out[n, m, o] = B[m] + sum over the group's channels c and taps k of
   /// X[n, g*C/group + c, o*s + k*d - pad] * W[m, c, k].
-  static let conv = OpLowering(.reduction) { ctx, _, coordinates in
+  static let conv = OpLowering(.reduction, region: .contraction) { ctx, _, coordinates in
     let x = try ctx.shape(0)
     let w = try ctx.shape(1)
     let type = ctx.outputComputeType()
@@ -134,8 +134,7 @@ extension OpLowerings {
     let (positions, inside) = geometry.window(output: Array(coordinates[2...]), taps: taps)
     let input = try ctx.element(0, at: [coordinates[0], groupIndex * channelsPerGroup + channel] + positions, as: type)
     let weight = try ctx.element(1, at: [m, channel] + taps, as: type)
-    let body = Expr.choose(inside, .binary(.multiply, input, weight), .constant(0, type))
-    var result = Expr.reduce(.sum, over: variables, body: body)
+    var result = ctx.sumOfProducts(over: variables, factors: [input, weight], conditions: [inside], type: type)
     if ctx.hasInput(2) {
       result = .binary(.add, result, try ctx.element(2, at: [m], as: type))
     }
@@ -144,7 +143,7 @@ extension OpLowerings {
 
   /// ConvTranspose as a gather: out[n, m, o] = B[m] + sum over the group's input channels c and
   /// taps k with o = i*s + k*d - pad for an input position i of X[n, c, i] * W[c, m', k].
-  static let convTranspose = OpLowering(.reduction) { ctx, _, coordinates in
+  static let convTranspose = OpLowering(.reduction, region: .contraction) { ctx, _, coordinates in
     let x = try ctx.shape(0)
     let w = try ctx.shape(1)
     let type = ctx.outputComputeType()
@@ -237,8 +236,7 @@ extension OpLowerings {
     let inputChannel = groupIndex * channelsPerGroup + channel
     let value = try ctx.element(0, at: [coordinates[0], inputChannel] + positions, as: type)
     let weight = try ctx.element(1, at: [inputChannel, filter] + taps, as: type)
-    let body = Expr.choose(.all(conditions), .binary(.multiply, value, weight), .constant(0, type))
-    var result = Expr.reduce(.sum, over: variables, body: body)
+    var result = ctx.sumOfProducts(over: variables, factors: [value, weight], conditions: [.all(conditions)], type: type)
     if ctx.hasInput(2) {
       result = .binary(.add, result, try ctx.element(2, at: [m], as: type))
     }
@@ -262,7 +260,7 @@ extension OpLowerings {
   /// MaxPool: the maximum over the window, padding never chosen. Output 1 (Indices) is the
   /// flat input index of the first maximum (row-major, or column-major over the spatial axes
   /// with storage_order 1).
-  static let maxPool = OpLowering(.reduction) { ctx, output, coordinates in
+  static let maxPool = OpLowering(.reduction, region: .window) { ctx, output, coordinates in
     let geometry = try poolGeometry(ctx)
     let type = try ctx.computeType(0)
     let lowest = TypeBounds.lowest(type, storage: try ctx.dtype(0))
@@ -271,7 +269,7 @@ extension OpLowerings {
       let (taps, variables) = geometry.taps(ctx)
       let (positions, inside) = geometry.window(output: spatial, taps: taps)
       let x = try ctx.element(0, at: Array(coordinates[..<2]) + positions)
-      return .reduce(.maximum, over: variables, body: .choose(inside, x, lowest))
+      return ctx.windowMaximum(over: variables, element: x, conditions: [inside], lowest: lowest)
     }
     // Indices: one variable over the flattened window, then the winner's input position.
     let storageOrder = try ctx.intAttribute("storage_order", default: 0)
@@ -296,7 +294,7 @@ extension OpLowerings {
 
   /// AveragePool: the window sum divided by the number of taps inside the input (or, with
   /// count_include_pad, inside the padded input; ceil_mode windows are clipped at its end).
-  static let averagePool = OpLowering(.reduction) { ctx, _, coordinates in
+  static let averagePool = OpLowering(.reduction, region: .window) { ctx, _, coordinates in
     let geometry = try poolGeometry(ctx)
     let type = try ctx.computeType(0)
     let includePad = try ctx.intAttribute("count_include_pad", default: 0) != 0
@@ -304,7 +302,7 @@ extension OpLowerings {
     let (taps, variables) = geometry.taps(ctx)
     let (positions, inside) = geometry.window(output: spatial, taps: taps)
     let x = try ctx.element(0, at: Array(coordinates[..<2]) + positions)
-    let sum = Expr.reduce(.sum, over: variables, body: .choose(inside, x, .constant(0, type)))
+    let sum = ctx.sumOfProducts(over: variables, factors: [x], conditions: [inside], type: type)
     var count = Expr.index(1)
     for i in geometry.kernel.indices {
       let (k, s, d) = (geometry.kernel[i], geometry.strides[i], geometry.dilations[i])
@@ -332,15 +330,14 @@ extension OpLowerings {
   }
 
   /// LpPool: (sum over the window of |x|^p)^(1/p), padding contributing zero.
-  static let lpPool = OpLowering(.reduction) { ctx, _, coordinates in
+  static let lpPool = OpLowering(.reduction, region: .window) { ctx, _, coordinates in
     let geometry = try poolGeometry(ctx)
     let type = try ctx.computeType(0)
     let p = try ctx.floatAttribute("p", default: 2)
     let (taps, variables) = geometry.taps(ctx)
     let (positions, inside) = geometry.window(output: Array(coordinates[2...]), taps: taps)
     let x = try ctx.element(0, at: Array(coordinates[..<2]) + positions)
-    return lpNorm(
-      .reduce(.sum, over: variables, body: .choose(inside, lpTerm(x, p: p, type), .constant(0, type))), p: p, type)
+    return lpNorm(ctx.sumOfProducts(over: variables, factors: [lpTerm(x, p: p, type)], conditions: [inside], type: type), p: p, type)
   }
 
   static func lpTerm(_ x: Expr, p: Double, _ type: ValueType) -> Expr {
@@ -361,7 +358,7 @@ extension OpLowerings {
 
   /// GlobalAveragePool, GlobalMaxPool, GlobalLpPool: a reduction over every spatial axis.
   static func globalPool(_ op: String) -> OpLowering {
-    OpLowering(.reduction) { ctx, _, coordinates in
+    OpLowering(.reduction, region: .window) { ctx, _, coordinates in
       let x = try ctx.shape(0)
       guard x.count >= 3 else { throw ctx.error("input must have rank 3 or more, got \(x)") }
       let type = try ctx.computeType(0)
@@ -369,13 +366,13 @@ extension OpLowerings {
       let value = try ctx.element(0, at: mapped)
       switch op {
       case "GlobalMaxPool":
-        return .reduce(.maximum, over: variables, body: value)
+        return ctx.windowMaximum(over: variables, element: value, conditions: [], lowest: value)
       case "GlobalLpPool":
         let p = try ctx.floatAttribute("p", default: 2)
-        return lpNorm(.reduce(.sum, over: variables, body: lpTerm(value, p: p, type)), p: p, type)
+        return lpNorm(ctx.sumOfProducts(over: variables, factors: [lpTerm(value, p: p, type)], type: type), p: p, type)
       default:
         let count = x[2...].reduce(1, *)
-        return .binary(.divide, .reduce(.sum, over: variables, body: value), .constant(Double(count), type))
+        return .binary(.divide, ctx.sumOfProducts(over: variables, factors: [value], type: type), .constant(Double(count), type))
       }
     }
   }

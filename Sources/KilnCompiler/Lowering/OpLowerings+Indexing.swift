@@ -63,7 +63,7 @@ extension OpLowerings {
   /// ScatterElements (and the opset-9 Scatter): update `u` lands at its own coordinates with
   /// the axis coordinate replaced by `indices[u]`. Output element `c` looks at the updates that
   /// share `c` off the axis and folds those whose index equals `c[axis]`.
-  static let scatterElements = OpLowering(.reduction) { ctx, _, coordinates in
+  static let scatterElements = OpLowering(.reduction, region: .gatherScatter) { ctx, _, coordinates in
     let data = try ctx.shape(0)
     let updates = try ctx.shape(2)
     let axis = try ctx.normalizedAxis(try ctx.intAttribute("axis", default: 0), rank: data.count)
@@ -91,7 +91,7 @@ extension OpLowerings {
   /// ScatterND: `indices[p]` (the last axis, of length k) names a slice of data's first k axes
   /// that `updates[p]` replaces. Output element `c` folds the updates `p` whose index tuple
   /// equals `c[..<k]`, taking their element at `c[k...]`.
-  static let scatterND = OpLowering(.reduction) { ctx, _, coordinates in
+  static let scatterND = OpLowering(.reduction, region: .gatherScatter) { ctx, _, coordinates in
     let data = try ctx.shape(0)
     let indices = try ctx.shape(1)
     guard let depth = indices.last, depth <= data.count else {
@@ -117,7 +117,7 @@ extension OpLowerings {
   /// TopK: output `j` along the axis is the input element of rank `j`, where an element's rank
   /// counts the elements before it in the order (larger, or smaller with largest = 0; equal
   /// values keep index order). Output 0 is the value, output 1 its index. k = 1 is an argmax.
-  static let topK = OpLowering(.reduction) { ctx, output, coordinates in
+  static let topK = OpLowering(.reduction, region: .gatherScatter) { ctx, output, coordinates in
     let input = try ctx.shape(0)
     let axis = try ctx.normalizedAxis(try ctx.intAttribute("axis", default: -1), rank: input.count)
     let largest = try ctx.intAttribute("largest", default: 1) != 0

@@ -62,7 +62,7 @@ extension OpLowerings {
   /// n-gram of n >= 2 tokens is counted at every start and every skip distance 1...max_skip_count
   /// + 1; unigrams once per position. Mode TF gives the count, IDF the weight (or 1) where the
   /// count is positive, TFIDF the weight (or 1) times the count.
-  static let tfIdfVectorizer = OpLowering(.reduction) { ctx, _, coordinates in
+  static let tfIdfVectorizer = OpLowering(.reduction, region: .gatherScatter) { ctx, _, coordinates in
     let pool = try NGramPool(ctx)
     let mode = try ctx.stringAttribute("mode", default: "TF")
     guard ["TF", "IDF", "TFIDF"].contains(mode) else { throw ctx.error("attribute 'mode' is '\(mode)'") }

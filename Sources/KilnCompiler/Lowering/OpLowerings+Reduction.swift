@@ -98,20 +98,20 @@ extension OpLowerings {
           op == "ReduceMax" ? .maximum : .minimum, over: variables, body: .cast(x, .scalar(.int32)))
         return .cast(folded, .bool)
       }
+      // Sums are stated as contractions (of one factor, or x * x): the CPU schedules run a long
+      // one as a GEMM row.
+      func sum(_ factors: [Expr]) -> Expr { ctx.sumOfProducts(over: variables, factors: factors, type: type) }
       switch op {
-      case "ReduceSum": return .reduce(.sum, over: variables, body: x)
-      case "ReduceMean":
-        return .binary(.divide, .reduce(.sum, over: variables, body: x), .constant(Double(count), type))
+      case "ReduceSum": return sum([x])
+      case "ReduceMean": return .binary(.divide, sum([x]), .constant(Double(count), type))
       case "ReduceMax": return .reduce(.maximum, over: variables, body: x)
       case "ReduceMin": return .reduce(.minimum, over: variables, body: x)
       case "ReduceProd": return .reduce(.product, over: variables, body: x)
-      case "ReduceL1":
-        let magnitude: Expr = type.isSigned ? .unary(.abs, x) : x
-        return .reduce(.sum, over: variables, body: magnitude)
-      case "ReduceL2": return .unary(.sqrt, .reduce(.sum, over: variables, body: .binary(.multiply, x, x)))
-      case "ReduceSumSquare": return .reduce(.sum, over: variables, body: .binary(.multiply, x, x))
-      case "ReduceLogSum": return .unary(.log, .reduce(.sum, over: variables, body: x))
-      case "ReduceLogSumExp": return .unary(.log, .reduce(.sum, over: variables, body: .unary(.exp, x)))
+      case "ReduceL1": return sum([type.isSigned ? .unary(.abs, x) : x])
+      case "ReduceL2": return .unary(.sqrt, sum([x, x]))
+      case "ReduceSumSquare": return sum([x, x])
+      case "ReduceLogSum": return .unary(.log, sum([x]))
+      case "ReduceLogSumExp": return .unary(.log, sum([.unary(.exp, x)]))
       default: throw ctx.error("internal: unknown reduction")
       }
     }
@@ -188,7 +188,7 @@ extension OpLowerings {
 
   /// MatMul with NumPy semantics: batch axes broadcast; a 1-D A is a row, a 1-D B a column,
   /// and the added axis is not in the output.
-  static let matMul = OpLowering(.reduction) { ctx, _, coordinates in
+  static let matMul = OpLowering(.reduction, region: .contraction) { ctx, _, coordinates in
     let a = try ctx.shape(0)
     let b = try ctx.shape(1)
     guard !a.isEmpty, !b.isEmpty else { throw ctx.error("operands must not be scalars, got \(a) and \(b)") }
@@ -210,12 +210,11 @@ extension OpLowerings {
     }
     let left = try ctx.element(0, at: a.count == 1 ? [reduced] : batchCoordinates(a) + [row ?? .index(0), reduced])
     let right = try ctx.element(1, at: b.count == 1 ? [reduced] : batchCoordinates(b) + [reduced, column ?? .index(0)])
-    let product = Expr.binary(.multiply, left, right)
-    return k == 1 ? product : .reduce(.sum, variable: variable, extent: k, body: product)
+    return ctx.sumOfProducts(over: k == 1 ? [] : [(variable, k)], factors: [left, right], type: left.type)
   }
 
   /// Gemm: alpha * A' * B' + beta * C with optional transposes and C broadcast to [M, N].
-  static let gemm = OpLowering(.reduction) { ctx, _, coordinates in
+  static let gemm = OpLowering(.reduction, region: .contraction) { ctx, _, coordinates in
     let a = try ctx.shape(0)
     guard a.count == 2, try ctx.shape(1).count == 2 else { throw ctx.error("A and B must be 2-D") }
     let type = ctx.outputComputeType()
@@ -229,7 +228,7 @@ extension OpLowerings {
     let (m, n) = (coordinates[0], coordinates[1])
     let left = try ctx.element(0, at: transA ? [reduced, m] : [m, reduced], as: type)
     let right = try ctx.element(1, at: transB ? [n, reduced] : [reduced, n], as: type)
-    var result = Expr.reduce(.sum, variable: variable, extent: k, body: .binary(.multiply, left, right))
+    var result = ctx.sumOfProducts(over: [(variable, k)], factors: [left, right], type: type)
     if alpha != 1 { result = .binary(.multiply, .constant(alpha, type), result) }
     if ctx.hasInput(2), beta != 0 {
       var c = try ctx.broadcastElement(2, at: coordinates, as: type)
@@ -244,7 +243,7 @@ extension OpLowerings {
   /// Einsum over explicit or implicit output subscripts: summed letters become nested
   /// reductions; repeated letters in one operand read its diagonal; an ellipsis stands for
   /// right-aligned broadcast axes.
-  static let einsum = OpLowering(.reduction) { ctx, _, coordinates in
+  static let einsum = OpLowering(.reduction, region: .contraction) { ctx, _, coordinates in
     let equation = try ctx.stringAttribute("equation", default: "").filter { !$0.isWhitespace }
     let sides = equation.split(separator: ">", omittingEmptySubsequences: false).map(String.init)
     guard sides.count <= 2, sides.count == 1 || sides[0].hasSuffix("-") else {
@@ -297,15 +296,14 @@ extension OpLowerings {
       values[letter] = .variable(variable)
     }
     let type = ctx.outputComputeType()
-    var product: Expr?
+    var factors: [Expr] = []
     for (i, letters) in operands.enumerated() {
       let shape = try ctx.shape(i)
       let mapped = zip(letters, shape).map { letter, extent in extent == 1 ? Expr.index(0) : values[letter] ?? .index(0)
       }
-      let element = try ctx.element(i, at: mapped, as: type)
-      product = product.map { .binary(.multiply, $0, element) } ?? element
+      factors.append(try ctx.element(i, at: mapped, as: type))
     }
-    guard let product else { throw ctx.error("needs at least one operand") }
-    return .reduce(.sum, over: variables, body: product)
+    guard !factors.isEmpty else { throw ctx.error("needs at least one operand") }
+    return ctx.sumOfProducts(over: variables, factors: factors, type: type)
   }
 }

@@ -397,7 +397,7 @@ extension OpLowerings {
   /// unpooled shape ((in - 1) * stride - pads + kernel per axis; the last write wins), which is
   /// then placed at the origin of a larger output_shape, the rest zero. Indices are data, so
   /// every output element searches all of them (the last match), which costs the input's size.
-  static let maxUnpool = OpLowering(.reduction) { ctx, _, coordinates in
+  static let maxUnpool = OpLowering(.reduction, region: .gatherScatter) { ctx, _, coordinates in
     let input = try ctx.shape(0)
     let spatial = input.count - 2
     guard let kernel = try ctx.intsAttribute("kernel_shape"), kernel.count == spatial else {

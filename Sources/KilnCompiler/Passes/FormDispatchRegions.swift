@@ -139,7 +139,7 @@ public enum FormDispatchRegions {
             Kernel.Operand(dtype: graph.type(of: $0).dtype, elementCount: graph.type(of: $0).elementCount ?? 0)
           },
           output: Kernel.Operand(dtype: type.dtype, elementCount: count), shape: type.shape, body: body,
-          sourceOps: builder.sourceOps)
+          sourceOps: builder.sourceOps, region: builder.region(of: body))
         try KernelVerifier().verify(kernel)
         kernels.append(kernel)
         kernelOf[output] = kernels.count - 1
@@ -172,6 +172,9 @@ final class KernelBuilder {
   let variables = VariableCounter()
   private(set) var bindings: [ValueID] = []
   private(set) var sourceOps: [String] = []
+  /// What the fused lowerings stated, and the region kinds of the reductions they computed.
+  private var statements: [RegionStatement] = []
+  private var kinds = Set<RegionKind>()
   /// Op types of `sourceOps`, in the same order.
   private(set) var sourceOpTypes: [String] = []
   private var sourceSet = Set<String>()
@@ -190,16 +193,47 @@ final class KernelBuilder {
       sourceOps.append(node.name)
       sourceOpTypes.append(node.op)
     }
-    let context = LoweringContext(node: node, graph: graph, variables: variables) { [unowned self] slot, coords in
-      guard slot < node.inputs.count, let input = node.inputs[slot] else {
-        throw LoweringError(node, "input \(slot) is missing")
-      }
-      return try self.element(of: input, at: coords)
-    }
+    if lowering.kind == .reduction { kinds.insert(lowering.region) }
+    let context = LoweringContext(
+      node: node, graph: graph, variables: variables,
+      element: { [unowned self] slot, coords in
+        guard slot < node.inputs.count, let input = node.inputs[slot] else {
+          throw LoweringError(node, "input \(slot) is missing")
+        }
+        return try self.element(of: input, at: coords)
+      },
+      state: { [unowned self] in self.statements.append($0) })
     let expr = try lowering.lower(context, output, coordinates)
     let expected = ValueType.compute(graph.type(of: node.outputs[output]).dtype)
     // Lowerings compute in their natural type; the stored tensor decides the kernel's type.
     return expr.type == expected ? expr : .cast(expr, expected)
+  }
+
+  /// The region of a kernel computing `body`: the statements whose reductions it holds, and the
+  /// kind of the reductions its lowerings computed (a stated contraction's before a stated
+  /// window's, those before an indexed placement's, that before any other reduction);
+  /// `.elementwise` without one.
+  func region(of body: Expr) -> Region {
+    let present = Set(body.postOrder().map(\.identity))
+    var region = Region(kind: .elementwise)
+    for statement in statements {
+      switch statement {
+      case .contraction(let c) where present.contains(c.reduction.identity): region.contractions.append(c)
+      case .maximum(let m) where present.contains(m.reduction.identity): region.maxima.append(m)
+      default: break
+      }
+    }
+    if body.containsReduction {
+      let stated = !region.contractions.isEmpty || !region.maxima.isEmpty
+      if kinds.contains(.contraction), !region.contractions.isEmpty {
+        region.kind = .contraction
+      } else if kinds.contains(.window), stated {
+        region.kind = .window
+      } else {
+        region.kind = kinds.contains(.gatherScatter) ? .gatherScatter : .reduction
+      }
+    }
+    return region
   }
 
   /// A value's element at some coordinates, lowered once: a lowering that reads an operand at
