@@ -32,8 +32,12 @@ let package = Package(
         .linkedLibrary("SPIRV-Tools-opt"), .linkedLibrary("SPIRV-Tools"), .linkedLibrary("stdc++"),
       ]),
 
+    /// Element types (dtypes, float16/bfloat16/8-bit float conversions, sub-byte packing): shared by
+    /// the compiler's IR and the runtime's tensor files.
+    .target(name: "KilnTensor"),
+
     // Compiler side.
-    .target(name: "KilnIR"),
+    .target(name: "KilnIR", dependencies: ["KilnTensor"]),
     .target(
       name: "KilnONNX",
       dependencies: ["KilnIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -51,7 +55,7 @@ let package = Package(
     .target(name: "KilnVulkan", dependencies: ["KilnHAL", "KilnSPIRV", "CVulkan"]),
     .target(name: "CKilnCPU"),
     .target(name: "KilnCPU", dependencies: ["KilnHAL", "CKilnCPU"]),
-    .target(name: "KilnRuntime", dependencies: ["KilnIR", "KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
+    .target(name: "KilnRuntime", dependencies: ["KilnTensor", "KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
 
     /// The ONNX backend-test conformance runner, shared by `kiln conformance` and the test suite.
     .target(name: "KilnConformance", dependencies: ["KilnIR", "KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle"]),

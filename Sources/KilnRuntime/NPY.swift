@@ -1,7 +1,7 @@
 // NumPy `.npy` files <-> HostTensor: a strict reader and a numpy-compatible writer.
 
 import Foundation
-import KilnIR
+import KilnTensor
 
 /// Reads and writes NumPy `.npy` files (format versions 1.0, 2.0 and 3.0) as `HostTensor`s.
 ///
@@ -128,9 +128,13 @@ public enum NPY {
 
   /// A low-precision tensor as float32 (8-bit and 4-bit floats, exact) or int8/uint8.
   private static func widened(_ tensor: HostTensor, _ dtype: DType) throws -> HostTensor {
-    let data = try TensorData(type: TensorType(dtype, tensor.shape), bytes: tensor.bytes)
-    let wide = data.converted(to: dtype.isMiniFloat ? .float32 : dtype.isSigned ? .int8 : .uint8)
-    return HostTensor(dtype: wide.dtype.rawValue, shape: tensor.shape, bytes: wide.bytes)
+    if dtype.isMiniFloat {
+      let values = tensor.bytes.map { FloatConversion.float(fromMiniFloatBits: $0, as: dtype) }
+      return HostTensor(dtype: "float32", shape: tensor.shape, bytes: values.withUnsafeBytes { Array($0) })
+    }
+    // One element per byte; its low bits hold the value (sign-extended for the signed types).
+    let values = tensor.bytes.map { UInt8(truncatingIfNeeded: dtype.integerValue(ofStorageBits: UInt64($0))) }
+    return HostTensor(dtype: dtype.isSigned ? "int8" : "uint8", shape: tensor.shape, bytes: values)
   }
 
   /// The `.npy` bytes for `tensor`: little-endian, C order, header version 1.0 (2.0 if needed).

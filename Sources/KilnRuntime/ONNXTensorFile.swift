@@ -1,7 +1,7 @@
 // ONNX TensorProto files (`input_0.pb`, `output_0.pb` of the ONNX test data) <-> HostTensor.
 
 import Foundation
-import KilnIR
+import KilnTensor
 
 /// Reads and writes single serialized ONNX `TensorProto` messages, the `.pb` files of ONNX test
 /// data sets, as `HostTensor`s.

@@ -1,5 +1,5 @@
 import Foundation
-import KilnIR
+import KilnTensor
 
 /// Kiln's one comparison of outputs with references (tests, `kiln run --expect`, conformance):
 /// floats match when |got - expected| <= atol + rtol * |expected|, with
