@@ -20,30 +20,38 @@ constructor with seeded random weights (no downloads), exported by the TorchScri
     shufflenet_v2_x1_0          torchvision ShuffleNetV2 x1.0, image [1, 3, 224, 224]
     vit_b_16                    torchvision ViT-B/16, image [1, 3, 224, 224]
     bert-base                   transformers BertModel, BERT-base sizes (12 layers, hidden 768, 12 heads,
-                                vocab 30522), token ids [1, 128] -> last_hidden_state [1, 128, 768]
+                                vocab 30522), no pooler, [1, 128] -> last_hidden_state [1, 128, 768]
     gpt2-4layer                 transformers GPT2Model, GPT-2 small sizes but 4 layers, no cache,
-                                token ids [1, 64] -> last_hidden_state [1, 64, 768]
+                                [1, 64] -> last_hidden_state [1, 64, 768]
     t5-small-encoder            transformers T5EncoderModel, t5-small sizes (6 layers, d_model 512),
-                                token ids [1, 128] -> last_hidden_state [1, 128, 512]
+                                [1, 128] -> last_hidden_state [1, 128, 512]
 
-Every model is seeded on its own (torch.manual_seed before it is built), so naming a subset writes the
-same files as a full run. Attention in the transformers models is the eager (MatMul + Softmax) form.
-A model whose export or reference run fails is skipped with its reason on stderr; the others go on, and
-the exit status is 1 when any failed. PyTorch and ONNX Runtime run on one thread.
+The transformers models take two int64 inputs, input_ids (seeded random ids) and attention_mask (all
+ones), as exporters of these models usually write them.
 
-Needs (a venv; the outputs are large, about 1.2 GB in all, and .build/ is git-ignored):
+Parameters that construction fills with one value (zero biases, unit norm scales, ViT's zero head) get
+seeded noise, as in a trained checkpoint (see perturb_constant_parameters), and the BatchNormalization
+statistics of the image models are measured on seeded random images (see calibrate_batch_norm), so that
+their outputs stay near unit scale. Every model is seeded on its own (torch.manual_seed before it is
+built), so naming a subset writes the same files as a full run. Attention in the transformers models is
+the eager (MatMul + Softmax) form. A model whose export or reference run fails is skipped with its reason
+on stderr; the others go on, and the exit status is 1 when any failed. PyTorch and ONNX Runtime run on
+one thread; a full run takes about 35 s on a 2-core machine.
+
+Needs (a venv of about 1.4 GB; the outputs take about 1.4 GB more, and .build/ is git-ignored):
 
     python3 -m venv .venv-export && . .venv-export/bin/activate
-    pip install "torch==2.13.0+cpu"        # the CPU wheel from the machine's PIP_FIND_LINKS (/opt/wheels);
-                                           # plain "pip install torch" works too but brings CUDA (GBs)
-    pip install -c <(echo "torch==2.13.0+cpu") torchvision transformers onnx onnxruntime numpy
+    pip install "torch==2.13.0+cpu" torchvision transformers onnx onnxruntime numpy
 
-PyPI's Linux torchvision wheels are CUDA builds whose C++ ops (nms, roi_align, ...) do not load beside a
-CPU torch, and torchvision then fails at import registering fakes for torchvision::nms; when its
-extension does not load, this script defines the two schemas that import needs (nms, qnms) as stubs
-first. None of the models here calls them.
+The CPU torch wheel comes from the machine's PIP_FIND_LINKS folder (/opt/wheels); where it is missing,
+plain "torch" from PyPI works too but brings the CUDA libraries (several GB). PyPI's Linux torchvision
+wheels are CUDA builds whose C++ ops (nms, roi_align, ...) do not load beside a CPU torch, and
+torchvision's import then fails registering a fake for torchvision::nms; so when that extension does not
+load, this script first defines the two schemas the import needs (nms, qnms) as stubs, before importing
+torchvision or transformers (which imports torchvision). None of the models here calls them.
 """
 import argparse
+import functools
 import glob
 import importlib.util
 import os
@@ -74,6 +82,7 @@ SEED = 0
 # ----------------------------------------------------------------------------- torchvision import
 
 
+@functools.lru_cache(maxsize=None)
 def import_torchvision():
     """Imports torchvision, first stubbing the ops its import needs where its C++ extension won't load."""
     spec = importlib.util.find_spec("torchvision")
@@ -97,19 +106,26 @@ def import_torchvision():
 # ----------------------------------------------------------------------------- models
 
 
-class FirstOutput(torch.nn.Module):
-    """Returns one tensor: the "out" entry of a dict, or the first field of a transformers output."""
+class OutEntry(torch.nn.Module):
+    """Returns the "out" entry of a segmentation model's dict."""
 
-    def __init__(self, model, key=None):
+    def __init__(self, model):
         super().__init__()
         self.model = model
-        self.key = key
 
-    def forward(self, *args):
-        result = self.model(*args)
-        if self.key is not None:
-            return result[self.key]
-        return result[0]
+    def forward(self, image):
+        return self.model(image)["out"]
+
+
+class LastHiddenState(torch.nn.Module):
+    """Calls a transformers model by keyword and returns its first output, last_hidden_state."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
 
 
 def build_image(name):
@@ -118,17 +134,39 @@ def build_image(name):
     if name == "googlenet":
         model = models.googlenet(weights=None, aux_logits=False, init_weights=True)
     elif name == "deeplabv3_mobilenet_v3_large":
-        model = FirstOutput(
-            models.segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, aux_loss=False),
-            key="out")
+        model = OutEntry(
+            models.segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, aux_loss=False))
     else:
         model = getattr(models, name)(weights=None)
+    perturb_constant_parameters(model)
+    calibrate_batch_norm(model)
     rng = np.random.default_rng(SEED)
     image = rng.standard_normal((1, 3, 224, 224), dtype=np.float32)
     return model, [("input", image)]
 
 
+def calibrate_batch_norm(model):
+    """Sets every BatchNorm's running mean and variance to its batch statistics over 4 seeded random images.
+
+    Freshly constructed networks normalize with mean 0 and variance 1, and through deep stacks their
+    activations then vanish (EfficientNet-B0's logits come out near 1e-14) or blow up; measured statistics
+    keep every layer's output near unit scale, so that the reference outputs are meaningful.
+    """
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: one pass gives the batch's statistics
+    images = np.random.default_rng(SEED + 1).standard_normal((4, 3, 224, 224), dtype=np.float32)
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(images))
+    model.eval()
+
+
 def build_text(name):
+    import_torchvision()  # transformers imports torchvision when it is installed
     import transformers
 
     rng = np.random.default_rng(SEED)
@@ -144,8 +182,25 @@ def build_text(name):
     else:
         raise ValueError(name)
     model.config.return_dict = False
+    perturb_constant_parameters(model)
     ids = rng.integers(0, config.vocab_size, size=(1, length), dtype=np.int64)
-    return FirstOutput(model), [("input_ids", ids)]
+    mask = np.ones((1, length), dtype=np.int64)
+    return LastHiddenState(model), [("input_ids", ids), ("attention_mask", mask)]
+
+
+def perturb_constant_parameters(model):
+    """Adds seeded noise (std 0.02) to every parameter that construction fills with one value.
+
+    Zero biases, unit norm scales and ViT's zero-initialized head are what a fresh model has and a trained
+    checkpoint doesn't: the exporter would turn equal initializers into one tensor plus Identity nodes
+    (and ViT's logits would all be 0), which no real export shows.
+    """
+    generator = torch.Generator().manual_seed(SEED + 2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            flat = parameter.detach().reshape(-1)
+            if flat.numel() > 0 and bool(torch.all(flat == flat[0])):
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.02)
 
 
 def build(name):
@@ -192,7 +247,7 @@ def export(name, folder):
     size = os.path.getsize(path) / 1e6
     nodes = len(onnx.load(path, load_external_data=False).graph.node)
     return (f"{size:.1f} MB, {nodes} nodes, output {list(outputs[0].shape)}, "
-            f"max |ORT - torch| {drift:.2e}")
+            f"max |output| {float(np.max(np.abs(outputs[0]))):.2e}, max |ORT - torch| {drift:.2e}")
 
 
 def main(argv):
@@ -207,6 +262,7 @@ def main(argv):
     if unknown:
         raise SystemExit(f"make-real-exports: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     torch.set_num_threads(1)
+    torch.backends.mha.set_fastpath_enabled(False)  # vit_b_16: the fused MHA kernel has no ONNX export
     failed = []
     for name in args.names or MODELS:
         folder = os.path.join(args.out_dir, name)

@@ -269,7 +269,11 @@ struct CDialect: KernelDialect {
   }
 
   func load(input: Int, dtype: DType, index: String) -> String {
-    let element = "b\(input)[\(index)]"
+    convertLoaded("b\(input)[\(index)]", dtype: dtype)
+  }
+
+  /// A stored element converted to its compute type.
+  func convertLoaded(_ element: String, dtype: DType) -> String {
     if LowPrecisionCode.isLowPrecision(dtype) { return LowPrecisionCode.load(element, dtype: dtype, .c) }
     switch dtype {
     case .float16: return "(float)\(element)"

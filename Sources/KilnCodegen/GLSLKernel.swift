@@ -59,7 +59,7 @@ struct GLSLDialect: KernelDialect {
   /// The kernel's storage buffers, one declaration per line: input i as `b<i>` (or its parts
   /// `b<i>_<p>`) with a vec4 view `b<i>v` for each input in `vectorViews` (never a split one),
   /// then the output as `result` (or `result_<p>`), then the split-K scratch buffer.
-  func bufferDeclarations(vectorViews: Set<Int> = [], scratch: Bool = false) -> String {
+  func bufferDeclarations(vectorViews: Set<Int> = [], scratch: Bool = false, readableOutput: Bool = false) -> String {
     var out = ""
     func declare(_ operand: VulkanBindingLayout.Operand, block: String, array: String, qualifier: String) {
       let type = storageType(operand.dtype)
@@ -78,7 +78,7 @@ struct GLSLDialect: KernelDialect {
       precondition(!layout.isSplit(input: input), "a vec4 view of input \(input), which is bound in parts")
       out += "layout(std430, set = 0, binding = \(layout.operands[input].first)) readonly buffer In\(input)v { vec4 b\(input)v[]; };\n"
     }
-    declare(layout.output, block: "Out", array: "result", qualifier: "writeonly")
+    declare(layout.output, block: "Out", array: "result", qualifier: readableOutput ? "" : "writeonly")
     if scratch {
       out += "layout(std430, set = 0, binding = \(layout.scratchBinding)) buffer Scratch { float scratch[]; };\n"
     }
@@ -87,7 +87,7 @@ struct GLSLDialect: KernelDialect {
 
   /// The shared helper functions, the low-precision types' conversions and the accessors of
   /// operands bound in parts, in that order (each uses the ones before).
-  func helperFunctions() -> String {
+  func helperFunctions(readableOutput: Bool = false) -> String {
     var out = Self.helpers
     out += LowPrecisionCode.helpers(for: kernel.inputs.map(\.dtype) + [kernel.output.dtype], .glsl)
     let index = typeName(.index)
@@ -112,8 +112,23 @@ struct GLSLDialect: KernelDialect {
         lines.append(part < operand.parts - 1 ? "  if (p == \(literal(.index(part)))) { \(store) return; }" : "  \(store)")
       }
       out += (lines + ["}", ""]).joined(separator: "\n")
+      if readableOutput {
+        var loads = ["\(typeName(.compute(operand.dtype))) kiln_out_load(\(index) i) {"] + locate(operand.elementsPerPart)
+        for part in 0..<operand.parts {
+          let value = convertLoaded("result_\(part)[o]", dtype: operand.dtype)
+          loads.append(part < operand.parts - 1 ? "  if (p == \(literal(.index(part)))) return \(value);" : "  return \(value);")
+        }
+        out += (loads + ["}", ""]).joined(separator: "\n")
+      }
     }
     return out
+  }
+
+  /// Output element `index`, as stored, converted to its compute type (custom programs only:
+  /// their output is declared readable).
+  func loadOutput(at index: String) -> String {
+    if layout.output.isSplit { return "kiln_out_load(\(index))" }
+    return convertLoaded("result[uint(\(index))]", dtype: layout.output.dtype)
   }
 
   /// The statement storing `value` (of the output's compute type) as output element `index`.

@@ -250,6 +250,8 @@ public struct ModelCompiler: Sendable {
         dispatches = Self.phases(shared)
       case .registerTiles(let template):
         dispatches = [(nil, template.workgroups, .none)]
+      case .program(let program):
+        dispatches = [(nil, GLSLKernel.workgroups(invocations: program.invocations), .none)]
       case .perElement:
         let groups = (kernel.output.elementCount + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
         let x = min(groups, 65535)
@@ -263,6 +265,7 @@ public struct ModelCompiler: Sendable {
       case .sharedTiles(let shared): shared.source()
       case .registerTiles(let template): template.source()
       case .perElement: GLSLKernel.source(for: kernel, maximumBindingBytes: maximumBindingBytes)
+      case .program(let program): GLSLKernel.programSource(for: kernel, program: program, maximumBindingBytes: maximumBindingBytes)
       }
     }
 

@@ -13,11 +13,14 @@ public enum CPUSchedule: Sendable {
   case window(CWindowTemplate)
   /// Loops over the output elements (rows of the innermost axis where that pays).
   case loops
+  /// A custom region's program, a few invocations per workgroup.
+  case program(KernelProgram)
 
   /// The schedule of `kernel` as bound (`prepacked`: the operands it reads pre-packed): Winograd
   /// where its weights were transformed for it, else a GEMM of a stated contraction, else a
   /// window, else loops. `schedule-cpu` calls this once per kernel.
   public static func choose(_ kernel: Kernel, prepacked: Set<CMatMulTemplate.Operand> = []) -> CPUSchedule {
+    if let program = kernel.region.program { return .program(program) }
     if prepacked.contains(CWinogradTemplate.weightsOperand) {
       guard let template = CWinogradTemplate.match(kernel) else {
         preconditionFailure("\(kernel.name): Winograd-transformed weights, but no Winograd convolution")
@@ -35,6 +38,7 @@ public enum CPUSchedule: Sendable {
     case .gemm(let template): template.workgroups
     case .window(let template): template.workgroups
     case .loops: CKernel.workgroups(for: kernel.output.elementCount)
+    case .program(let program): (program.invocations + CKernel.invocationsPerWorkgroup - 1) / CKernel.invocationsPerWorkgroup
     }
   }
 
@@ -58,6 +62,7 @@ public enum CPUSchedule: Sendable {
       template.kernel = renamed
       return template.source()
     case .loops: return CKernel.function(for: renamed)
+    case .program(let program): return CKernel.programFunction(for: renamed, program: program)
     }
   }
 
@@ -69,6 +74,7 @@ public enum CPUSchedule: Sendable {
       template.summary + (template.prepacked.isEmpty ? "" : ", pre-packed \(template.prepacked.map(\.label).sorted().joined(separator: " "))")
     case .window(let template): template.summary
     case .loops: "cpu loops"
+    case .program(let program): "cpu program, \(program.invocations) invocations"
     }
   }
 }
@@ -89,12 +95,15 @@ public enum VulkanSchedule: Sendable {
   case registerTiles(MatMulTemplate)
   /// One invocation per output element.
   case perElement
+  /// A custom region's program, one invocation per shader invocation.
+  case program(KernelProgram)
 
   /// The schedule of `kernel` in `deviceClass`'s program: a stated contraction takes the class's
   /// contraction template where its shape suits it, everything else one invocation per element.
   public static func choose(
     _ kernel: Kernel, deviceClass: VulkanClass, emulateCooperativeMatrix: Bool, maximumBindingBytes: Int
   ) -> VulkanSchedule {
+    if let program = kernel.region.program { return .program(program) }
     guard let tiles = MatMulTemplate.match(kernel, maximumBindingBytes: maximumBindingBytes) else { return .perElement }
     if deviceClass == .coopmat, let coop = CoopMatTemplate.match(base: tiles, emulated: emulateCooperativeMatrix) {
       return .cooperativeMatrix(coop)
@@ -121,6 +130,7 @@ public enum VulkanSchedule: Sendable {
       template.kernel = renamed
       return (.registerTiles(template), renamed)
     case .perElement: return (.perElement, renamed)
+    case .program: return (self, renamed)
     }
   }
 
@@ -135,6 +145,7 @@ public enum VulkanSchedule: Sendable {
       "register tiles \(t.batchCount)x\(t.m)x\(t.n)x\(t.k): \(t.tileM)x\(t.tileN) per invocation, \(t.lanes) lanes"
         + (t.vectorA != nil ? ", vec4 A" : "") + (t.vectorB != nil ? ", vec4 B" : "")
     case .perElement: "one invocation per element"
+    case .program(let program): "program, \(program.invocations) invocations"
     }
   }
 }

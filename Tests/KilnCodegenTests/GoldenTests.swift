@@ -19,6 +19,8 @@ struct GoldenTests {
     case maxPool
     /// LayerNorm-style mean and variance over the last axis.
     case reduction
+    /// TopK 3 of 8: a custom program (a heap per line) for the indices, a gather for the values.
+    case customTopK
     var testDescription: String { rawValue }
 
     func graph() -> Graph {
@@ -56,6 +58,11 @@ struct GoldenTests {
         graph.outputs = graph.addNode(
           "MaxPool", name: "pool", inputs: [x], outputTypes: [TensorType(.float32, [1, 4, 7, 7])],
           attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
+      case .customTopK:
+        let x = graph.addInput(name: "x", type: TensorType(.float32, [2, 8]))
+        graph.outputs = graph.addNode(
+          "TopK", version: 11, name: "topk", inputs: [x, graph.addConstant(TensorData([Int64(3)], shape: [1]), name: "k")],
+          outputTypes: [TensorType(.float32, [2, 3]), TensorType(.int64, [2, 3])])
       case .reduction:
         let x = graph.addInput(name: "x", type: TensorType(.float32, [4, 32]))
         let axes: [String: AttributeValue] = ["axes": .ints([-1])]

@@ -46,6 +46,9 @@ struct ExprEvaluator {
   let inputs: [[Double]]
   /// Problems found: out-of-bounds loads, type errors.
   private(set) var problems: [String] = []
+  /// A custom program's locals and output as they stand.
+  private var locals: [Value] = []
+  private var output: [Value] = []
 
   init(kernel: Kernel, inputs: [[Double]]) {
     self.kernel = kernel
@@ -55,6 +58,7 @@ struct ExprEvaluator {
   /// Every output element, row-major, converted as the store would (rounded to the output
   /// dtype). Throws when the body is ill-typed or reads out of bounds.
   mutating func run() throws -> [Double] {
+    if let program = kernel.region.program { return try run(program) }
     let bodyType = try typeCheck(kernel.body)
     guard bodyType == ValueType.compute(kernel.output.dtype) else {
       throw Failure(
@@ -79,6 +83,52 @@ struct ExprEvaluator {
       }
     }
     return results
+  }
+
+  /// Runs every invocation of a custom program; its output starts zero.
+  private mutating func run(_ program: KernelProgram) throws -> [Double] {
+    for expr in Expr.postOrder(program.expressions) { _ = try typeCheck(expr) }
+    output = Array(repeating: .int(0), count: kernel.output.elementCount)
+    var variables = [Int64](repeating: 0, count: 64)
+    for invocation in 0..<program.invocations {
+      locals = program.locals.map { $0.isFloat ? .float(0) : $0.isBool ? .bool(false) : .int(0) }
+      try execute(program.statements, invocation: Int64(invocation), &variables)
+    }
+    return output.map { Self.store($0, as: kernel.output.dtype) }
+  }
+
+  private mutating func execute(_ statements: [KernelProgram.Statement], invocation: Int64, _ variables: inout [Int64]) throws {
+    func value(_ expr: Expr) throws -> Value {
+      let result = evaluate(expr, [invocation], &variables)
+      if !problems.isEmpty { throw Failure(description: "invocation \(invocation): \(problems.prefix(3).joined(separator: "; "))") }
+      return result
+    }
+    for statement in statements {
+      switch statement {
+      case .set(let local, let expr): locals[local] = try value(expr)
+      case .store(let index, let expr):
+        let i = try value(index).integer
+        guard i >= 0, i < Int64(output.count) else { throw Failure(description: "store at \(i) outside 0..<\(output.count)") }
+        // Stored as the output keeps it, read back as such.
+        let stored = Self.store(try value(expr), as: kernel.output.dtype)
+        output[Int(i)] = kernel.output.dtype.isFloat ? .float(stored) : kernel.output.dtype == .bool ? .bool(stored != 0) : .int(Int64(stored))
+      case .loop(let local, let from, let to, let body):
+        locals[local] = try value(from)
+        while locals[local].integer < (try value(to)).integer {
+          try execute(body, invocation: invocation, &variables)
+          locals[local] = .int(locals[local].integer + 1)
+        }
+      case .repeatWhile(let condition, let body):
+        var steps = 0
+        while try value(condition).truth {
+          try execute(body, invocation: invocation, &variables)
+          steps += 1
+          if steps > 1 << 24 { throw Failure(description: "a while loop ran 2^24 times") }
+        }
+      case .branch(let condition, let then, let otherwise):
+        try execute(try value(condition).truth ? then : otherwise, invocation: invocation, &variables)
+      }
+    }
   }
 
   /// The value a store of `value` into a `dtype` tensor keeps.
@@ -114,6 +164,16 @@ struct ExprEvaluator {
   private func typeCheck(_ expr: Expr) throws -> ValueType {
     func fail(_ message: String) -> Failure { Failure(description: "type error: \(message) in \(expr)") }
     switch expr.kind {
+    case .local(let id, let type):
+      guard let program = kernel.region.program, program.locals.indices.contains(id), program.locals[id] == type else {
+        throw fail("local l\(id) is not declared as \(type)")
+      }
+      return type
+    case .loadOutput(let dtype, let index):
+      guard kernel.region.program != nil, dtype == kernel.output.dtype, try typeCheck(index) == .index else {
+        throw fail("output read outside a program, or as \(dtype)")
+      }
+      return .compute(dtype)
     case .literal(let literal): return literal.type
     case .coordinate(let axis):
       guard axis >= 0, axis < kernel.shape.count else { throw fail("coordinate \(axis) out of rank") }
@@ -193,6 +253,14 @@ struct ExprEvaluator {
 
   private mutating func evaluate(_ expr: Expr, _ coordinates: [Int64], _ variables: inout [Int64]) -> Value {
     switch expr.kind {
+    case .local(let id, _): return locals[id]
+    case .loadOutput(_, let indexExpr):
+      let index = evaluate(indexExpr, coordinates, &variables).integer
+      guard index >= 0, index < Int64(output.count) else {
+        problems.append("output read at \(index) outside 0..<\(output.count)")
+        return .int(0)
+      }
+      return output[Int(index)]
     case .literal(let literal):
       if literal.type.isFloat { return .float(literal.float) }
       if literal.type.isBool { return .bool(literal.float != 0) }

@@ -8,8 +8,9 @@ extension Expr {
   public func replacingChildren(_ new: [Expr]) -> Expr {
     precondition(new.count == children.count, "replacingChildren: \(new.count) operands for \(children.count)")
     switch kind {
-    case .literal, .coordinate, .variable: return self
+    case .literal, .coordinate, .variable, .local: return self
     case .load(let input, let dtype, _): return .load(input: input, dtype: dtype, index: new[0])
+    case .loadOutput(let dtype, _): return .loadOutput(dtype: dtype, index: new[0])
     case .unary(let op, _): return .unary(op, new[0])
     case .cast(_, let type): return .cast(new[0], type)
     case .bitcast(_, let from, let to): return .bitcast(new[0], from: from, to: to)

@@ -41,6 +41,11 @@ public struct Expr: Hashable, Sendable, CustomStringConvertible {
     /// Folds `body` over `variable` in `0..<extent`. For argmax/argmin the result is the (index)
     /// value of `variable` at the best `body`.
     case reduce(ReduceOp, variable: Int, extent: Int, body: Expr)
+    /// The current value of a custom program's local variable (`KernelProgram` only).
+    case local(Int, ValueType)
+    /// Output element `index` as the program stored it, read back as its compute type
+    /// (`KernelProgram` only: a custom kernel may use its output as working memory).
+    case loadOutput(dtype: DType, index: Expr)
   }
 
   let node: ExprNode
@@ -87,6 +92,8 @@ public struct Expr: Hashable, Sendable, CustomStringConvertible {
   public static func reduce(_ op: ReduceOp, variable: Int, extent: Int, body: Expr) -> Expr {
     Expr(.reduce(op, variable: variable, extent: extent, body: body))
   }
+  public static func local(_ id: Int, _ type: ValueType) -> Expr { Expr(.local(id, type)) }
+  public static func loadOutput(dtype: DType, index: Expr) -> Expr { Expr(.loadOutput(dtype: dtype, index: index)) }
 }
 
 /// The storage of one `Expr` value: immutable, with the facts derived from its operands.
@@ -109,6 +116,10 @@ final class ExprNode: Sendable {
     switch kind {
     case .literal(let literal): type = literal.type
     case .coordinate, .variable: type = .index
+    case .local(_, let localType): type = localType
+    case .loadOutput(let dtype, _):
+      type = .compute(dtype)
+      reads = true
     case .load(_, let dtype, _):
       type = .compute(dtype)
       reads = true
@@ -156,8 +167,8 @@ extension Expr.Kind {
   /// The operands, in a fixed order per kind.
   public var children: [Expr] {
     switch self {
-    case .literal, .coordinate, .variable: []
-    case .load(_, _, let index): [index]
+    case .literal, .coordinate, .variable, .local: []
+    case .load(_, _, let index), .loadOutput(_, let index): [index]
     case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): [a]
     case .binary(_, let a, let b): [a, b]
     case .select(let c, let a, let b): [c, a, b]
@@ -178,6 +189,8 @@ extension Expr.Kind {
     case (.cast(_, let s), .cast(_, let t)): s == t
     case (.bitcast(_, let f, let t), .bitcast(_, let g, let u)): f == g && t == u
     case (.reduce(let p, let v, let e, _), .reduce(let q, let w, let f, _)): p == q && v == w && e == f
+    case (.local(let i, let s), .local(let j, let t)): i == j && s == t
+    case (.loadOutput(let d, _), .loadOutput(let e, _)): d == e
     default: false
     }
   }

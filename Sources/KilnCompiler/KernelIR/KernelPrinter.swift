@@ -30,6 +30,12 @@ public struct KernelPrinter: Sendable {
     for (index, input) in kernel.inputs.enumerated() {
       state.lines.append("  in\(index): \(input.dtype.shortName)[\(input.elementCount)]")
     }
+    if let program = kernel.region.program {
+      state.lines.append("  invocations \(program.invocations), locals \(program.locals.map(State.typeName).joined(separator: ", "))")
+      state.statements(program.statements, indent: 1)
+      state.lines.append("  region \(kernel.region.kind.rawValue)")
+      return state.lines.joined(separator: "\n")
+    }
     let result = state.name(kernel.body, indent: 1)
     state.lines.append("  return \(result)")
     state.lines.append("  region \(kernel.region.kind.rawValue)")
@@ -71,6 +77,41 @@ public struct KernelPrinter: Sendable {
       return printed[expr] ?? "?"
     }
 
+    /// A program's statements, one block per indentation level; expressions as SSA lines before
+    /// the statement that uses them (printed again in each block: locals change between statements).
+    mutating func statements(_ statements: [KernelProgram.Statement], indent: Int) {
+      let pad = String(repeating: "  ", count: indent)
+      for statement in statements {
+        scopes.append([:])
+        defer { scopes.removeLast() }
+        switch statement {
+        case .set(let local, let value): lines.append("\(pad)l\(local) = \(name(value, indent: indent))")
+        case .store(let index, let value):
+          let (i, v) = (name(index, indent: indent), name(value, indent: indent))
+          lines.append("\(pad)store out[\(i)] = \(v)")
+        case .loop(let local, let from, let to, let body):
+          let (a, b) = (name(from, indent: indent), name(to, indent: indent))
+          lines.append("\(pad)for l\(local) in \(a) ..< \(b) {")
+          self.statements(body, indent: indent + 1)
+          lines.append("\(pad)}")
+        case .repeatWhile(let condition, let body):
+          lines.append("\(pad)while {")
+          let c = name(condition, indent: indent + 1)
+          lines.append("\(pad)  test \(c)")
+          self.statements(body, indent: indent + 1)
+          lines.append("\(pad)}")
+        case .branch(let condition, let then, let otherwise):
+          lines.append("\(pad)if \(name(condition, indent: indent)) {")
+          self.statements(then, indent: indent + 1)
+          if !otherwise.isEmpty {
+            lines.append("\(pad)} else {")
+            self.statements(otherwise, indent: indent + 1)
+          }
+          lines.append("\(pad)}")
+        }
+      }
+    }
+
     /// The operand text of `expr`, printing its definition (and its operands') first if needed.
     mutating func name(_ expr: Expr, indent: Int) -> String {
       if case .literal(let literal) = expr.kind { return Self.literal(literal) }
@@ -79,6 +120,8 @@ public struct KernelPrinter: Sendable {
       let text: String
       switch expr.kind {
       case .literal: preconditionFailure("literals print in place")
+      case .local(let id, let type): return "l\(id):\(Self.typeName(type))"
+      case .loadOutput(let dtype, let index): text = "load out[\(name(index, indent: indent))] : \(dtype.shortName)"
       case .coordinate(let axis): text = "coordinate \(axis)"
       case .variable(let id): text = "v\(id)"
       case .load(let input, let dtype, let index): text = "load in\(input)[\(name(index, indent: indent))] : \(dtype.shortName)"

@@ -12,8 +12,10 @@ public enum RegionKind: String, Hashable, Sendable, CaseIterable {
   /// A window over the trailing spatial axes: pools (a `Contraction` of one factor for the
   /// averaging ones, a `WindowMaximum` for the maximum ones).
   case window
-  /// Outputs placed by index data (ScatterElements, ScatterND, TopK, MaxUnpool, n-gram counts).
+  /// Outputs placed by index data (ScatterElements, ScatterND, MaxUnpool, n-gram counts).
   case gatherScatter
+  /// An algorithm of its own (`KernelProgram`): selection, prefix sums, data-dependent outputs.
+  case custom
 }
 
 /// A sum of products a lowering states: over `loops` (outermost first), the product of
@@ -78,11 +80,14 @@ public struct Region: Hashable, Sendable {
   public var kind: RegionKind
   public var contractions: [Contraction]
   public var maxima: [WindowMaximum]
+  /// A custom region's program (which computes the output; the kernel's body is unused).
+  public var program: KernelProgram?
 
-  public init(kind: RegionKind, contractions: [Contraction] = [], maxima: [WindowMaximum] = []) {
+  public init(kind: RegionKind, contractions: [Contraction] = [], maxima: [WindowMaximum] = [], program: KernelProgram? = nil) {
     self.kind = kind
     self.contractions = contractions
     self.maxima = maxima
+    self.program = program
   }
 
   /// A contraction region stating `contractions` (the nil ones, sums without loops, state nothing).

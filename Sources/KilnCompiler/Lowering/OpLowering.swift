@@ -10,6 +10,8 @@ public enum FusionKind: Sendable, Hashable {
   case movement
   /// Output elements fold many input elements (`.reduce` nodes): the root of a dispatch region.
   case reduction
+  /// An algorithm of its own (`KernelProgram`): a region alone, its inputs and outputs in memory.
+  case custom
 }
 
 /// Everything an op lowering may ask about the node it lowers.
@@ -23,18 +25,27 @@ public struct LoweringContext {
   let elementProvider: (Int, [Expr]) throws -> Expr
   let variableCounter: VariableCounter
   let stateProvider: (RegionStatement) -> Void
+  let linearProvider: (Int, Expr) throws -> Expr
 
   /// - Parameter state: receives the structure the lowering states (`sumOfProducts`,
   ///   `windowMaximum`) for the region being built.
   public init(
     node: Node, graph: Graph, variables: VariableCounter, element: @escaping (Int, [Expr]) throws -> Expr,
-    state: @escaping (RegionStatement) -> Void = { _ in }
+    state: @escaping (RegionStatement) -> Void = { _ in },
+    linear: @escaping (Int, Expr) throws -> Expr = { _, _ in throw LoweringError(message: "internal: no linear loads here") }
   ) {
     self.node = node
     self.graph = graph
     self.variableCounter = variables
     self.elementProvider = element
     self.stateProvider = state
+    self.linearProvider = linear
+  }
+
+  /// Input `i`'s element at row-major position `index` (a custom program's load).
+  public func load(_ i: Int, at index: Expr) throws -> Expr {
+    guard hasInput(i) else { throw missingInput(i) }
+    return try linearProvider(i, index)
   }
 
   /// Number of input slots (including omitted optional ones).
@@ -155,6 +166,16 @@ public struct OpLowering: Sendable {
   /// The kind of a region whose reduction this op computes (`.reduction` ops only).
   public var region: RegionKind
   public var lower: @Sendable (LoweringContext, _ output: Int, _ coordinates: [Expr]) throws -> Expr
+  /// A custom op's program for output `output` (`kind == .custom` only).
+  public var program: (@Sendable (LoweringContext, _ output: Int) throws -> KernelProgram)?
+
+  /// A custom op: each output is computed by its own program, in a region of its own.
+  public init(program: @escaping @Sendable (LoweringContext, _ output: Int) throws -> KernelProgram) {
+    kind = .custom
+    region = .custom
+    lower = { ctx, _, _ in throw ctx.error("internal: a custom op has no per-element form") }
+    self.program = program
+  }
 
   public init(
     _ kind: FusionKind, region: RegionKind? = nil,

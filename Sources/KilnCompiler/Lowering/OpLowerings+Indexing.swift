@@ -1,18 +1,17 @@
 import KilnIR
 
 // Ops whose output positions depend on data values. Each output element searches the inputs
-// with `.reduce`: a scatter's element folds the updates whose index names it, TopK's element
-// is the input element of the wanted rank, TfIdfVectorizer's element counts n-gram matches.
+// with `.reduce`: a scatter's element folds the updates whose index names it, TfIdfVectorizer's
+// element counts n-gram matches. (TopK is a selection: `Decompose` and OpLowerings+Custom.)
 // BitCast, an elementwise reinterpretation of stored bits, is registered with them.
 
 extension OpLowerings {
-  static let indexingOps = ["Scatter", "ScatterElements", "ScatterND", "TopK", "TfIdfVectorizer", "BitCast"]
+  static let indexingOps = ["Scatter", "ScatterElements", "ScatterND", "TfIdfVectorizer", "BitCast"]
 
   static func indexingLowering(_ node: Node) throws -> OpLowering? {
     switch node.op {
     case "Scatter", "ScatterElements": return scatterElements
     case "ScatterND": return scatterND
-    case "TopK": return topK
     case "TfIdfVectorizer": return tfIdfVectorizer
     case "BitCast": return bitCast
     default: return nil
@@ -110,45 +109,6 @@ extension OpLowerings {
       ctx, data: try ctx.element(0, at: coordinates), variable: variable, extent: batch.reduce(1, *),
       matches: matches
     ) { linear in try ctx.element(2, at: batchPosition(linear) + Array(coordinates[depth...])) }
-  }
-
-  // MARK: TopK
-
-  /// TopK: output `j` along the axis is the input element of rank `j`, where an element's rank
-  /// counts the elements before it in the order (larger, or smaller with largest = 0; equal
-  /// values keep index order). Output 0 is the value, output 1 its index. k = 1 is an argmax.
-  static let topK = OpLowering(.reduction, region: .gatherScatter) { ctx, output, coordinates in
-    let input = try ctx.shape(0)
-    let axis = try ctx.normalizedAxis(try ctx.intAttribute("axis", default: -1), rank: input.count)
-    let largest = try ctx.intAttribute("largest", default: 1) != 0
-    let extent = input[axis]
-    func at(_ index: Expr) -> [Expr] {
-      var mapped = coordinates
-      mapped[axis] = index
-      return mapped
-    }
-    let candidate = ctx.freshVariable()
-    let chosen: Expr
-    if ctx.outputShape()[axis] == 1 {
-      let op: ReduceOp = largest ? .argmax(selectLast: false) : .argmin(selectLast: false)
-      chosen = .reduce(op, variable: candidate, extent: extent, body: try ctx.element(0, at: at(.variable(candidate))))
-    } else {
-      let rival = ctx.freshVariable()
-      let value = try ctx.element(0, at: at(.variable(candidate)))
-      let other = try ctx.element(0, at: at(.variable(rival)))
-      let before = Expr.any([
-        .binary(largest ? .greater : .less, other, value),
-        .all([.binary(.equal, other, value), .binary(.less, .variable(rival), .variable(candidate))]),
-      ])
-      let rank = Expr.reduce(.sum, variable: rival, extent: extent, body: .select(before, .index(1), .index(0)))
-      let found = Expr.reduce(
-        .maximum, variable: candidate, extent: extent,
-        body: .select(.binary(.equal, rank, coordinates[axis]), .variable(candidate), .index(-1)))
-      // Unordered values (NaN) can leave a rank unfilled; the first element stands in.
-      chosen = Expr.indexMax(found, .index(0))
-    }
-    if output == 1 { return .cast(chosen, ctx.outputComputeType(1)) }
-    return try ctx.element(0, at: at(chosen))
   }
 
   // MARK: BitCast

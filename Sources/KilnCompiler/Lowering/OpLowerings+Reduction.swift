@@ -133,32 +133,6 @@ extension OpLowerings {
     }
   }
 
-  /// CumSum and CumProd: a sum (product) over the axis with the prefix (or suffix, with
-  /// reverse) selected; exclusive leaves out the element itself.
-  static func cumulative(_ op: ReduceOp) -> OpLowering {
-    OpLowering(.reduction) { ctx, _, coordinates in
-      let input = try ctx.shape(0)
-      guard let rawAxis = try ctx.constantInts(1, "axis")?.first else { throw ctx.error("input 1 (axis) is required") }
-      let axis = try ctx.normalizedAxis(rawAxis, rank: input.count)
-      let exclusive = try ctx.intAttribute("exclusive", default: 0) != 0
-      let reverse = try ctx.intAttribute("reverse", default: 0) != 0
-      let variable = ctx.freshVariable()
-      var mapped = coordinates
-      mapped[axis] = .variable(variable)
-      let position = coordinates[axis]
-      let condition: Expr
-      switch (reverse, exclusive) {
-      case (false, false): condition = .binary(.lessEqual, .variable(variable), position)
-      case (false, true): condition = .binary(.less, .variable(variable), position)
-      case (true, false): condition = .binary(.greaterEqual, .variable(variable), position)
-      case (true, true): condition = .binary(.greater, .variable(variable), position)
-      }
-      let identity = Expr.constant(op == .product ? 1 : 0, try ctx.computeType(0))
-      let body = Expr.select(condition, try ctx.element(0, at: mapped), identity)
-      return .reduce(op, variable: variable, extent: input[axis], body: body)
-    }
-  }
-
   /// LRN: x / (bias + alpha / size * sum of squares over a channel window)^beta.
   static let lrn = OpLowering(.reduction) { ctx, _, coordinates in
     let input = try ctx.shape(0)

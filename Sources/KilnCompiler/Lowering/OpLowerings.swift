@@ -11,6 +11,7 @@ public enum OpLowerings {
   /// output, or an op that the `Decompose` pass rewrites and that reached lowering anyway).
   public static func lowering(for node: Node) throws -> OpLowering? {
     if node.domain == mlDomain { return try mlLowering(node) }
+    if node.domain == kilnDomain { return kilnLowering(node) }
     guard node.domain == Node.defaultDomain || node.domain == "ai.onnx" else { return nil }
     if decomposedOps.contains(node.op) {
       throw LoweringError(
@@ -37,6 +38,6 @@ public enum OpLowerings {
   static let decomposedOps: Set<String> = ([
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization",
     "Hardmax", "RMSNormalization", "GroupNormalization", "LpNormalization", "Attention",
-    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "LinearAttention", "CausalConvWithState",
+    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "LinearAttention", "CausalConvWithState", "TopK",
   ] as Set<String>).union(Decompose.quantizedOps).union(Decompose.recurrentOps)
 }

@@ -17,7 +17,7 @@ public enum Decompose {
   public static let rewrittenOps: Set<String> = ([
     "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "MeanVarianceNormalization", "Hardmax",
     "RMSNormalization", "GroupNormalization", "LpNormalization", "ReduceLogSumExp", "Attention",
-    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "LinearAttention", "CausalConvWithState",
+    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "LinearAttention", "CausalConvWithState", "TopK",
   ] as Set<String>).union(quantizedOps).union(recurrentOps)
 
   public static func run(_ graph: Graph) throws -> Graph {
@@ -46,6 +46,7 @@ public enum Decompose {
       case "SoftmaxCrossEntropyLoss": try rewriter.softmaxCrossEntropy()
       case "LinearAttention": try rewriter.linearAttention()
       case "CausalConvWithState": try rewriter.causalConvolution()
+      case "TopK": try rewriter.topK()
       case _ where quantizedOps.contains(node.op): try rewriter.quantized()
       case _ where recurrentOps.contains(node.op): try rewriter.recurrent()
       default: rewriter.graph.nodes.append(node)

@@ -93,6 +93,11 @@ public enum FormDispatchRegions {
         let outputShape = graph.type(of: output).shape
         let consumerNodes = uses.map { graph.nodes[$0.node] }
         let consumerKinds = uses.map { lowerings[$0.node]?.kind ?? .reduction }
+        // A custom op's program reads its inputs from memory and writes its outputs there.
+        if lowering.kind == .custom || consumerKinds.contains(.custom) {
+          materialized.insert(output)
+          continue
+        }
         if reduction {
           // Only one same-shape elementwise consumer may absorb a reduction.
           let single =
@@ -127,8 +132,16 @@ public enum FormDispatchRegions {
         guard let count = type.elementCount, count > 0 else { continue }
         let builder = KernelBuilder(
           graph: graph, producers: producers, lowerings: lowerings, materialized: materialized)
-        let body = try builder.lower(
-          nodeIndex: index, output: slot, coordinates: (0..<type.rank).map { .coordinate($0) })
+        let body: Expr
+        var region: Region?
+        if let lowering = lowerings[index], lowering.kind == .custom {
+          // The body of a custom region is unused: its program computes the output.
+          let program = try builder.program(nodeIndex: index, output: slot)
+          body = Expr.constant(0, .compute(type.dtype))
+          region = Region(kind: .custom, program: program)
+        } else {
+          body = try builder.lower(nodeIndex: index, output: slot, coordinates: (0..<type.rank).map { .coordinate($0) })
+        }
         // Named after the fused ops in execution order (producers first), e.g. k3_Conv_Add_Relu.
         var opNames: [String] = []
         for op in builder.sourceOpTypes.reversed() where !opNames.contains(op) { opNames.append(op) }
@@ -139,7 +152,7 @@ public enum FormDispatchRegions {
             Kernel.Operand(dtype: graph.type(of: $0).dtype, elementCount: graph.type(of: $0).elementCount ?? 0)
           },
           output: Kernel.Operand(dtype: type.dtype, elementCount: count), shape: type.shape, body: body,
-          sourceOps: builder.sourceOps, region: builder.region(of: body))
+          sourceOps: builder.sourceOps, region: region ?? builder.region(of: body))
         try KernelVerifier().verify(kernel)
         kernels.append(kernel)
         kernelOf[output] = kernels.count - 1
@@ -209,6 +222,29 @@ final class KernelBuilder {
     return expr.type == expected ? expr : .cast(expr, expected)
   }
 
+  /// The program of custom op `nodeIndex`'s output `output`: its inputs are bound in slot order as
+  /// they are read (all of them are in memory).
+  func program(nodeIndex: Int, output: Int) throws -> KernelProgram {
+    let node = graph.nodes[nodeIndex]
+    guard let lowering = lowerings[nodeIndex], let program = lowering.program else { throw LoweringError(node, "no program") }
+    sourceOps.append(node.name)
+    sourceOpTypes.append(node.op)
+    let context = LoweringContext(
+      node: node, graph: graph, variables: variables, element: { _, _ in throw LoweringError(node, "internal: element of a custom op") },
+      linear: { [unowned self] slot, index in
+        guard slot < node.inputs.count, let input = node.inputs[slot] else { throw LoweringError(node, "input \(slot) is missing") }
+        return .load(input: self.binding(of: input), dtype: self.graph.type(of: input).dtype, index: index)
+      })
+    return try program(context, output)
+  }
+
+  /// The binding of materialised value `value`, bound on first use.
+  private func binding(of value: ValueID) -> Int {
+    if let existing = bindings.firstIndex(of: value) { return existing }
+    bindings.append(value)
+    return bindings.count - 1
+  }
+
   /// The region of a kernel computing `body`: the statements whose reductions it holds, and the
   /// kind of the reductions its lowerings computed (a stated contraction's before a stated
   /// window's, those before an indexed placement's, that before any other reduction);
@@ -258,14 +294,7 @@ final class KernelBuilder {
       return .literal(KernelBuilder.literal(constant))
     }
     if materialized.contains(value) || producers[value] == nil {
-      let binding: Int
-      if let existing = bindings.firstIndex(of: value) {
-        binding = existing
-      } else {
-        bindings.append(value)
-        binding = bindings.count - 1
-      }
-      return .load(input: binding, dtype: type.dtype, index: Expr.linearIndex(coordinates, shape: type.shape))
+      return .load(input: binding(of: value), dtype: type.dtype, index: Expr.linearIndex(coordinates, shape: type.shape))
     }
     guard let producer = producers[value] else { throw LoweringError(message: "value \(value) has no producer") }
     return try lower(nodeIndex: producer.node, output: producer.slot, coordinates: coordinates)
