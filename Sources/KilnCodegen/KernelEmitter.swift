@@ -19,6 +19,16 @@ protocol KernelDialect {
   func isNaN(_ value: String, _ type: ValueType) -> String
 }
 
+extension Expr {
+  /// A coordinate, a variable or a literal: emitted as a name or in place, never bound.
+  fileprivate var isName: Bool {
+    switch kind {
+    case .coordinate, .variable, .literal: true
+    default: false
+    }
+  }
+}
+
 extension KernelDialect {
   /// Each axis's coordinate of the row-major linear index `linear` in `shape`: `0` on unit axes,
   /// `(linear / step) % extent` on the others (no remainder on the outermost non-unit axis, as
@@ -95,8 +105,11 @@ struct ExprEmitter {
       let y = emit(b)
       return bind(expr, type, dialect.binary(op, a.type, x, y))
     case .select(let c, let a, let b):
-      // Both arms may be loads guarded by the condition: evaluate lazily with if/else.
+      // Both arms may be loads guarded by the condition: evaluate lazily with if/else. Index
+      // arithmetic both arms compute (a concatenation's position, the same in each input) is
+      // computed once before: it cannot fault, and each arm would otherwise repeat it.
       let condition = emit(c)
+      for shared in Self.sharedIndexArithmetic(a, b) { _ = emit(shared) }
       let name = fresh()
       line("\(dialect.typeName(type)) \(name);")
       line("if (\(condition)) {")
@@ -129,6 +142,25 @@ struct ExprEmitter {
     case .local, .loadOutput:
       preconditionFailure("a program's local or output read in a kernel body (KernelVerifier refuses it)")
     }
+  }
+
+  /// The index values without loads, divisions or reductions (nothing that can fault or costs
+  /// much) that both `a` and `b` compute, operands first.
+  static func sharedIndexArithmetic(_ a: Expr, _ b: Expr) -> [Expr] {
+    // Compared by value: each input of a concatenation builds its own copy of the same index.
+    let inA = Set(a.postOrder())
+    var arithmetic = Set<Expr>()
+    var result: [Expr] = []
+    for node in b.postOrder() {
+      // Additions, products and clamps of coordinates, variables, literals and such values.
+      guard node.type == .index, case .binary(let op, let x, let y) = node.kind,
+        [.add, .subtract, .multiply, .minimum, .maximum].contains(op),
+        [x, y].allSatisfy({ arithmetic.contains($0) || $0.isName })
+      else { continue }
+      arithmetic.insert(node)
+      if inA.contains(node) { result.append(node) }
+    }
+    return result
   }
 
   private mutating func emitReduction(
