@@ -6,7 +6,7 @@ public enum BundleFormat {
   /// The first 8 bytes of every bundle.
   public static let magic: [UInt8] = Array("KILNBNDL".utf8)
   /// The version this library writes and the newest it reads.
-  public static let currentVersion = FormatVersion(major: 1, minor: 1)
+  public static let currentVersion = FormatVersion(major: 1, minor: 2)
   /// Size of the fixed header; the section table starts right after it.
   public static let headerSize = 64
   /// Size of one section table entry.

@@ -70,8 +70,10 @@ extension BundleReader {
   static func describe(_ signatures: [Manifest.TensorSignature]) -> String {
     guard !signatures.isEmpty else { return "(none)" }
     return signatures.map { signature in
-      let shape = signature.shape.map(String.init).joined(separator: ", ")
-      return "\(signature.name): \(signature.dtype)[\(shape)]"
+      // A data-dependent extent prints as its maximum: <=N.
+      let shape = signature.shape.enumerated().map { axis, extent in axis == signature.dynamicAxis ? "<=\(extent)" : "\(extent)" }
+        .joined(separator: ", ")
+      return "\(signature.name): \(signature.dtype)[\(shape)]" + (signature.isExtent == true ? " (extent)" : "")
     }.joined(separator: ", ")
   }
 

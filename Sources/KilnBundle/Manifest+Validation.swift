@@ -78,6 +78,29 @@ extension Manifest {
     }
   }
 
+  /// Extents: an output's dynamic axis is one of its axes, its extent output an int64 scalar
+  /// output marked as an extent, and extent outputs come after every other output.
+  private func validateExtents(of function: Function, context: String) throws {
+    for (index, output) in function.outputs.enumerated() {
+      let label = "\(context) output \(index) '\(output.name)'"
+      guard (output.dynamicAxis == nil) == (output.extentOutput == nil) else {
+        throw invalid("\(label): a dynamic axis needs an extent output and an extent output a dynamic axis")
+      }
+      if let axis = output.dynamicAxis, let extent = output.extentOutput {
+        guard axis >= 0, axis < output.shape.count else { throw invalid("\(label): dynamic axis \(axis) of rank \(output.shape.count)") }
+        guard function.outputs.indices.contains(extent), function.outputs[extent].isExtent == true,
+          function.outputs[extent].dtype == "int64", function.outputs[extent].shape.isEmpty
+        else { throw invalid("\(label): extent output \(extent) is not an int64 scalar extent output") }
+      }
+      if output.isExtent == true, output.dynamicAxis != nil { throw invalid("\(label): an extent output has a dynamic axis") }
+    }
+    if let first = function.outputs.firstIndex(where: { $0.isExtent == true }),
+      function.outputs[first...].contains(where: { $0.isExtent != true })
+    {
+      throw invalid("\(context): extent outputs must come after every other output")
+    }
+  }
+
   private func validate(function: Function) throws {
     let context = "function '\(function.name)'"
     let inputSizes = try function.inputs.enumerated().map { index, signature in
@@ -86,6 +109,7 @@ extension Manifest {
     let outputSizes = try function.outputs.enumerated().map { index, signature in
       try signature.byteCount(context: "\(context) output \(index) '\(signature.name)'")
     }
+    try validateExtents(of: function, context: context)
     var targets = Set<String>()
     for program in function.programs {
       guard !program.target.isEmpty else { throw invalid("\(context): program with empty target") }

@@ -44,12 +44,23 @@ public struct Manifest: Codable, Sendable, Hashable {
     public var name: String
     /// One of the names `Manifest.elementSize(of:)` knows, e.g. `float32`.
     public var dtype: String
+    /// The shape; along `dynamicAxis` (format 1.2), the most elements the output can hold.
     public var shape: [Int]
+    /// (Outputs, 1.2) The axis whose extent the data decides: the int64 scalar output
+    /// `extentOutput` holds it after a run, and the runtime returns the output trimmed to it.
+    public var dynamicAxis: Int?
+    public var extentOutput: Int?
+    /// (Outputs, 1.2) This output holds another output's extent: the runtime reads it and does not
+    /// return it. Such outputs come after every other.
+    public var isExtent: Bool?
 
-    public init(name: String, dtype: String, shape: [Int]) {
+    public init(name: String, dtype: String, shape: [Int], dynamicAxis: Int? = nil, extentOutput: Int? = nil, isExtent: Bool? = nil) {
       self.name = name
       self.dtype = dtype
       self.shape = shape
+      self.dynamicAxis = dynamicAxis
+      self.extentOutput = extentOutput
+      self.isExtent = isExtent
     }
   }
 
@@ -59,6 +70,9 @@ public struct Manifest: Codable, Sendable, Hashable {
     public var inputs: [TensorSignature]
     public var outputs: [TensorSignature]
     public var programs: [Program]
+
+    /// The outputs a caller gets: every output but those holding extents.
+    public var visibleOutputs: [TensorSignature] { outputs.filter { $0.isExtent != true } }
 
     public init(
       name: String, inputs: [TensorSignature], outputs: [TensorSignature], programs: [Program]

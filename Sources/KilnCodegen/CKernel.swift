@@ -94,14 +94,7 @@ public enum CKernel {
   /// The generic form: one loop iteration per output element.
   static func function(for kernel: Kernel) -> String {
     let dialect = CDialect()
-    var out = "// \(kernel.sourceOps.joined(separator: ", "))\n"
-    out += "KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {\n"
-    for (index, input) in kernel.inputs.enumerated() {
-      let t = dialect.storageType(input.dtype)
-      out += "  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];\n"
-    }
-    let outType = dialect.storageType(kernel.output.dtype)
-    out += "  \(outType) *result = (\(outType) *)d->bindings[\(kernel.inputs.count)];\n"
+    var out = entry(kernel, comment: kernel.sourceOps.joined(separator: ", "))
     out += "  const int64_t first = (int64_t)d->workgroup_begin * \(elementsPerWorkgroup);\n"
     out += "  int64_t last = (int64_t)d->workgroup_end * \(elementsPerWorkgroup);\n"
     out += "  if (last > \(kernel.output.elementCount)) last = \(kernel.output.elementCount);\n"
@@ -120,6 +113,20 @@ public enum CKernel {
       emitter.line("result[gid] = \(dialect.store(value, dtype: kernel.output.dtype));")
     }
     out += emitter.lines.joined(separator: "\n") + "\n  }\n}\n"
+    return out
+  }
+
+  /// A kernel's comment line, entry point and bindings (`b<i>` read-only, `result`).
+  static func entry(_ kernel: Kernel, comment: String) -> String {
+    let dialect = CDialect()
+    var out = "// \(comment)\n"
+    out += "KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {\n"
+    for (index, input) in kernel.inputs.enumerated() {
+      let t = dialect.storageType(input.dtype)
+      out += "  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];\n"
+    }
+    let outType = dialect.storageType(kernel.output.dtype)
+    out += "  \(outType) *result = (\(outType) *)d->bindings[\(kernel.inputs.count)];\n"
     return out
   }
 

@@ -7,19 +7,24 @@ import KilnIR
 public enum GLSLKernel {
   public static let workgroupSize = 64
 
+  /// The version, extensions, a comment naming the kernel (and `note`) and the workgroup size.
+  static func header(_ kernel: Kernel, note: String = "") -> String {
+    """
+    #version 450
+    #extension GL_EXT_shader_explicit_arithmetic_types : require
+    #extension GL_EXT_shader_16bit_storage : require
+    #extension GL_EXT_shader_8bit_storage : require
+    // \(kernel.name): \(kernel.sourceOps.joined(separator: ", "))\(note)
+    layout(local_size_x = \(workgroupSize)) in;
+
+    """
+  }
+
   /// - Parameter maximumBindingBytes: operands larger than this are bound in parts (see
   ///   `VulkanBindingLayout`).
   public static func source(for kernel: Kernel, maximumBindingBytes: Int = VulkanBindingLayout.guaranteedBytes) -> String {
     let dialect = GLSLDialect(kernel, maximumBindingBytes: maximumBindingBytes)
-    var out = """
-      #version 450
-      #extension GL_EXT_shader_explicit_arithmetic_types : require
-      #extension GL_EXT_shader_16bit_storage : require
-      #extension GL_EXT_shader_8bit_storage : require
-      // \(kernel.name): \(kernel.sourceOps.joined(separator: ", "))
-      layout(local_size_x = \(workgroupSize)) in;
-
-      """
+    var out = header(kernel)
     out += dialect.bufferDeclarations()
     out += dialect.helperFunctions()
     let index = dialect.typeName(.index)
@@ -59,7 +64,9 @@ struct GLSLDialect: KernelDialect {
   /// The kernel's storage buffers, one declaration per line: input i as `b<i>` (or its parts
   /// `b<i>_<p>`) with a vec4 view `b<i>v` for each input in `vectorViews` (never a split one),
   /// then the output as `result` (or `result_<p>`), then the split-K scratch buffer.
-  func bufferDeclarations(vectorViews: Set<Int> = [], scratch: Bool = false, readableOutput: Bool = false) -> String {
+  func bufferDeclarations(
+    vectorViews: Set<Int> = [], scratch: Bool = false, scratchType: String = "float", readableOutput: Bool = false
+  ) -> String {
     var out = ""
     func declare(_ operand: VulkanBindingLayout.Operand, block: String, array: String, qualifier: String) {
       let type = storageType(operand.dtype)
@@ -80,7 +87,7 @@ struct GLSLDialect: KernelDialect {
     }
     declare(layout.output, block: "Out", array: "result", qualifier: readableOutput ? "" : "writeonly")
     if scratch {
-      out += "layout(std430, set = 0, binding = \(layout.scratchBinding)) buffer Scratch { float scratch[]; };\n"
+      out += "layout(std430, set = 0, binding = \(layout.scratchBinding)) buffer Scratch { \(scratchType) scratch[]; };\n"
     }
     return out
   }

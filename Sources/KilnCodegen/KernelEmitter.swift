@@ -139,7 +139,7 @@ struct ExprEmitter {
       return bind(expr, type, dialect.bitcast(x, from: from, to: to))
     case .reduce(let op, let variable, let extent, let body):
       return emitReduction(expr, op: op, variable: variable, extent: extent, body: body, type: type)
-    case .local, .loadOutput:
+    case .local, .loadOutput, .loadScratch:
       preconditionFailure("a program's local or output read in a kernel body (KernelVerifier refuses it)")
     }
   }

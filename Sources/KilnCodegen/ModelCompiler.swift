@@ -201,7 +201,8 @@ public struct ModelCompiler: Sendable {
         }
       case .cpu:
         let index = try run("codegen-cpu", { try emitCPU(cpuBuild, writer: &writer, manifest: &manifest) }, describe: { "CPU executable \($0)" })
-        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, dispatches: { [ProgramBuilder.KernelDispatch(executable: index, entryPoint: cpu.plan.kernels[$0].name, workgroups: [cpu.schedules[$0].workgroups(for: cpu.plan.kernels[$0]), 1, 1])] }) }, describe: describeProgram))
+        let scratchBytes = cpu.schedules.map(\.scratchBytes).max() ?? 0
+        programs.append(try run("program", { try ProgramBuilder.program(target: "cpu", plan: cpu.plan, memory: cpu.memory, weightIndex: { weightIndex[$0] }, scratchBytes: scratchBytes, dispatches: { [ProgramBuilder.KernelDispatch(executable: index, entryPoint: cpu.plan.kernels[$0].name, workgroups: [cpu.schedules[$0].workgroups(for: cpu.plan.kernels[$0]), 1, 1], scratch: cpu.schedules[$0].scratchBytes > 0 ? .readsAndWrites : .none)] }) }, describe: describeProgram))
       }
     }
     if packer.count > 0 {
@@ -212,9 +213,18 @@ public struct ModelCompiler: Sendable {
     func signature(_ id: ValueID) -> Manifest.TensorSignature {
       Manifest.TensorSignature(name: graph[id].name, dtype: graph.type(of: id).dtype.rawValue, shape: graph.type(of: id).shape)
     }
-    manifest.functions = [
-      Manifest.Function(name: "main", inputs: graph.inputs.map(signature), outputs: graph.outputs.map(signature), programs: programs)
-    ]
+    // Outputs whose extent the data decides name the output that holds it.
+    let counts = Set(graph.extents.values.map(\.count))
+    let outputs = graph.outputs.map { id in
+      var output = signature(id)
+      if let extent = graph.extents[id] {
+        output.dynamicAxis = extent.axis
+        output.extentOutput = graph.outputs.firstIndex(of: extent.count)
+      }
+      if counts.contains(id) { output.isExtent = true }
+      return output
+    }
+    manifest.functions = [Manifest.Function(name: "main", inputs: graph.inputs.map(signature), outputs: outputs, programs: programs)]
     options.cache?.prune()
     return CompiledModel(manifest: manifest, writer: writer, kernelCount: plan.kernels.count, timings: timings)
   }
@@ -251,7 +261,8 @@ public struct ModelCompiler: Sendable {
       case .registerTiles(let template):
         dispatches = [(nil, template.workgroups, .none)]
       case .program(let program):
-        dispatches = [(nil, GLSLKernel.workgroups(invocations: program.invocations), .none)]
+        scratchBytes = program.scratchBytes
+        dispatches = [(nil, GLSLKernel.workgroups(invocations: program.invocations), program.scratch > 0 ? .readsAndWrites : .none)]
       case .perElement:
         let groups = (kernel.output.elementCount + GLSLKernel.workgroupSize - 1) / GLSLKernel.workgroupSize
         let x = min(groups, 65535)

@@ -17,7 +17,7 @@ enum ProgramBuilder {
   /// twice, the first writing partial sums to the program's scratch buffer and the second reading
   /// them. Either binds the step's inputs, its output and then the scratch buffer.
   struct KernelDispatch {
-    enum Scratch { case none, writes, reads }
+    enum Scratch { case none, writes, reads, readsAndWrites }
     var executable: Int
     var entryPoint: String
     var workgroups: [Int]
@@ -102,7 +102,14 @@ enum ProgramBuilder {
           guard scratch >= 0 else { throw CodegenError(.internal, "kernel \(kernel.name) uses scratch memory the program lacks") }
           let region = Manifest.Binding(buffer: scratch, offset: 0, length: scratchBytes)
           bindings.append(region)
-          if dispatch.scratch == .writes { writes = [range(region)] } else { reads.append(range(region)) }
+          switch dispatch.scratch {
+          case .writes: writes = [range(region)]
+          case .reads: reads.append(range(region))
+          case .readsAndWrites:
+            reads.append(range(region))
+            writes.append(range(region))
+          case .none: break
+          }
         }
         hazardBarrier(reads: reads, writes: writes)
         commands.append(

@@ -12,6 +12,12 @@ struct ProgramEmitter {
   let loadOutput: (_ index: String) -> String
   let storeOutput: (_ index: String, _ value: String) -> String
 
+  /// The invocation's scratch element `index`: its own `scratch` elements of the buffer.
+  private func scratchElement(_ index: String) -> String {
+    let offset = "(c0 * \(dialect.literal(.index(program.scratch))) + \(index))"
+    return "scratch[\(dialect is GLSLDialect ? "uint(\(offset))" : offset)]"
+  }
+
   func lines(indent: Int) -> [String] {
     let pad = String(repeating: "  ", count: indent)
     let declarations = program.locals.enumerated().map { id, type in
@@ -26,6 +32,7 @@ struct ProgramEmitter {
       switch statement {
       case .set(let local, let value): ["\(pad)l\(local) = \(inline(value));"]
       case .store(let index, let value): ["\(pad)\(storeOutput(inline(index), inline(value)))"]
+      case .storeScratch(let index, let value): ["\(pad)\(scratchElement(inline(index))) = \(inline(value));"]
       case .loop(let local, let from, let to, let body):
         ["\(pad)for (l\(local) = \(inline(from)); l\(local) < \(inline(to)); ++l\(local)) {"]
           + self.statements(body, indent: indent + 1) + ["\(pad)}"]
@@ -47,6 +54,7 @@ struct ProgramEmitter {
     case .local(let id, _): return "l\(id)"
     case .load(let input, let dtype, let index): return dialect.load(input: input, dtype: dtype, index: inline(index))
     case .loadOutput(_, let index): return loadOutput(inline(index))
+    case .loadScratch(let index): return scratchElement(inline(index))
     case .unary(let op, let a): return dialect.unary(op, a.type, inline(a))
     case .binary(let op, let a, let b): return dialect.binary(op, a.type, inline(a), inline(b))
     case .select(let c, let a, let b): return "(\(inline(c)) ? \(inline(a)) : \(inline(b)))"
@@ -63,16 +71,8 @@ extension GLSLKernel {
   static func programSource(for kernel: Kernel, program: KernelProgram, maximumBindingBytes: Int) -> String {
     let dialect = GLSLDialect(kernel, maximumBindingBytes: maximumBindingBytes)
     let index = dialect.typeName(.index)
-    var out = """
-      #version 450
-      #extension GL_EXT_shader_explicit_arithmetic_types : require
-      #extension GL_EXT_shader_16bit_storage : require
-      #extension GL_EXT_shader_8bit_storage : require
-      // \(kernel.name): \(kernel.sourceOps.joined(separator: ", ")) (custom program)
-      layout(local_size_x = \(workgroupSize)) in;
-
-      """
-    out += dialect.bufferDeclarations(readableOutput: true)
+    var out = header(kernel, note: " (custom program)")
+    out += dialect.bufferDeclarations(scratch: program.scratch > 0, scratchType: "int64_t", readableOutput: true)
     out += dialect.helperFunctions(readableOutput: true)
     out += """
       void main() {
@@ -102,14 +102,8 @@ extension CKernel {
   /// A custom kernel as a C function over a range of workgroups of its invocations.
   static func programFunction(for kernel: Kernel, program: KernelProgram) -> String {
     let dialect = CDialect()
-    var out = "// \(kernel.sourceOps.joined(separator: ", ")) (custom program)\n"
-    out += "KILN_CPU_EXPORT void \(kernel.name)(const kiln_cpu_dispatch *d) {\n"
-    for (index, input) in kernel.inputs.enumerated() {
-      let t = dialect.storageType(input.dtype)
-      out += "  const \(t) *restrict b\(index) = (const \(t) *)d->bindings[\(index)];\n"
-    }
-    let outType = dialect.storageType(kernel.output.dtype)
-    out += "  \(outType) *result = (\(outType) *)d->bindings[\(kernel.inputs.count)];\n"
+    var out = entry(kernel, comment: "\(kernel.sourceOps.joined(separator: ", ")) (custom program)")
+    if program.scratch > 0 { out += "  int64_t *scratch = (int64_t *)d->bindings[\(kernel.inputs.count + 1)];\n" }
     out += "  int64_t last = (int64_t)d->workgroup_end * \(invocationsPerWorkgroup);\n"
     out += "  if (last > \(program.invocations)) last = \(program.invocations);\n"
     out += "  for (int64_t c0 = (int64_t)d->workgroup_begin * \(invocationsPerWorkgroup); c0 < last; ++c0) {\n"

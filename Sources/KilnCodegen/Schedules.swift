@@ -66,6 +66,9 @@ public enum CPUSchedule: Sendable {
     }
   }
 
+  /// Bytes of the program's scratch memory this kernel uses.
+  public var scratchBytes: Int { if case .program(let program) = self { program.scratchBytes } else { 0 } }
+
   /// The schedule in a few words, as `--print-ir-after schedule-cpu` prints it.
   public var summary: String {
     switch self {

@@ -136,7 +136,7 @@ public struct ConformanceRunner: Sendable {
       }
       for (index, reference) in expected.enumerated() {
         if let difference = tolerance.compare(outputs[index], reference) {
-          return (.mismatch, "output \(index) (\(session.function.outputs[index].name)): \(difference)")
+          return (.mismatch, "output \(index) (\(session.outputs[index].name)): \(difference)")
         }
       }
     }

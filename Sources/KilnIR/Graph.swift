@@ -65,7 +65,21 @@ public struct ValueUse: Hashable, Sendable {
   }
 }
 
-/// A dataflow graph of tensor operations with static shapes.
+/// A data-dependent extent: a value's `axis` holds only as many elements as the int64 scalar
+/// `count` says when it is computed; its type's shape gives the most it can hold (NonZero,
+/// Compress, Unique, NonMaxSuppression).
+public struct DataDependentExtent: Hashable, Sendable {
+  public var axis: Int
+  public var count: ValueID
+
+  public init(axis: Int, count: ValueID) {
+    self.axis = axis
+    self.count = count
+  }
+}
+
+/// A dataflow graph of tensor operations with static shapes (and, for the outputs of the ops
+/// whose result sizes depend on data, a static maximum and a computed extent: `extents`).
 ///
 /// Invariants (checked by `GraphVerifier`): `values[i].id == ValueID(i)`; every value is defined once,
 /// as an input, a constant, or a node output; `nodes` are in topological order; constants' data
@@ -85,6 +99,9 @@ public struct Graph: Sendable {
   public var constants: [ValueID: TensorData]
   /// Opset version per domain ("" is ai.onnx).
   public var opsetImports: [String: Int]
+  /// Values whose extent along one axis is computed at run time (their type holds the maximum);
+  /// only graph outputs may have one, with their count a graph output after every other.
+  public var extents: [ValueID: DataDependentExtent] = [:]
 
   public init(name: String = "main", opsetImports: [String: Int] = [:]) {
     self.name = name
@@ -245,6 +262,10 @@ public struct Graph: Sendable {
     }
     // Outputs that nothing defines keep a negative (invalid) id so the verifier reports them.
     result.outputs = outputs.map { map[$0] ?? ValueID(-1 - $0.index) }
+    for (id, extent) in extents {
+      guard let value = map[id], let count = map[extent.count] else { continue }
+      result.extents[value] = DataDependentExtent(axis: extent.axis, count: count)
+    }
     return result
   }
 }

@@ -96,6 +96,9 @@ public struct GraphPrinter: Sendable {
     if !graph.outputs.isEmpty {
       lines.append("  output \(graph.outputs.map(ref).joined(separator: ", "))")
     }
+    for (id, extent) in graph.extents.sorted(by: { (numbering[$0.key] ?? 0) < (numbering[$1.key] ?? 0) }) {
+      lines.append("  extent \(ref(id)) axis \(extent.axis) = \(ref(extent.count))")
+    }
     lines.append("}")
     return lines.joined(separator: "\n") + "\n"
   }

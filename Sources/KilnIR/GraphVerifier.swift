@@ -67,6 +67,34 @@ public struct GraphVerifier: Sendable {
         throw IRError(.invalidGraph, "graph output \(slot) \(name(output)) is never defined")
       }
     }
+    try verifyExtents(graph, name)
+  }
+
+  /// Data-dependent extents: on graph outputs only (no node reads them), along an axis of the
+  /// value, counted by an int64 scalar graph output that comes after every output with no count.
+  private func verifyExtents(_ graph: Graph, _ name: (ValueID) -> String) throws {
+    let counts = Set(graph.extents.values.map(\.count))
+    for (id, extent) in graph.extents.sorted(by: { $0.key < $1.key }) {
+      guard graph.contains(id), graph.outputs.contains(id) else {
+        throw IRError(.invalidGraph, "value \(name(id)) has a data-dependent extent but is no graph output")
+      }
+      guard extent.axis >= 0, extent.axis < graph.type(of: id).rank else {
+        throw IRError(.invalidGraph, "value \(name(id)) has a data-dependent extent along axis \(extent.axis) of rank \(graph.type(of: id).rank)")
+      }
+      guard graph.contains(extent.count), graph.type(of: extent.count) == TensorType(.int64, []), graph.outputs.contains(extent.count) else {
+        throw IRError(.invalidGraph, "the extent of \(name(id)) is not an int64 scalar graph output")
+      }
+    }
+    for node in graph.nodes {
+      if let read = node.inputs.compactMap({ $0 }).first(where: { graph.extents[$0] != nil }) {
+        throw IRError(.invalidGraph, "\(node.label) reads \(name(read)), whose extent is data-dependent")
+      }
+    }
+    if let firstCount = graph.outputs.firstIndex(where: counts.contains),
+      graph.outputs[firstCount...].contains(where: { !counts.contains($0) })
+    {
+      throw IRError(.invalidGraph, "graph outputs holding extents must come after every other output")
+    }
   }
 }
 

@@ -59,5 +59,9 @@ enum GraphCleanup {
     }
     graph.nodes = kept
     graph.outputs = graph.outputs.map { substitution[$0] ?? $0 }
+    graph.extents = Dictionary(
+      graph.extents.map { id, extent in
+        (substitution[id] ?? id, DataDependentExtent(axis: extent.axis, count: substitution[extent.count] ?? extent.count))
+      }, uniquingKeysWith: { first, _ in first })
   }
 }

@@ -166,6 +166,11 @@ struct ImportSession {
       }
       return id
     }
+    // Results with a data-dependent extent are graph outputs; their extents follow every output.
+    graph.extents = graph.extents.filter { graph.outputs.contains($0.key) }
+    for output in graph.outputs {
+      if let count = graph.extents[output]?.count, !graph.outputs.contains(count) { graph.outputs.append(count) }
+    }
     if options.cleanup {
       GraphCleanup.run(&graph, constantElementLimit: options.foldingElementLimit)
     }
@@ -430,6 +435,10 @@ struct ImportSession {
         return id
       }
       while let last = inputs.last, last == nil { inputs.removeLast() }
+      if let read = inputs.compactMap({ $0 }).first(where: { graph.extents[$0] != nil }) {
+        throw ONNXImportError.unsupported(
+          "input '\(graph[read].name)' has a data-dependent extent (the result of NonZero, Compress, Unique or NonMaxSuppression on run-time data); Kiln runs such results only as graph outputs until it has symbolic shapes")
+      }
       var outputNames = Array(proto.output)
       while outputNames.last?.isEmpty == true { outputNames.removeLast() }
       if spec.dropsUnusedOutputs {
@@ -490,6 +499,14 @@ struct ImportSession {
         let id = graph.addValue(name: name.isEmpty ? "\(proto.name):unused\(slot)" : name, type: types[slot])
         if !name.isEmpty { values[name] = id }
         return id
+      }
+      if let dataDependent = spec.dataDependent, case let axes = try dataDependent(context), !axes.isEmpty {
+        // One more result: the extent the data decides, shared by the results it bounds.
+        let count = graph.addValue(name: "\(Self.displayName(proto))#extent", type: TensorType(.int64, []))
+        node2.outputs.append(count)
+        for (slot, axis) in axes where slot < node2.outputs.count - 1 {
+          graph.extents[node2.outputs[slot]] = DataDependentExtent(axis: axis, count: count)
+        }
       }
       graph.nodes.append(node2)
     } catch var error as ONNXImportError {

@@ -23,6 +23,10 @@ struct OpSpec: Sendable {
   var infer: @Sendable (inout OpContext) throws -> [TensorType]
   /// Result data from constant operands; nil declines (e.g. division by zero), keeping the node.
   var fold: (@Sendable (OpContext) throws -> [TensorData]?)?
+  /// For ops whose result sizes depend on data (NonZero, Compress, Unique, NonMaxSuppression): per
+  /// result slot, the axis whose extent is computed at run time (`infer` gives the maximum). The
+  /// node then gets one more result, the int64 scalar extent, which its lowering computes.
+  var dataDependent: (@Sendable (OpContext) throws -> [Int: Int])?
 }
 
 /// The view of one node that inference and folding work from.
@@ -187,7 +191,7 @@ enum OpRegistry {
     var specs: [String: OpSpec] = [:]
     let families = [
       elementwiseSpecs(), neuralNetworkSpecs(), tensorSpecs(), reductionSpecs(), sequenceSpecs(), indexingSpecs(),
-      samplingSpecs(), quantizationSpecs(), recurrentSpecs(), signalSpecs(), linearAlgebraSpecs(),
+      samplingSpecs(), quantizationSpecs(), recurrentSpecs(), signalSpecs(), linearAlgebraSpecs(), dataDependentSpecs(),
     ]
     for family in families {
       specs.merge(family) { first, _ in first }

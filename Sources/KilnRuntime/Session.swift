@@ -176,7 +176,11 @@ public final class Session: @unchecked Sendable {
     return (substitute, chosen)
   }
 
-  /// Runs the function on `inputs` (in the function's input order) and returns its outputs.
+  /// The outputs `run` returns (every output but those holding another's extent).
+  public var outputs: [Manifest.TensorSignature] { function.visibleOutputs }
+
+  /// Runs the function on `inputs` (in the function's input order) and returns its outputs (those
+  /// of `outputs`: an output whose extent the data decides comes trimmed to it).
   public func run(_ inputs: [HostTensor]) throws -> [HostTensor] {
     guard inputs.count == function.inputs.count else {
       throw RuntimeError(.invalidInput, "expected \(function.inputs.count) inputs (\(function.inputs.map(\.name).joined(separator: ", "))), got \(inputs.count)")
@@ -206,8 +210,36 @@ public final class Session: @unchecked Sendable {
         let count = function.outputs[index].shape.reduce(1, *) * (HostTensor.elementSize(function.outputs[index].dtype) ?? 0)
         outputs[index].bytes = count == 0 ? [] : try device.read(BufferRange(buffer, offset: 0, length: count))
       }
-      return outputs
+      return try Session.trimmed(outputs, function.outputs)
     }
+  }
+
+  /// `outputs` without those holding extents, and each with a dynamic axis cut to its extent
+  /// (clamped to the output's maximum, so a kernel cannot make the runtime read past it).
+  static func trimmed(_ outputs: [HostTensor], _ signatures: [Manifest.TensorSignature]) throws -> [HostTensor] {
+    var result: [HostTensor] = []
+    for (tensor, signature) in zip(outputs, signatures) where signature.isExtent != true {
+      guard let axis = signature.dynamicAxis, let extentOutput = signature.extentOutput else {
+        result.append(tensor)
+        continue
+      }
+      let bytes = outputs[extentOutput].bytes
+      guard bytes.count == 8 else { throw RuntimeError(.invalidInput, "bundle: extent of output '\(signature.name)' is not an int64 scalar") }
+      let stored = bytes.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
+      let extent = Int(max(0, min(stored, Int64(tensor.shape[axis]))))
+      let element = HostTensor.elementSize(tensor.dtype) ?? 1
+      let (outer, maximum) = (tensor.shape[..<axis].reduce(1, *), tensor.shape[axis])
+      let inner = tensor.shape[(axis + 1)...].reduce(1, *) * element
+      var trimmed = HostTensor(dtype: tensor.dtype, shape: tensor.shape, bytes: [])
+      trimmed.shape[axis] = extent
+      trimmed.bytes.reserveCapacity(outer * extent * inner)
+      for o in 0..<outer {
+        let start = o * maximum * inner
+        trimmed.bytes += tensor.bytes[start..<(start + extent * inner)]
+      }
+      result.append(trimmed)
+    }
+    return result
   }
 }
 

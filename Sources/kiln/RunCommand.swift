@@ -86,7 +86,7 @@ struct RunCommand: ParsableCommand {
       throw CLIError("'\(bundle)': the bundle has no function 'main'")
     }
     let inputNames = function.inputs.map(\.name)
-    let outputNames = function.outputs.map(\.name)
+    let outputNames = function.visibleOutputs.map(\.name)
 
     // Bind and check every file before touching the device.
     let inputSlots = try FileArgument.bind(

@@ -63,7 +63,7 @@ typealias Header = BundleFormat.HeaderField
     expectRejected(Array("KILN".utf8), .truncated)
   }
 
-  @Test(arguments: [(2, 0), (0, 0), (1, 2), (0xFFFF, 0), (1, 0xFFFF)])
+  @Test(arguments: [(2, 0), (0, 0), (1, 3), (0xFFFF, 0), (1, 0xFFFF)])
   func unsupportedVersions(major: UInt16, minor: UInt16) throws {
     var bytes = try Fixtures.sampleBytes()
     bytes.put(major, at: Header.majorVersion)

@@ -279,6 +279,24 @@ let rules: [Rule] = [
   Rule(
     "fill past its buffer", "\(vulkanContext) command 0: target offset 0+68 exceeds buffer 4 size 64",
     vulkan { $0.commands[0] = .fill(.init(target: Binding(buffer: 4, offset: 0, length: 68), pattern: 1)) }),
+  Rule(
+    "dynamic axis without an extent output",
+    "function 'main' output 0 'y': a dynamic axis needs an extent output and an extent output a dynamic axis"
+  ) { $0.functions[0].outputs[0].dynamicAxis = 1 },
+  Rule("dynamic axis out of range", "function 'main' output 0 'y': dynamic axis 2 of rank 2") {
+    $0.functions[0].outputs[0].dynamicAxis = 2
+    $0.functions[0].outputs[0].extentOutput = 0
+  },
+  Rule(
+    "extent output that is no extent",
+    "function 'main' output 0 'y': extent output 0 is not an int64 scalar extent output"
+  ) {
+    $0.functions[0].outputs[0].dynamicAxis = 1
+    $0.functions[0].outputs[0].extentOutput = 0
+  },
+  Rule("extent output before another output", "function 'main': extent outputs must come after every other output") {
+    $0.functions[0].outputs.insert(.init(name: "n", dtype: "int64", shape: [], isExtent: true), at: 0)
+  },
 ]
 
 @Suite struct ManifestValidationTests {

@@ -179,7 +179,7 @@ import Testing
     let text = reader.describe()
     let sections = reader.sections
     let expected = """
-      Kiln bundle, format 1.1, \(reader.fileBytes.count) bytes, header checksum \
+      Kiln bundle, format 1.2, \(reader.fileBytes.count) bytes, header checksum \
       \(hex(reader.headerChecksum))
       model: tiny
       producer: kiln-tests

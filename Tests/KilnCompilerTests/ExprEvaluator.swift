@@ -49,6 +49,7 @@ struct ExprEvaluator {
   /// A custom program's locals and output as they stand.
   private var locals: [Value] = []
   private var output: [Value] = []
+  private var scratch: [Int64] = []
 
   init(kernel: Kernel, inputs: [[Double]]) {
     self.kernel = kernel
@@ -92,6 +93,7 @@ struct ExprEvaluator {
     var variables = [Int64](repeating: 0, count: 64)
     for invocation in 0..<program.invocations {
       locals = program.locals.map { $0.isFloat ? .float(0) : $0.isBool ? .bool(false) : .int(0) }
+      scratch = Array(repeating: 0, count: program.scratch)
       try execute(program.statements, invocation: Int64(invocation), &variables)
     }
     return output.map { Self.store($0, as: kernel.output.dtype) }
@@ -112,6 +114,10 @@ struct ExprEvaluator {
         // Stored as the output keeps it, read back as such.
         let stored = Self.store(try value(expr), as: kernel.output.dtype)
         output[Int(i)] = kernel.output.dtype.isFloat ? .float(stored) : kernel.output.dtype == .bool ? .bool(stored != 0) : .int(Int64(stored))
+      case .storeScratch(let index, let expr):
+        let i = try value(index).integer
+        guard i >= 0, i < Int64(scratch.count) else { throw Failure(description: "scratch store at \(i) outside 0..<\(scratch.count)") }
+        scratch[Int(i)] = try value(expr).integer
       case .loop(let local, let from, let to, let body):
         locals[local] = try value(from)
         while locals[local].integer < (try value(to)).integer {
@@ -174,6 +180,9 @@ struct ExprEvaluator {
         throw fail("output read outside a program, or as \(dtype)")
       }
       return .compute(dtype)
+    case .loadScratch(let index):
+      guard (kernel.region.program?.scratch ?? 0) > 0, try typeCheck(index) == .index else { throw fail("scratch read without scratch") }
+      return .int64
     case .literal(let literal): return literal.type
     case .coordinate(let axis):
       guard axis >= 0, axis < kernel.shape.count else { throw fail("coordinate \(axis) out of rank") }
@@ -254,6 +263,13 @@ struct ExprEvaluator {
   private mutating func evaluate(_ expr: Expr, _ coordinates: [Int64], _ variables: inout [Int64]) -> Value {
     switch expr.kind {
     case .local(let id, _): return locals[id]
+    case .loadScratch(let indexExpr):
+      let index = evaluate(indexExpr, coordinates, &variables).integer
+      guard index >= 0, index < Int64(scratch.count) else {
+        problems.append("scratch read at \(index) outside 0..<\(scratch.count)")
+        return .int(0)
+      }
+      return .int(scratch[Int(index)])
     case .loadOutput(_, let indexExpr):
       let index = evaluate(indexExpr, coordinates, &variables).integer
       guard index >= 0, index < Int64(output.count) else {

@@ -11,6 +11,7 @@ extension Expr {
     case .literal, .coordinate, .variable, .local: return self
     case .load(let input, let dtype, _): return .load(input: input, dtype: dtype, index: new[0])
     case .loadOutput(let dtype, _): return .loadOutput(dtype: dtype, index: new[0])
+    case .loadScratch: return .loadScratch(new[0])
     case .unary(let op, _): return .unary(op, new[0])
     case .cast(_, let type): return .cast(new[0], type)
     case .bitcast(_, let from, let to): return .bitcast(new[0], from: from, to: to)

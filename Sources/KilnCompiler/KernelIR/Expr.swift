@@ -46,6 +46,8 @@ public struct Expr: Hashable, Sendable, CustomStringConvertible {
     /// Output element `index` as the program stored it, read back as its compute type
     /// (`KernelProgram` only: a custom kernel may use its output as working memory).
     case loadOutput(dtype: DType, index: Expr)
+    /// Element `index` of the invocation's int64 scratch array (`KernelProgram` only).
+    case loadScratch(index: Expr)
   }
 
   let node: ExprNode
@@ -94,6 +96,7 @@ public struct Expr: Hashable, Sendable, CustomStringConvertible {
   }
   public static func local(_ id: Int, _ type: ValueType) -> Expr { Expr(.local(id, type)) }
   public static func loadOutput(dtype: DType, index: Expr) -> Expr { Expr(.loadOutput(dtype: dtype, index: index)) }
+  public static func loadScratch(_ index: Expr) -> Expr { Expr(.loadScratch(index: index)) }
 }
 
 /// The storage of one `Expr` value: immutable, with the facts derived from its operands.
@@ -119,6 +122,9 @@ final class ExprNode: Sendable {
     case .local(_, let localType): type = localType
     case .loadOutput(let dtype, _):
       type = .compute(dtype)
+      reads = true
+    case .loadScratch:
+      type = .int64
       reads = true
     case .load(_, let dtype, _):
       type = .compute(dtype)
@@ -168,7 +174,7 @@ extension Expr.Kind {
   public var children: [Expr] {
     switch self {
     case .literal, .coordinate, .variable, .local: []
-    case .load(_, _, let index), .loadOutput(_, let index): [index]
+    case .load(_, _, let index), .loadOutput(_, let index), .loadScratch(let index): [index]
     case .unary(_, let a), .cast(let a, _), .bitcast(let a, _, _): [a]
     case .binary(_, let a, let b): [a, b]
     case .select(let c, let a, let b): [c, a, b]
@@ -191,6 +197,7 @@ extension Expr.Kind {
     case (.reduce(let p, let v, let e, _), .reduce(let q, let w, let f, _)): p == q && v == w && e == f
     case (.local(let i, let s), .local(let j, let t)): i == j && s == t
     case (.loadOutput(let d, _), .loadOutput(let e, _)): d == e
+    case (.loadScratch, .loadScratch): true
     default: false
     }
   }

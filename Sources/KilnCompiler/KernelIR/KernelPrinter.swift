@@ -31,7 +31,8 @@ public struct KernelPrinter: Sendable {
       state.lines.append("  in\(index): \(input.dtype.shortName)[\(input.elementCount)]")
     }
     if let program = kernel.region.program {
-      state.lines.append("  invocations \(program.invocations), locals \(program.locals.map(State.typeName).joined(separator: ", "))")
+      let scratch = program.scratch > 0 ? ", scratch \(program.scratch) x i64" : ""
+      state.lines.append("  invocations \(program.invocations)\(scratch), locals \(program.locals.map(State.typeName).joined(separator: ", "))")
       state.statements(program.statements, indent: 1)
       state.lines.append("  region \(kernel.region.kind.rawValue)")
       return state.lines.joined(separator: "\n")
@@ -89,6 +90,9 @@ public struct KernelPrinter: Sendable {
         case .store(let index, let value):
           let (i, v) = (name(index, indent: indent), name(value, indent: indent))
           lines.append("\(pad)store out[\(i)] = \(v)")
+        case .storeScratch(let index, let value):
+          let (i, v) = (name(index, indent: indent), name(value, indent: indent))
+          lines.append("\(pad)store scratch[\(i)] = \(v)")
         case .loop(let local, let from, let to, let body):
           let (a, b) = (name(from, indent: indent), name(to, indent: indent))
           lines.append("\(pad)for l\(local) in \(a) ..< \(b) {")
@@ -122,6 +126,7 @@ public struct KernelPrinter: Sendable {
       case .literal: preconditionFailure("literals print in place")
       case .local(let id, let type): return "l\(id):\(Self.typeName(type))"
       case .loadOutput(let dtype, let index): text = "load out[\(name(index, indent: indent))] : \(dtype.shortName)"
+      case .loadScratch(let index): text = "load scratch[\(name(index, indent: indent))] : i64"
       case .coordinate(let axis): text = "coordinate \(axis)"
       case .variable(let id): text = "v\(id)"
       case .load(let input, let dtype, let index): text = "load in\(input)[\(name(index, indent: indent))] : \(dtype.shortName)"

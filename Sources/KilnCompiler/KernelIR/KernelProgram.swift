@@ -6,17 +6,26 @@ import KilnIR
 /// an invocation), read the kernel's inputs with `.load`, and write output elements with `store`
 /// (and may read them back with `.loadOutput`: the output is the program's working memory).
 /// Each back end prints the statements in its language (`ProgramEmitter`), expressions inline.
+/// An invocation may also keep `scratch` int64 elements of its own (`.loadScratch`,
+/// `storeScratch`): sort permutations and the like, in a transient buffer of the program.
 public struct KernelProgram: Hashable, Sendable {
   public var invocations: Int
   /// Local i's type.
   public var locals: [ValueType]
   public var statements: [Statement]
+  /// int64 elements of scratch memory per invocation (0: none).
+  public var scratch: Int = 0
+
+  /// Bytes of scratch memory the whole dispatch needs.
+  public var scratchBytes: Int { scratch * invocations * 8 }
 
   public indirect enum Statement: Hashable, Sendable {
     /// local = value.
     case set(Int, Expr)
     /// Output element `index` = `value` (of the output's compute type).
     case store(index: Expr, value: Expr)
+    /// The invocation's scratch element `index` = `value` (int64).
+    case storeScratch(index: Expr, value: Expr)
     /// `for (local = from; local < to; ++local) body`; the local is an index.
     case loop(Int, from: Expr, to: Expr, body: [Statement])
     /// `while (condition) body`.
@@ -47,6 +56,10 @@ public struct KernelProgram: Hashable, Sendable {
 
     public mutating func store(_ index: Expr, _ value: Expr) { append(.store(index: index, value: value)) }
 
+    public mutating func storeScratch(_ index: Expr, _ value: Expr) {
+      append(.storeScratch(index: index, value: value.type == .int64 ? value : .cast(value, .int64)))
+    }
+
     /// `body(counter)` for counter in from..<to.
     public mutating func loop(from: Expr, to: Expr, _ body: (inout Builder, Expr) throws -> Void) rethrows {
       let counter = local(.index(0))
@@ -62,8 +75,12 @@ public struct KernelProgram: Hashable, Sendable {
       append(.repeatWhile(condition, body: blocks.removeLast()))
     }
 
+    public mutating func branch(_ condition: Expr, then: (inout Builder) throws -> Void) rethrows {
+      try branch(condition, then: then, otherwise: { _ in })
+    }
+
     public mutating func branch(
-      _ condition: Expr, then: (inout Builder) throws -> Void, otherwise: (inout Builder) throws -> Void = { _ in }
+      _ condition: Expr, then: (inout Builder) throws -> Void, otherwise: (inout Builder) throws -> Void
     ) rethrows {
       blocks.append([])
       try then(&self)
@@ -75,9 +92,10 @@ public struct KernelProgram: Hashable, Sendable {
 
     private mutating func append(_ statement: Statement) { blocks[blocks.count - 1].append(statement) }
 
-    public func program(invocations: Int) -> KernelProgram {
+    /// The program, with `scratch` int64 elements per invocation.
+    public func program(invocations: Int, scratch: Int = 0) -> KernelProgram {
       precondition(blocks.count == 1, "a program block is still open")
-      return KernelProgram(invocations: invocations, locals: locals, statements: blocks[0])
+      return KernelProgram(invocations: invocations, locals: locals, statements: blocks[0], scratch: scratch)
     }
   }
 
@@ -87,7 +105,7 @@ public struct KernelProgram: Hashable, Sendable {
       statements.flatMap { statement -> [Expr] in
         switch statement {
         case .set(_, let value): [value]
-        case .store(let index, let value): [index, value]
+        case .store(let index, let value), .storeScratch(let index, let value): [index, value]
         case .loop(_, let from, let to, let body): [from, to] + visit(body)
         case .repeatWhile(let condition, let body): [condition] + visit(body)
         case .branch(let condition, let then, let otherwise): [condition] + visit(then) + visit(otherwise)

@@ -18,7 +18,7 @@ public struct KernelVerifier: Sendable {
       var reads = expr.children.reduce(into: Set<Int>()) { $0.formUnion(free[$1.identity] ?? []) }
       switch expr.kind {
       case .literal, .unary, .cast: break
-      case .local, .loadOutput: throw fail("a program's local or output read in the kernel's body")
+      case .local, .loadOutput, .loadScratch: throw fail("a program's local, output or scratch read in the kernel's body")
       case .coordinate(let axis):
         guard axis >= 0, axis < kernel.shape.count else { throw fail("coordinate \(axis) of a rank-\(kernel.shape.count) output") }
       case .variable(let id): reads.insert(id)
@@ -83,6 +83,8 @@ public struct KernelVerifier: Sendable {
         guard program.locals.indices.contains(id), program.locals[id] == type else { throw fail("local l\(id) is not declared as \(type)") }
       case .loadOutput(let dtype, let index):
         guard dtype == kernel.output.dtype, index.type == .index else { throw fail("an output read as \(dtype.rawValue)") }
+      case .loadScratch(let index):
+        guard program.scratch > 0, index.type == .index else { throw fail("a scratch read without scratch memory") }
       case .load(let input, let dtype, let index):
         guard kernel.inputs.indices.contains(input), kernel.inputs[input].dtype == dtype, index.type == .index else {
           throw fail("a program's load of input \(input) as \(dtype.rawValue)")
@@ -103,6 +105,8 @@ public struct KernelVerifier: Sendable {
           }
         case .store(let index, let value):
           guard index.type == .index, value.type == .compute(kernel.output.dtype) else { throw fail("a store of a \(value.type) value") }
+        case .storeScratch(let index, let value):
+          guard program.scratch > 0, index.type == .index, value.type == .int64 else { throw fail("a scratch store of a \(value.type) value") }
         case .loop(let local, let from, let to, let body):
           guard program.locals.indices.contains(local), program.locals[local] == .index, from.type == .index, to.type == .index else {
             throw fail("a loop over l\(local) that is no index")

@@ -77,62 +77,32 @@ extension OpLowerings {
     guard k > 0 else { return b.program(invocations: lines.count) }
     let stored = ctx.outputType().dtype
     func slot(_ j: Expr) -> Expr { outStart + j * lines.inner }
-    func held(_ j: Expr) -> Expr { .cast(.loadOutput(dtype: stored, index: slot(j)), .index) }
-    func put(_ b: inout KernelProgram.Builder, _ j: Expr, _ position: Expr) { b.store(slot(j), .cast(position, .compute(stored))) }
-    /// Whether the element at position `p` comes before the one at `q`.
-    func better(_ p: Expr, _ q: Expr) throws -> Expr {
-      let (x, y) = (try ctx.load(0, at: inStart + p * lines.inner), try ctx.load(0, at: inStart + q * lines.inner))
-      let (nanX, nanY) = x.type.isFloat ? (Expr.unary(.isNaN, x), Expr.unary(.isNaN, y)) : (.falseValue, .falseValue)
-      let strictly: Expr =
-        largest
-        ? .any([.binary(.greater, x, y), .all([nanX, .unary(.logicalNot, nanY)])])
-        : .any([.binary(.less, x, y), .all([.unary(.logicalNot, nanX), nanY])])
-      let same = Expr.any([.binary(.equal, x, y), .all([nanX, nanY])])
-      return .any([strictly, .all([same, .binary(.less, p, q)])])
-    }
-    /// Moves the element in heap slot `root` down, within the first `size` slots, below every
-    /// child that is worse than it (the root of the heap is its worst element).
-    func siftDown(_ b: inout KernelProgram.Builder, _ root: Expr, size: Expr) throws {
-      let position = b.local(root)
-      let moving = b.local(.trueValue)
-      try b.repeatWhile(moving) { b in
-        let left = position * 2 + 1
-        try b.branch(
-          .binary(.greaterEqual, left, size), then: { b in b.set(moving, .falseValue) },
-          otherwise: { b in
-            let worse = b.local(left)
-            try b.branch(.all([.binary(.less, left + 1, size), try better(held(worse), held(left + 1))])) { b in
-              b.set(worse, left + 1)
-            }
-            try b.branch(
-              try better(held(position), held(worse)),
-              then: { b in
-                let parent = b.local(held(position))
-                put(&b, position, held(worse))
-                put(&b, worse, parent)
-                b.set(position, worse)
-              }, otherwise: { b in b.set(moving, .falseValue) })
-          })
-      }
-    }
-    // The first k elements, heaped.
-    b.loop(from: .index(0), to: .index(k)) { b, j in put(&b, j, j) }
-    try b.loop(from: .index(0), to: .index(k / 2)) { b, j in try siftDown(&b, .index(k / 2 - 1) - j, size: .index(k)) }
-    // Every further element that beats the worst of them replaces it.
+    let heap = ProgramHeap(
+      read: { .cast(.loadOutput(dtype: stored, index: slot($0)), .index) },
+      write: { b, j, position in b.store(slot(j), .cast(position, .compute(stored))) },
+      better: { _, p, q in
+        // Larger (smaller) first; NaN above every number; equal values in index order.
+        let (x, y) = (try ctx.load(0, at: inStart + p * lines.inner), try ctx.load(0, at: inStart + q * lines.inner))
+        let (nanX, nanY) = x.type.isFloat ? (Expr.unary(.isNaN, x), Expr.unary(.isNaN, y)) : (.falseValue, .falseValue)
+        let strictly: Expr =
+          largest
+          ? .any([.binary(.greater, x, y), .all([nanX, .unary(.logicalNot, nanY)])])
+          : .any([.binary(.less, x, y), .all([.unary(.logicalNot, nanX), nanY])])
+        let same = Expr.any([.binary(.equal, x, y), .all([nanX, nanY])])
+        return .any([strictly, .all([same, .binary(.less, p, q)])])
+      })
+    // The first k elements, heaped; every further element that beats the worst of them replaces
+    // it; then the heap, sorted best first.
+    b.loop(from: .index(0), to: .index(k)) { b, j in heap.write(&b, j, j) }
+    try heap.heapify(&b, size: .index(k))
     try b.loop(from: .index(k), to: .index(lines.extent)) { b, i in
-      try b.branch(try better(i, held(.index(0)))) { b in
-        put(&b, .index(0), i)
-        try siftDown(&b, .index(0), size: .index(k))
+      let beats = try heap.better(&b, i, heap.read(.index(0)))
+      try b.branch(beats) { b in
+        heap.write(&b, .index(0), i)
+        try heap.siftDown(&b, .index(0), size: .index(k))
       }
     }
-    // Sorted in place, best first: the worst goes to the end, one at a time.
-    try b.loop(from: .index(0), to: .index(k - 1)) { b, j in
-      let end = Expr.index(k - 1) - j
-      let worst = b.local(held(.index(0)))
-      put(&b, .index(0), held(end))
-      put(&b, end, worst)
-      try siftDown(&b, .index(0), size: end)
-    }
+    try heap.sort(&b, size: .index(k))
     return b.program(invocations: lines.count)
   }
 }

@@ -26,13 +26,14 @@ public enum OpLowerings {
     if let lowering = try samplingLowering(node) { return lowering }
     if let lowering = try signalLowering(node) { return lowering }
     if let lowering = try linearAlgebraLowering(node) { return lowering }
+    if let lowering = dataDependentLowering(node) { return lowering }
     return nil
   }
 
   /// Every op `lowering(for:)` handles, sorted.
   public static let supportedOps: [String] =
     (elementwiseOps + movementOps + reductionOps + generatorOps + sequenceOps + indexingOps + samplingOps + signalOps
-      + linearAlgebraOps).sorted()
+      + linearAlgebraOps + dataDependentOps).sorted()
 
   /// Ops that only the `Decompose` pass handles.
   static let decomposedOps: Set<String> = ([
