@@ -41,7 +41,7 @@ let package = Package(
     .target(
       name: "KilnONNX",
       dependencies: ["KilnIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-    .target(name: "KilnCompiler", dependencies: ["KilnIR"]),
+    .target(name: "KilnCompiler", dependencies: ["KilnIR", "KilnTensor"]),
     .target(name: "KilnCodegen", dependencies: ["KilnIR", "KilnCompiler", "KilnSPIRV", "KilnBundle", "CGlslang"]),
     /// SPIR-V validation, reflection and optimisation, shared by the compiler and the Vulkan driver
     /// (which re-validates every module it is given before the driver sees it).

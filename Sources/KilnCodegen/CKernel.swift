@@ -189,23 +189,23 @@ public enum CKernel {
     _ invariant: InvariantConditions, dialect: CDialect, kernel: Kernel, indent: Int, emit: (Expr, Int) -> [String]
   ) -> [String] {
     var lines: [String] = []
-    func level(_ index: Int, outcome: Int, indent: Int) {
-      guard index < invariant.conditions.count else {
-        lines += emit(invariant.bodies[outcome], indent)
+    func level(_ decision: InvariantConditions.Decision, indent: Int) {
+      guard case .decide(let condition, let holds, let fails) = decision else {
+        lines += emit(decision.bodies[0], indent)
         return
       }
       let pad = String(repeating: "  ", count: indent)
       var emitter = ExprEmitter(dialect: dialect, kernel: kernel)
-      var condition = ""
-      emitter.withIndent(indent) { emitter in condition = emitter.emit(invariant.conditions[index]) }
+      var text = ""
+      emitter.withIndent(indent) { emitter in text = emitter.emit(condition) }
       lines += emitter.lines
-      lines.append("\(pad)if (\(condition)) {")
-      level(index + 1, outcome: outcome | (1 << index), indent: indent + 1)
+      lines.append("\(pad)if (\(text)) {")
+      level(holds, indent: indent + 1)
       lines.append("\(pad)} else {")
-      level(index + 1, outcome: outcome, indent: indent + 1)
+      level(fails, indent: indent + 1)
       lines.append("\(pad)}")
     }
-    level(0, outcome: 0, indent: indent)
+    level(invariant.root, indent: indent)
     return lines
   }
 

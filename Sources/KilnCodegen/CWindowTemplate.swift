@@ -231,7 +231,6 @@ public struct CWindowTemplate: Sendable {
 
   /// The kernel's C.
   public func source() -> String {
-    let dialect = CDialect()
     let (hAxis, wAxis) = (kernel.shape.count - 2, kernel.shape.count - 1)
     let virtual = (height * phaseWidth + 7) / 8 * 8
     // Virtual outputs read past their own position by a tap's offset: the phase planes carry a

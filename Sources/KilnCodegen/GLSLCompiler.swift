@@ -2,7 +2,9 @@ import CGlslang
 import KilnSPIRV
 
 /// Compiles GLSL compute shaders to SPIR-V in-process with glslang, validates the result with
-/// SPIRV-Tools and (optionally) optimises it with a short list of its passes.
+/// SPIRV-Tools and, with `optimize` (`kiln compile --spirv-opt`), optimises it with a short list
+/// of its passes first. Off by default: drivers optimise again, and on lavapipe run times and
+/// pipeline creation did not change with it (docs/benchmarks.md, 2026-12-07).
 public struct GLSLCompiler: Sendable {
   public enum VulkanVersion: Int, Sendable {
     case v1_1 = 1, v1_2 = 2, v1_3 = 3
@@ -19,7 +21,7 @@ public struct GLSLCompiler: Sendable {
   public var target: VulkanVersion
   public var optimize: Bool
 
-  public init(target: VulkanVersion = .v1_2, optimize: Bool = true) {
+  public init(target: VulkanVersion = .v1_2, optimize: Bool = false) {
     self.target = target
     self.optimize = optimize
   }

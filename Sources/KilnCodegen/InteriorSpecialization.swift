@@ -206,36 +206,70 @@ extension Expr {
 }
 
 /// Conditions of a loop body that do not change along the loop, and the body specialised for
-/// each outcome: a concatenation's `select(channel < 64, first, second)` is decided once per row
-/// of an elementwise loop, or once per reduction step of a GEMM packing loop, and each branch
-/// then runs a body without it (one input, affine: a loop the C compiler vectorises).
+/// each outcome: a concatenation's `select(channel < 64, first, select(channel < 192, ...))` is
+/// decided once per row of an elementwise loop, or once per reduction step of a GEMM packing
+/// loop, and each branch then runs a body without it (one input, affine: a loop the C compiler
+/// vectorises). The decisions form a tree: each outcome's body is folded before the next
+/// condition is looked for, so a condition one outcome settles (channel < 192 where channel < 64
+/// holds) is never tested there, and a concatenation of n inputs becomes n bodies.
 struct InvariantConditions {
-  /// The hoisted comparisons, outermost first.
-  let conditions: [Expr]
-  /// Per outcome (bit i set: condition i holds), the body with the conditions replaced and folded.
-  let bodies: [Expr]
+  indirect enum Decision: Equatable {
+    /// A body with no hoisted condition left.
+    case body(Expr)
+    /// `condition ? holds : fails`.
+    case decide(Expr, holds: Decision, fails: Decision)
 
-  /// At most `limit` comparisons of `body` that use none of `varying` (output axes) and no
-  /// variable outside `variables`, and only where hoisting removes a select; nil when there are none.
-  init?(_ body: Expr, kernel: Kernel, varying: Set<Int>, variables: Set<Int>, limit: Int = 2) {
-    var found: [Expr] = []
-    for expr in body.preOrder() where found.count < limit {
-      if case .select(let c, _, _) = expr.kind, !found.contains(c),
-        Self.isHoistable(c, kernel: kernel, varying: varying, variables: variables)
-      {
-        found.append(c)
+    /// The bodies, left to right.
+    var bodies: [Expr] {
+      switch self {
+      case .body(let body): [body]
+      case .decide(_, let holds, let fails): holds.bodies + fails.bodies
       }
     }
-    guard !found.isEmpty else { return nil }
-    conditions = found
-    bodies = (0..<(1 << found.count)).map { outcome in
-      var specialised = body
-      for (index, condition) in found.enumerated() {
-        specialised = specialised.replacing(condition, with: .literal(.of(outcome & (1 << index) != 0 ? 1 : 0, .bool)))
-      }
-      var folder = IntervalFolder(kernel: kernel, restricted: [:])
-      return folder.fold(specialised)
+  }
+
+  /// The decision tree; its root decides a condition (the initializer fails otherwise).
+  let root: Decision
+
+  /// The hoisted comparisons, outermost first.
+  var conditions: [Expr] {
+    func walk(_ decision: Decision) -> [Expr] {
+      guard case .decide(let condition, let holds, let fails) = decision else { return [] }
+      return [condition] + walk(holds) + walk(fails)
     }
+    return walk(root)
+  }
+
+  /// The specialised bodies, one per leaf of the tree.
+  var bodies: [Expr] { root.bodies }
+
+  /// Comparisons of `body` that use none of `varying` (output axes) and no variable outside
+  /// `variables`, hoisted only where that removes a select, in at most `limit` bodies; nil when
+  /// there are none.
+  init?(_ body: Expr, kernel: Kernel, varying: Set<Int>, variables: Set<Int>, limit: Int = 8) {
+    func hoistable(_ body: Expr) -> Expr? {
+      for expr in body.preOrder() {
+        if case .select(let c, _, _) = expr.kind,
+          Self.isHoistable(c, kernel: kernel, varying: varying, variables: variables)
+        {
+          return c
+        }
+      }
+      return nil
+    }
+    func decide(_ body: Expr, budget: Int) -> Decision {
+      guard budget >= 2, let condition = hoistable(body) else { return .body(body) }
+      func specialised(_ outcome: Bool) -> Expr {
+        var folder = IntervalFolder(kernel: kernel, restricted: [:])
+        return folder.fold(body.replacing(condition, with: .literal(.of(outcome ? 1 : 0, .bool))))
+      }
+      let holds = decide(specialised(true), budget: budget - 1)
+      let fails = decide(specialised(false), budget: budget - holds.bodies.count)
+      return .decide(condition, holds: holds, fails: fails)
+    }
+    let root = decide(body, budget: limit)
+    guard case .decide = root else { return nil }
+    self.root = root
   }
 
   /// A comparison of index or integer values (no loads: a loaded value may differ per element)

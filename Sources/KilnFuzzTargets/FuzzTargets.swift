@@ -21,14 +21,15 @@ public enum FuzzTargets {
   public static let importOptions = ImportOptions(memoryBudget: 64 << 20, foldingElementLimit: 1 << 16)
 
   /// A serialized ONNX `ModelProto`: import, verify, then the compiler's graph passes up to the
-  /// memory plan (decompose, fold-batchnorm, form-dispatch-regions, plan-memory); no codegen.
+  /// memory plan (`MiddleEnd`: decompose, fold-batchnorm, form-dispatch-regions, plan-memory,
+  /// each followed by the verifier); no codegen.
   @Sendable public static func importer(_ bytes: UnsafeRawBufferPointer) throws {
     let graph = try ONNXImporter(options: importOptions).importModel(data: Data(bytes))
     try graph.verify()
-    let decomposed = try Decompose.run(graph)
-    let folded = FoldBatchNorm.run(decomposed)
-    let plan = try FormDispatchRegions.run(folded)
-    _ = try PlanMemory.run(plan)
+    var state = LoweringState(graph: graph)
+    var instrumentation = PassInstrumentation()
+    instrumentation.verifyEachPass = true
+    _ = try MiddleEnd.pipeline().run(&state, instrumentation)
   }
 
   /// A `.kiln` bundle. The first byte picks how the rest is used:

@@ -83,6 +83,11 @@ struct CompileCommand: ParsableCommand {
       valueName: "DIR"))
   var cacheDirectory: String?
 
+  @Flag(
+    name: .customLong("spirv-opt"),
+    help: "Optimise every SPIR-V module with SPIRV-Tools after glslang (inlining, memory to SSA, unrolling); drivers optimise again, so this only costs compile time on the drivers measured.")
+  var optimizeSPIRV = false
+
   @Flag(name: .customLong("no-cache"), help: "Compile every kernel; neither read nor write the kernel cache.")
   var noCache = false
 
@@ -155,6 +160,7 @@ struct CompileCommand: ParsableCommand {
       }
       options.printer = { printError($0) }
       options.precision = Precision(rawValue: precision) ?? .fp32
+      options.optimizeSPIRV = optimizeSPIRV
       if !cpuVariants.isEmpty {
         options.cpuVariants = Self.firstOfEach(cpuVariants)
       }

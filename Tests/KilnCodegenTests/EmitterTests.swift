@@ -254,6 +254,33 @@ struct EmitterTests {
     #expect(InvariantConditions(loaded, kernel: kernel, varying: [1], variables: []) == nil)
   }
 
+  /// A concatenation of four inputs (a chain of selects, as ONNX Concat lowers) becomes four
+  /// bodies of one load each: the condition an outer outcome settles is not tested again under
+  /// it, and the innermost choice is decided too.
+  @Test func chainedConditionsFormATree() {
+    let (c, x) = (Expr.coordinate(0), Expr.coordinate(1))
+    let bounds = [2, 5, 6]
+    var body = Expr.load(input: 3, dtype: .float32, index: (c - bounds[2]) * 8 + x)
+    for (input, bound) in bounds.enumerated().reversed() {
+      let offset = input == 0 ? 0 : bounds[input - 1]
+      body = .select(.binary(.less, c, .index(bound)), .load(input: input, dtype: .float32, index: (c - offset) * 8 + x), body)
+    }
+    let kernel = Kernel(
+      name: "concat4", inputs: [2, 3, 1, 4].map { .init(dtype: .float32, elementCount: $0 * 8) },
+      output: .init(dtype: .float32, elementCount: 10 * 8), shape: [10, 8], body: body, sourceOps: ["concat"])
+    guard let invariant = InvariantConditions(body, kernel: kernel, varying: [1], variables: []) else {
+      Issue.record("no conditions hoisted")
+      return
+    }
+    #expect(invariant.conditions == bounds.map { .binary(.less, c, .index($0)) })
+    #expect(invariant.bodies.count == 4)
+    #expect(invariant.bodies.allSatisfy { $0.conditionalCount == 0 })
+    // With room for two bodies only, the second one keeps the rest of the chain.
+    let limited = InvariantConditions(body, kernel: kernel, varying: [1], variables: [], limit: 2)
+    #expect(limited?.bodies.count == 2)
+    #expect(limited?.bodies.last?.conditionalCount == 2)
+  }
+
   /// Interval folding decides only what the intervals decide: a condition on a coordinate that
   /// spans both outcomes stays, so a kernel without a border gets no interior body.
   @Test func undecidedConditionsStay() {

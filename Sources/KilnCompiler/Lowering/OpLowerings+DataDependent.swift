@@ -36,7 +36,7 @@ extension OpLowerings {
     var b = KernelProgram.Builder()
     let found = b.local(.index(0))
     try b.loop(from: .index(0), to: .index(count)) { b, p in
-      try b.branch(isNonZero(try ctx.load(0, at: p))) { b in
+      b.branch(isNonZero(try ctx.load(0, at: p))) { b in
         if output == 0 {
           for (axis, coordinate) in Expr.coordinates(ofLinear: p, shape: shape).enumerated() {
             b.store(found + axis * count, .cast(coordinate, .int64))
@@ -75,7 +75,7 @@ extension OpLowerings {
       return b.program(invocations: lines.count)
     }
     try b.loop(from: .index(0), to: .index(selectable)) { b, j in
-      try b.branch(isNonZero(try ctx.load(1, at: j))) { b in b.set(kept, kept + 1) }
+      b.branch(isNonZero(try ctx.load(1, at: j))) { b in b.set(kept, kept + 1) }
     }
     storeExtent(&b, kept)
     return b.program(invocations: 1)

@@ -1,4 +1,4 @@
-import KilnCompiler
+import KilnTensor
 import KilnIR
 
 /// `--precision fp16`: the Vulkan gpu class's program reads its contractions' constant operands (the
