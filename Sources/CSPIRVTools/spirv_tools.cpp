@@ -78,7 +78,8 @@ extern "C" kiln_spirv_result kiln_spirv_disassemble(const uint32_t *words, size_
   return r;
 }
 
-extern "C" kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t word_count, kiln_spirv_env env) {
+extern "C" kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t word_count, kiln_spirv_env env,
+                                                 kiln_spirv_level level) {
   spvtools::Optimizer optimizer(toEnv(env));
   std::string messages;
   optimizer.SetMessageConsumer([&messages](spv_message_level_t level, const char *, const spv_position_t &, const char *m) {
@@ -87,21 +88,26 @@ extern "C" kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t w
       messages += m;
     }
   });
-  // A short list rather than RegisterPerformancePasses(): every Vulkan driver optimises the module
-  // again (Mesa through NIR and LLVM, NVIDIA in its own compiler), so what pays here is what makes
-  // the module small and plain: inlining, memory to SSA, constants propagated, unrolled [[unroll]]
-  // loops, dead code and branches gone. On ResNet-50 the full list took 35% more of the Vulkan
-  // target's compile time, for lavapipe run times and pipeline creation within noise.
-  optimizer.RegisterPass(spvtools::CreateInlineExhaustivePass())
-      .RegisterPass(spvtools::CreateEliminateDeadFunctionsPass())
+  // Short lists rather than RegisterPerformancePasses(): every Vulkan driver optimises the module
+  // again (Mesa through NIR and LLVM, NVIDIA in its own compiler), so what pays here is a small,
+  // plain module. SIZE (the default) drops debug names and turns each function's locals into SSA
+  // values without inlining: glslang's module shrinks by a third, at about 4 ms a module.
+  // Inlining is what costs: DenseNet-121's 26-input concatenation loaders, inlined, took its Vulkan
+  // target from 1.8 s to 5.3 s and made the modules larger (docs/benchmarks.md, 2026-12-08).
+  if (level == KILN_SPIRV_LEVEL_PERFORMANCE) {
+    optimizer.RegisterPass(spvtools::CreateInlineExhaustivePass())
+        .RegisterPass(spvtools::CreateEliminateDeadFunctionsPass());
+  }
+  optimizer.RegisterPass(spvtools::CreateStripDebugInfoPass())
       .RegisterPass(spvtools::CreatePrivateToLocalPass())
       .RegisterPass(spvtools::CreateLocalSingleBlockLoadStoreElimPass())
       .RegisterPass(spvtools::CreateLocalSingleStoreElimPass())
       .RegisterPass(spvtools::CreateScalarReplacementPass(100))
-      .RegisterPass(spvtools::CreateSSARewritePass())
-      .RegisterPass(spvtools::CreateCCPPass())
-      .RegisterPass(spvtools::CreateLoopUnrollPass(true))
-      .RegisterPass(spvtools::CreateDeadBranchElimPass())
+      .RegisterPass(spvtools::CreateSSARewritePass());
+  if (level == KILN_SPIRV_LEVEL_PERFORMANCE) {
+    optimizer.RegisterPass(spvtools::CreateCCPPass()).RegisterPass(spvtools::CreateLoopUnrollPass(true));
+  }
+  optimizer.RegisterPass(spvtools::CreateDeadBranchElimPass())
       .RegisterPass(spvtools::CreateSimplificationPass())
       .RegisterPass(spvtools::CreateAggressiveDCEPass())
       .RegisterPass(spvtools::CreateBlockMergePass());

@@ -1,10 +1,12 @@
 import CGlslang
 import KilnSPIRV
 
-/// Compiles GLSL compute shaders to SPIR-V in-process with glslang, validates the result with
-/// SPIRV-Tools and, with `optimize` (`kiln compile --spirv-opt`), optimises it with a short list
-/// of its passes first. Off by default: drivers optimise again, and on lavapipe run times and
-/// pipeline creation did not change with it (docs/benchmarks.md, 2026-12-07).
+/// Compiles GLSL compute shaders to SPIR-V in-process with glslang, shrinks or optimises the module
+/// with a short list of SPIRV-Tools passes and validates the result. The default, `.size`, strips
+/// debug names and turns locals into SSA values without inlining, which keeps bundles small at a few
+/// milliseconds a module; `.performance` (`kiln compile --spirv-opt`) adds inlining, constant
+/// propagation and unrolling: drivers optimise again, and on lavapipe run times and pipeline
+/// creation did not change with it (docs/benchmarks.md, 2026-12-07).
 public struct GLSLCompiler: Sendable {
   public enum VulkanVersion: Int, Sendable {
     case v1_1 = 1, v1_2 = 2, v1_3 = 3
@@ -18,16 +20,26 @@ public struct GLSLCompiler: Sendable {
     }
   }
 
-  public var target: VulkanVersion
-  public var optimize: Bool
+  /// What SPIRV-Tools does to glslang's module before it is validated.
+  public enum Optimization: String, Sendable {
+    /// glslang's module as it is (debug names included).
+    case none
+    /// `SPIRVTools.Level.size`.
+    case size
+    /// `SPIRVTools.Level.performance`.
+    case performance
+  }
 
-  public init(target: VulkanVersion = .v1_2, optimize: Bool = false) {
+  public var target: VulkanVersion
+  public var optimization: Optimization
+
+  public init(target: VulkanVersion = .v1_2, optimization: Optimization = .size) {
     self.target = target
-    self.optimize = optimize
+    self.optimization = optimization
   }
 
   /// What besides the source decides this compiler's output (for `KernelCache` keys).
-  public var identity: String { "glslang vulkan1.\(target.rawValue) optimize=\(optimize)" }
+  public var identity: String { "glslang vulkan1.\(target.rawValue) spirv-opt=\(optimization.rawValue)" }
 
   /// Whether `bytes` are a SPIR-V module that passes validation for this compiler's target.
   public func isValid(_ bytes: [UInt8]) -> Bool {
@@ -48,8 +60,11 @@ public struct GLSLCompiler: Sendable {
     do {
       // The optimiser validates its input itself; what it returns is validated here. Without
       // optimisation, glslang's module is validated once.
-      if optimize {
-        module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment)
+      switch optimization {
+      case .none: break
+      case .size: module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment, level: .size)
+      case .performance:
+        module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment, level: .performance)
       }
       try SPIRVTools.validate(module, environment: target.spirvEnvironment)
     } catch let error as SPIRVError {

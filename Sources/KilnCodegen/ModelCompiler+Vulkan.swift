@@ -123,7 +123,7 @@ extension ModelCompiler {
     for (slot, origin) in unique.enumerated() {
       let source = code[origin.deviceClass][origin.kernel].source
       DispatchQueue.global().async(group: build.group) {
-        let compiler = GLSLCompiler(optimize: optimizeSPIRV)
+        let compiler = GLSLCompiler(optimization: optimizeSPIRV ? .performance : .size)
         // Keyed by the body: kernels of other models with the same code share the entry.
         let key = KernelCache.key("spirv", [compiler.identity, distinct[slot]])
         let result = Result {

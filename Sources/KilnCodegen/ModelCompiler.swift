@@ -50,9 +50,10 @@ public struct CompileOptions: Sendable {
   /// (`VulkanBindingLayout`): Vulkan guarantees a `maxStorageBufferRange` of 2^27 only. Tests set
   /// it lower to run the split paths on small tensors; a multiple of 256 (offset alignment).
   public var vulkanMaximumBindingBytes = 1 << 27
-  /// Whether SPIRV-Tools optimises each shader (inlining, memory to SSA, unrolling) after glslang.
-  /// Off by default: every Vulkan driver optimises the module again, and on lavapipe run times and
-  /// pipeline creation did not change without it (docs/benchmarks.md), while inlining the large
+  /// Whether SPIRV-Tools optimises each shader for speed (inlining, constant propagation,
+  /// unrolling) rather than only for size (debug names stripped, locals to SSA, dead code; the
+  /// default). Every Vulkan driver optimises the module again, and on lavapipe run times and
+  /// pipeline creation did not change with it (docs/benchmarks.md), while inlining the large
   /// operand loaders of concatenations cost most of DenseNet-121's Vulkan compile time.
   public var optimizeSPIRV = false
 

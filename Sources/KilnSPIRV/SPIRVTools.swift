@@ -35,10 +35,29 @@ public enum SPIRVTools {
     return String(cString: text)
   }
 
+  /// How much `optimize` does.
+  public enum Level: Sendable {
+    /// Debug names stripped, each function's locals turned into SSA values, dead code removed; no inlining.
+    case size
+    /// `size` plus exhaustive inlining, constant propagation and unrolling of `[[unroll]]` loops.
+    case performance
+
+    var c: kiln_spirv_level {
+      switch self {
+      case .size: KILN_SPIRV_LEVEL_SIZE
+      case .performance: KILN_SPIRV_LEVEL_PERFORMANCE
+      }
+    }
+  }
+
   /// Runs a short list of SPIRV-Tools optimisation passes. The input is validated first (an invalid module is a
   /// thrown error, never optimised); validating the result is the caller's choice.
-  public static func optimize(_ words: [UInt32], environment: Environment = .vulkan1_2) throws -> [UInt32] {
-    var result = words.withUnsafeBufferPointer { kiln_spirv_optimize($0.baseAddress, $0.count, environment.c) }
+  public static func optimize(
+    _ words: [UInt32], environment: Environment = .vulkan1_2, level: Level = .size
+  ) throws -> [UInt32] {
+    var result = words.withUnsafeBufferPointer {
+      kiln_spirv_optimize($0.baseAddress, $0.count, environment.c, level.c)
+    }
     defer { kiln_spirv_free(&result) }
     guard result.ok != 0, let output = result.words else {
       throw SPIRVError("optimisation failed: \(message(result))")

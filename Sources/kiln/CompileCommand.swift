@@ -85,7 +85,7 @@ struct CompileCommand: ParsableCommand {
 
   @Flag(
     name: .customLong("spirv-opt"),
-    help: "Optimise every SPIR-V module with SPIRV-Tools after glslang (inlining, memory to SSA, unrolling); drivers optimise again, so this only costs compile time on the drivers measured.")
+    help: "Optimise every SPIR-V module for speed (inlining, constant propagation, unrolling) rather than only for size; drivers optimise again, so this only costs compile time on the drivers measured.")
   var optimizeSPIRV = false
 
   @Flag(name: .customLong("no-cache"), help: "Compile every kernel; neither read nor write the kernel cache.")

@@ -61,7 +61,7 @@ struct MatMulTemplateTests {
     let (batch, m, n, k) = (3, 13, 11, 17)
     let spec = kernel(batch: batch, m: m, n: n, k: k)
     let template = try #require(MatMulTemplate.match(spec))
-    let code = try GLSLCompiler(optimize: true).compileToBytes(template.source(), name: "mm")
+    let code = try GLSLCompiler(optimization: .performance).compileToBytes(template.source(), name: "mm")
     let executable = try device.makeExecutable(
       ExecutableSpec(format: .spirv, code: code, entryPoints: [EntryPoint(name: "main", bindingCount: 4)]))
     var generator = SystemRandomNumberGenerator()

@@ -23,8 +23,17 @@ typedef struct kiln_spirv_result {
 kiln_spirv_result kiln_spirv_validate(const uint32_t *words, size_t word_count, kiln_spirv_env env);
 /// Disassembles a module to SPIR-V assembly text.
 kiln_spirv_result kiln_spirv_disassemble(const uint32_t *words, size_t word_count, kiln_spirv_env env);
-/// Runs a short list of optimisation passes (see spirv_tools.cpp); the output is validated before it is returned.
-kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t word_count, kiln_spirv_env env);
+/// How much kiln_spirv_optimize does (the pass lists are in spirv_tools.cpp).
+typedef enum kiln_spirv_level {
+  /// Debug names stripped, memory to SSA within each function, dead code removed; no inlining.
+  KILN_SPIRV_LEVEL_SIZE = 0,
+  /// SIZE plus exhaustive inlining, constant propagation and unrolling of [[unroll]] loops.
+  KILN_SPIRV_LEVEL_PERFORMANCE = 1
+} kiln_spirv_level;
+
+/// Runs a short list of optimisation passes; the input is validated first (an invalid module is
+/// refused, never optimised). Validating the output is the caller's choice.
+kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t word_count, kiln_spirv_env env, kiln_spirv_level level);
 /// Frees what a kiln_spirv_* call returned.
 void kiln_spirv_free(kiln_spirv_result *result);
 
