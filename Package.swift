@@ -14,6 +14,8 @@ let package = Package(
   products: [
     .executable(name: "kiln", targets: ["kiln"]),
     .library(name: "KilnRuntime", targets: ["KilnRuntime"]),
+    /// libKilnC.so: the C API of include/kiln.h (installed as libkiln.so by the Python package).
+    .library(name: "KilnC", type: .dynamic, targets: ["KilnC"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +58,13 @@ let package = Package(
     .target(name: "CKilnCPU"),
     .target(name: "KilnCPU", dependencies: ["KilnHAL", "CKilnCPU"]),
     .target(name: "KilnRuntime", dependencies: ["KilnTensor", "KilnHAL", "KilnBundle", "KilnVulkan", "KilnCPU"]),
+
+    // The C API (include/kiln.h): KilnC defines its functions with @_cdecl; CKilnAPI shows
+    // the header to Swift for the kiln_tensor layout and the enums.
+    .target(name: "CKilnAPI"),
+    .target(
+      name: "KilnC",
+      dependencies: ["CKilnAPI", "KilnRuntime", "KilnHAL", "KilnBundle", "KilnONNX", "KilnCompiler", "KilnCodegen", "KilnIR"]),
 
     /// The ONNX backend-test conformance runner, shared by `kiln conformance` and the test suite.
     .target(name: "KilnConformance", dependencies: ["KilnIR", "KilnONNX", "KilnCodegen", "KilnRuntime", "KilnBundle"]),

@@ -140,7 +140,11 @@ public struct NativeToolchain: Sendable {
       }
       throw CodegenError(.timeout, "the C compiler ran longer than \(timeout) on '\(name)'")
     }
-    let data = FileManager.default.contents(atPath: log.path) ?? Data()
+    // The handler holds the semaphore; Foundation's Process keeps the handler past exit.
+    process.terminationHandler = nil
+    // An empty log is not read: Foundation leaks its read buffer for empty files (LeakSanitizer).
+    let logSize = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? 0
+    let data = logSize > 0 ? FileManager.default.contents(atPath: log.path) ?? Data() : Data()
     var text = String(decoding: data, as: UTF8.self)
     if text.utf8.count > 65536 {
       text = String(decoding: data.prefix(65536), as: UTF8.self) + "\n[... compiler output truncated]"

@@ -182,6 +182,80 @@ public final class Session: @unchecked Sendable {
   /// Runs the function on `inputs` (in the function's input order) and returns its outputs (those
   /// of `outputs`: an output whose extent the data decides comes trimmed to it).
   public func run(_ inputs: [HostTensor]) throws -> [HostTensor] {
+    try check(inputs.map { ($0.dtype, $0.shape, $0.bytes.count) })
+    let visible = outputs
+    var shapes: [[Int]] = []
+    let storage = try withRawBuffers(inputs.map(\.bytes)) { sources in
+      try makeByteArrays(visible.map(Session.byteCount)) { destinations in
+        shapes = try run(
+          inputs: zip(inputs, sources).map { BorrowedTensor(dtype: $0.dtype, shape: $0.shape, bytes: $1) },
+          into: destinations)
+      }
+    }
+    return zip(visible, zip(storage, shapes)).map { signature, output in
+      let (bytes, shape) = output
+      return HostTensor(dtype: signature.dtype, shape: shape, bytes: Array(bytes.prefix(Session.byteCount(dtype: signature.dtype, shape: shape))))
+    }
+  }
+
+  /// Runs the function on caller-owned memory, copying nothing but to and from the device.
+  ///
+  /// - Parameters:
+  ///   - inputs: every input, in the function's order, checked against its signature.
+  ///   - outputs: one buffer per output of `outputs`, each at least `Session.byteCount` of it.
+  /// - Returns: each output's shape; an output whose extent the data decides is written trimmed
+  ///   (densely packed at its returned shape).
+  /// - Throws: `RuntimeError(.invalidInput)` naming the input or output; `HALError` from the device.
+  public func run(inputs: [BorrowedTensor], into outputs: [UnsafeMutableRawBufferPointer]) throws -> [[Int]] {
+    try check(inputs.map { ($0.dtype, $0.shape, $0.bytes.count) })
+    let visible = self.outputs
+    guard outputs.count == visible.count else {
+      throw RuntimeError(.invalidInput, "expected \(visible.count) output buffers (\(visible.map(\.name).joined(separator: ", "))), got \(outputs.count)")
+    }
+    for (index, (buffer, signature)) in zip(outputs, visible).enumerated() where buffer.count < Session.byteCount(signature) {
+      throw RuntimeError(
+        .invalidInput, "output \(index) '\(signature.name)': the buffer holds \(buffer.count) bytes, the output needs \(Session.byteCount(signature))")
+    }
+    // Visible outputs are the function's outputs less the extent outputs.
+    var visibleIndex: [Int: Int] = [:]
+    for (index, signature) in function.outputs.enumerated() where signature.isExtent != true {
+      visibleIndex[index] = visibleIndex.count
+    }
+    return try runLock.withLock {
+      for declaration in program.buffers {
+        guard case .input(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
+        let bytes = inputs[index].bytes
+        if !bytes.isEmpty { try device.write(bytes, to: BufferRange(buffer, offset: 0, length: bytes.count)) }
+      }
+      try device.submitAndWait(commands, timeout: timeout)
+      var extents: [Int: [UInt8]] = [:]
+      var untrimmed: [Int: [UInt8]] = [:]
+      for declaration in program.buffers {
+        guard case .output(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
+        let signature = function.outputs[index]
+        let count = Session.byteCount(signature)
+        guard count > 0 else { continue }
+        let range = BufferRange(buffer, offset: 0, length: count)
+        if signature.isExtent == true {
+          extents[index] = try device.read(range)
+        } else if signature.dynamicAxis != nil {
+          untrimmed[index] = try device.read(range)
+        } else if let slot = visibleIndex[index] {
+          try device.read(range, into: UnsafeMutableRawBufferPointer(rebasing: outputs[slot][..<count]))
+        }
+      }
+      var shapes = visible.map(\.shape)
+      for (index, bytes) in untrimmed {
+        guard let slot = visibleIndex[index] else { continue }
+        let extent = try Session.extent(of: function.outputs[index], in: extents)
+        shapes[slot] = Session.copyTrimmed(bytes, signature: function.outputs[index], extent: extent, into: outputs[slot])
+      }
+      return shapes
+    }
+  }
+
+  /// Throws unless `inputs` (dtype, shape, byte count) match the function's inputs.
+  private func check(_ inputs: [(dtype: String, shape: [Int], byteCount: Int)]) throws {
     guard inputs.count == function.inputs.count else {
       throw RuntimeError(.invalidInput, "expected \(function.inputs.count) inputs (\(function.inputs.map(\.name).joined(separator: ", "))), got \(inputs.count)")
     }
@@ -192,51 +266,111 @@ public final class Session: @unchecked Sendable {
       guard tensor.shape == signature.shape else {
         throw RuntimeError(.invalidInput, "input \(index) '\(signature.name)': expected shape \(signature.shape), got \(tensor.shape)")
       }
-      let expected = signature.shape.reduce(1, *) * (HostTensor.elementSize(signature.dtype) ?? 0)
-      guard tensor.bytes.count == expected else {
-        throw RuntimeError(.invalidInput, "input \(index) '\(signature.name)': expected \(expected) bytes, got \(tensor.bytes.count)")
+      let expected = Session.byteCount(signature)
+      guard tensor.byteCount == expected else {
+        throw RuntimeError(.invalidInput, "input \(index) '\(signature.name)': expected \(expected) bytes, got \(tensor.byteCount)")
       }
-    }
-    return try runLock.withLock {
-      for declaration in program.buffers {
-        guard case .input(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
-        let bytes = inputs[index].bytes
-        if !bytes.isEmpty { try device.write(bytes, to: BufferRange(buffer, offset: 0, length: bytes.count)) }
-      }
-      try device.submitAndWait(commands, timeout: timeout)
-      var outputs: [HostTensor] = function.outputs.map { HostTensor(dtype: $0.dtype, shape: $0.shape, bytes: []) }
-      for declaration in program.buffers {
-        guard case .output(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
-        let count = function.outputs[index].shape.reduce(1, *) * (HostTensor.elementSize(function.outputs[index].dtype) ?? 0)
-        outputs[index].bytes = count == 0 ? [] : try device.read(BufferRange(buffer, offset: 0, length: count))
-      }
-      return try Session.trimmed(outputs, function.outputs)
     }
   }
 
+  /// The bytes a tensor of `signature`'s dtype and (maximum) shape takes.
+  public static func byteCount(_ signature: Manifest.TensorSignature) -> Int {
+    byteCount(dtype: signature.dtype, shape: signature.shape)
+  }
+
+  static func byteCount(dtype: String, shape: [Int]) -> Int {
+    shape.reduce(1, *) * (HostTensor.elementSize(dtype) ?? 0)
+  }
+
+  /// The extent the int64 scalar output `signature.extentOutput` holds, clamped to the output's
+  /// maximum so a kernel cannot make the runtime read past it.
+  static func extent(of signature: Manifest.TensorSignature, in extents: [Int: [UInt8]]) throws -> Int {
+    guard let axis = signature.dynamicAxis, let output = signature.extentOutput, let bytes = extents[output], bytes.count == 8 else {
+      throw RuntimeError(.invalidInput, "bundle: extent of output '\(signature.name)' is not an int64 scalar")
+    }
+    let stored = bytes.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
+    return Int(max(0, min(stored, Int64(signature.shape[axis]))))
+  }
+
+  /// Copies the first `extent` entries along the dynamic axis of `bytes` (laid out at the
+  /// signature's maximum shape) densely into `destination`; returns the trimmed shape.
+  static func copyTrimmed(
+    _ bytes: [UInt8], signature: Manifest.TensorSignature, extent: Int, into destination: UnsafeMutableRawBufferPointer
+  ) -> [Int] {
+    guard let axis = signature.dynamicAxis else { return signature.shape }
+    let shape = signature.shape
+    let element = HostTensor.elementSize(signature.dtype) ?? 1
+    let (outer, maximum) = (shape[..<axis].reduce(1, *), shape[axis])
+    let inner = shape[(axis + 1)...].reduce(1, *) * element
+    bytes.withUnsafeBytes { source in
+      for o in 0..<outer where extent * inner > 0 {
+        let from = UnsafeRawBufferPointer(rebasing: source[(o * maximum * inner)..<(o * maximum * inner + extent * inner)])
+        UnsafeMutableRawBufferPointer(rebasing: destination[(o * extent * inner)...]).copyMemory(from: from)
+      }
+    }
+    var trimmed = shape
+    trimmed[axis] = extent
+    return trimmed
+  }
+}
+
+/// A tensor in memory the caller owns, for `Session.run(inputs:into:)`.
+public struct BorrowedTensor {
+  public var dtype: String
+  public var shape: [Int]
+  public var bytes: UnsafeRawBufferPointer
+
+  public init(dtype: String, shape: [Int], bytes: UnsafeRawBufferPointer) {
+    self.dtype = dtype
+    self.shape = shape
+    self.bytes = bytes
+  }
+}
+
+/// Calls `body` with a buffer pointer to each array, all valid at once.
+func withRawBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
+  func step(_ index: Int, _ done: [UnsafeRawBufferPointer]) throws -> R {
+    if index == arrays.count { return try body(done) }
+    return try arrays[index].withUnsafeBytes { try step(index + 1, done + [$0]) }
+  }
+  return try step(0, [])
+}
+
+/// Byte arrays of `counts`, filled by `body` through a pointer to each, all valid at once (no
+/// copy: `body` writes the arrays' own storage). Bytes `body` leaves unwritten are unspecified.
+func makeByteArrays(_ counts: [Int], _ body: ([UnsafeMutableRawBufferPointer]) throws -> Void) throws -> [[UInt8]] {
+  func step(_ index: Int, _ done: [UnsafeMutableRawBufferPointer]) throws -> [[UInt8]] {
+    if index == counts.count {
+      try body(done)
+      return []
+    }
+    var rest: [[UInt8]] = []
+    let array = try [UInt8](unsafeUninitializedCapacity: counts[index]) { buffer, initialized in
+      rest = try step(index + 1, done + [UnsafeMutableRawBufferPointer(buffer)])
+      initialized = counts[index]
+    }
+    return [array] + rest
+  }
+  return try step(0, [])
+}
+
+extension Session {
   /// `outputs` without those holding extents, and each with a dynamic axis cut to its extent
   /// (clamped to the output's maximum, so a kernel cannot make the runtime read past it).
   static func trimmed(_ outputs: [HostTensor], _ signatures: [Manifest.TensorSignature]) throws -> [HostTensor] {
+    var extents: [Int: [UInt8]] = [:]
+    for (index, signature) in signatures.enumerated() where signature.isExtent == true { extents[index] = outputs[index].bytes }
     var result: [HostTensor] = []
     for (tensor, signature) in zip(outputs, signatures) where signature.isExtent != true {
-      guard let axis = signature.dynamicAxis, let extentOutput = signature.extentOutput else {
+      guard signature.dynamicAxis != nil else {
         result.append(tensor)
         continue
       }
-      let bytes = outputs[extentOutput].bytes
-      guard bytes.count == 8 else { throw RuntimeError(.invalidInput, "bundle: extent of output '\(signature.name)' is not an int64 scalar") }
-      let stored = bytes.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
-      let extent = Int(max(0, min(stored, Int64(tensor.shape[axis]))))
-      let element = HostTensor.elementSize(tensor.dtype) ?? 1
-      let (outer, maximum) = (tensor.shape[..<axis].reduce(1, *), tensor.shape[axis])
-      let inner = tensor.shape[(axis + 1)...].reduce(1, *) * element
-      var trimmed = HostTensor(dtype: tensor.dtype, shape: tensor.shape, bytes: [])
-      trimmed.shape[axis] = extent
-      trimmed.bytes.reserveCapacity(outer * extent * inner)
-      for o in 0..<outer {
-        let start = o * maximum * inner
-        trimmed.bytes += tensor.bytes[start..<(start + extent * inner)]
-      }
+      let extent = try extent(of: signature, in: extents)
+      var trimmed = tensor
+      trimmed.bytes = [UInt8](repeating: 0, count: tensor.bytes.count)
+      trimmed.shape = trimmed.bytes.withUnsafeMutableBytes { copyTrimmed(tensor.bytes, signature: signature, extent: extent, into: $0) }
+      trimmed.bytes.removeLast(trimmed.bytes.count - byteCount(dtype: tensor.dtype, shape: trimmed.shape))
       result.append(trimmed)
     }
     return result

@@ -1,0 +1,2 @@
+// Empty: CKilnAPI only exposes include/kiln.h to Swift.
+#include "CKilnAPI.h"
