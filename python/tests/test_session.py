@@ -187,3 +187,31 @@ def test_an_onnxruntime_script_runs_with_only_its_import_changed(tmp_path: pathl
     assert sorted(results["kiln"].files) == sorted(results["onnxruntime"].files)
     for name in results["onnxruntime"].files:
         assert_close(results["kiln"][name], results["onnxruntime"][name], name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_outputs_whose_size_the_data_decides(device: str, tmp_path: pathlib.Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("NonZero", ["x"], ["indices"]), helper.make_node("Relu", ["x"], ["y"])],
+        "nonzero",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [
+            helper.make_tensor_value_info("indices", TensorProto.INT64, [2, None]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "nonzero.onnx"
+    onnx.save(model, path)
+    session = kiln.InferenceSession(path, device=device)
+    reference = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert isinstance(session.get_outputs()[0].shape[1], str)
+    for seed, density in [(0, 0.5), (1, 0.0), (2, 1.0)]:
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal((3, 4)) * (rng.random((3, 4)) < density)).astype(np.float32)
+        for a, e, name in zip(session.run(None, {"x": x}), reference.run(None, {"x": x}), ["indices", "y"]):
+            assert_close(a, e, f"{name} density {density}")
