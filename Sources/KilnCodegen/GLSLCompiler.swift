@@ -58,8 +58,7 @@ public struct GLSLCompiler: Sendable {
     }
     var module = Array(UnsafeBufferPointer(start: words, count: result.word_count))
     do {
-      // The optimiser validates its input itself; what it returns is validated here. Without
-      // optimisation, glslang's module is validated once.
+      // Every module is validated once, after the optimiser (which does not validate).
       switch optimization {
       case .none: break
       case .size: module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment, level: .size)

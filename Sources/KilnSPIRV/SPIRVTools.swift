@@ -50,8 +50,8 @@ public enum SPIRVTools {
     }
   }
 
-  /// Runs a short list of SPIRV-Tools optimisation passes. The input is validated first (an invalid module is a
-  /// thrown error, never optimised); validating the result is the caller's choice.
+  /// Runs a short list of SPIRV-Tools optimisation passes. Nothing is validated here: validate the
+  /// result before using it (`GLSLCompiler` does).
   public static func optimize(
     _ words: [UInt32], environment: Environment = .vulkan1_2, level: Level = .size
   ) throws -> [UInt32] {

@@ -33,4 +33,32 @@ struct FormDispatchRegionsTests {
     #expect(relu.kernels.count == 2)
     #expect(relu.kernels[1].sourceOps.contains("f") && relu.kernels[1].sourceOps.contains("fc2"))
   }
+
+  /// Inception's block: branches concatenated along channels, then a 3x3 max pool. With three or
+  /// more computed operands the concatenation gets its own kernel and the pool reads it from
+  /// memory (one body, not one per operand and border); with two it stays fused.
+  static func concatPool(branches: Int) -> Graph {
+    var graph = Graph(opsetImports: ["": 17])
+    let x = graph.addInput(name: "x", type: TensorType(.float32, [1, 2, 6, 6]))
+    let branchType = TensorType(.float32, [1, 2, 6, 6])
+    let outputs = (0..<branches).map { index in
+      graph.addNode(index % 2 == 0 ? "Relu" : "Neg", name: "b\(index)", inputs: [x], outputTypes: [branchType])[0]
+    }
+    let joined = graph.addNode(
+      "Concat", name: "concat", inputs: outputs, outputTypes: [TensorType(.float32, [1, 2 * branches, 6, 6])],
+      attributes: ["axis": .int(1)])[0]
+    graph.outputs = graph.addNode(
+      "MaxPool", name: "pool", inputs: [joined], outputTypes: [TensorType(.float32, [1, 2 * branches, 6, 6])],
+      attributes: ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])])
+    return graph
+  }
+
+  @Test func concatenationsOfThreeOrMoreBranchesBeforeAPoolAreMaterialised() throws {
+    let four = try FormDispatchRegions.run(Self.concatPool(branches: 4))
+    #expect(four.kernels.count == 2)
+    #expect(four.kernels.first?.sourceOps.contains("concat") == true && four.kernels.last?.sourceOps == ["pool"])
+    let two = try FormDispatchRegions.run(Self.concatPool(branches: 2))
+    #expect(two.kernels.count == 1)
+    #expect(two.kernels.first?.sourceOps.contains("concat") == true && two.kernels.first?.sourceOps.contains("pool") == true)
+  }
 }

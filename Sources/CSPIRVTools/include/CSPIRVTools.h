@@ -31,8 +31,8 @@ typedef enum kiln_spirv_level {
   KILN_SPIRV_LEVEL_PERFORMANCE = 1
 } kiln_spirv_level;
 
-/// Runs a short list of optimisation passes; the input is validated first (an invalid module is
-/// refused, never optimised). Validating the output is the caller's choice.
+/// Runs a short list of optimisation passes. Neither the input nor the output is validated:
+/// validate the output (an invalid input can only give an invalid or meaningless output).
 kiln_spirv_result kiln_spirv_optimize(const uint32_t *words, size_t word_count, kiln_spirv_env env, kiln_spirv_level level);
 /// Frees what a kiln_spirv_* call returned.
 void kiln_spirv_free(kiln_spirv_result *result);

@@ -32,7 +32,11 @@ public struct DispatchPlan: Sendable {
 /// into a reduction's inner loop would multiply a long elementwise chain, or when it is a
 /// transcendental chain (Erf, Exp, Tanh...) feeding a contraction, which reads each operand
 /// element many times: GELU before a MatMul is computed once into memory, not once per use (and
-/// the contraction's operand stays a plain load, which the tiled templates read fastest). Everything else is
+/// the contraction's operand stays a plain load, which the tiled templates read fastest). A view
+/// that chooses among three or more computed operands (Inception's concatenations) is also
+/// materialised when a reduction reads it: a window over it would otherwise carry one copy of its
+/// body per operand and per border case (GoogLeNet's seven Concat_MaxPool kernels were 38% of the
+/// C compiler's time), and a copy into memory is cheap next to that. Everything else is
 /// fused into its consumer: elementwise producers and consumers and movement ops (as index
 /// arithmetic on loads) join the region of the root they feed or follow.
 public enum FormDispatchRegions {
@@ -109,7 +113,10 @@ public enum FormDispatchRegions {
         let pureView =
           lowering.kind == .movement
           && node.inputs.allSatisfy { input in input.map { materialized.contains($0) } ?? true }
+        let computedOperands = node.inputs.compactMap { $0 }.filter { graph.constants[$0] == nil }.count
         if uses.count > 1 && !pureView {
+          materialized.insert(output)
+        } else if lowering.kind == .movement && computedOperands >= 3 && consumerKinds.contains(.reduction) {
           materialized.insert(output)
         } else if ownCost > maxChainInReduction && consumerKinds.contains(.reduction) {
           materialized.insert(output)
