@@ -44,7 +44,10 @@ let package = Package(
       name: "KilnONNX",
       dependencies: ["KilnIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "KilnCompiler", dependencies: ["KilnIR", "KilnTensor"]),
-    .target(name: "KilnCodegen", dependencies: ["KilnIR", "KilnCompiler", "KilnSPIRV", "KilnBundle", "CGlslang"]),
+    .target(
+      name: "KilnCodegen", dependencies: ["KilnIR", "KilnCompiler", "KilnSPIRV", "KilnBundle", "CGlslang", "CKilnProcess"]),
+    /// posix_spawn with a working directory, for the C compiler the CPU target runs.
+    .target(name: "CKilnProcess"),
     /// SPIR-V validation, reflection and optimisation, shared by the compiler and the Vulkan driver
     /// (which re-validates every module it is given before the driver sees it).
     .target(name: "KilnSPIRV", dependencies: ["CSPIRVTools"]),

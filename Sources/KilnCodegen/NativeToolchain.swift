@@ -110,38 +110,22 @@ public struct NativeToolchain: Sendable {
 
   /// Runs the compiler with a time-out; returns its exit status and combined output.
   private func run(_ arguments: [String], in directory: URL, log: URL, name: String) throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: compilerPath)
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
-    process.standardInput = FileHandle.nullDevice
-    let logHandle: FileHandle
-    do {
-      logHandle = try FileHandle(forWritingTo: log)
-    } catch {
-      throw CodegenError(.io, "opening the compiler log for '\(name)': \(error)")
-    }
-    defer { try? logHandle.close() }
     // Output goes to a file, not a pipe, so a chatty compiler can never block on a full pipe.
-    process.standardOutput = logHandle
-    process.standardError = logHandle
-    let finished = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in finished.signal() }
+    let logDescriptor = open(log.path, O_WRONLY | O_TRUNC | O_CLOEXEC)
+    guard logDescriptor >= 0 else {
+      throw CodegenError(.io, "opening the compiler log for '\(name)': \(String(cString: strerror(errno)))")
+    }
+    defer { close(logDescriptor) }
+    let child: ChildProcess
     do {
-      try process.run()
+      child = try ChildProcess(executable: compilerPath, arguments: arguments, directory: directory.path, output: logDescriptor)
     } catch {
       throw CodegenError(.compilerNotFound, "cannot run the C compiler '\(compilerPath)': \(error)")
     }
-    if finished.wait(timeout: .now() + .nanoseconds(Self.nanoseconds(timeout))) == .timedOut {
-      process.terminate()
-      if finished.wait(timeout: .now() + .seconds(5)) == .timedOut {
-        kill(process.processIdentifier, SIGKILL)
-        _ = finished.wait(timeout: .now() + .seconds(5))
-      }
+    guard let status = child.wait(timeout: timeout) else {
+      child.terminate()
       throw CodegenError(.timeout, "the C compiler ran longer than \(timeout) on '\(name)'")
     }
-    // The handler holds the semaphore; Foundation's Process keeps the handler past exit.
-    process.terminationHandler = nil
     // An empty log is not read: Foundation leaks its read buffer for empty files (LeakSanitizer).
     let logSize = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? 0
     let data = logSize > 0 ? FileManager.default.contents(atPath: log.path) ?? Data() : Data()
@@ -149,7 +133,7 @@ public struct NativeToolchain: Sendable {
     if text.utf8.count > 65536 {
       text = String(decoding: data.prefix(65536), as: UTF8.self) + "\n[... compiler output truncated]"
     }
-    return (process.terminationStatus, text)
+    return (status, text)
   }
 
   /// A new directory only this user can read (mkdtemp creates it with mode 0700).
@@ -176,13 +160,6 @@ public struct NativeToolchain: Sendable {
     var isDirectory: ObjCBool = false
     return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
       && FileManager.default.isExecutableFile(atPath: path)
-  }
-
-  private static func nanoseconds(_ duration: Duration) -> Int {
-    let (seconds, attoseconds) = duration.components
-    if seconds < 0 { return 0 }
-    if seconds > Int64(Int.max / 1_000_000_000) - 1 { return Int.max }
-    return Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
   }
 
   /// The declarations of `Sources/CKilnCPU/include/kiln_cpu_abi.h` between its BEGIN/END markers,

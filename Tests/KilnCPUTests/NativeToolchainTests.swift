@@ -93,6 +93,29 @@ import Testing
     #expect(ContinuousClock.now - start < .seconds(20))
   }
 
+  /// The compiler runs in the private directory with nothing on standard input; both its output
+  /// streams reach the error, and so does its exit status.
+  @Test func theCompilerRunsInItsDirectoryWithItsOutputCaptured() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cpu-tests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let script = directory.appendingPathComponent("chatty-cc")
+    try Data("#!/bin/sh\necho \"to stdout in $(pwd)\"\necho to stderr >&2\ncat\necho \"args: $*\"\nexit 3\n".utf8).write(to: script)
+    try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: script.path)
+    var toolchain = NativeToolchain(compilerPath: script.path, timeout: .seconds(30))
+    toolchain.temporaryDirectory = directory
+    do {
+      _ = try toolchain.compileSharedObject(source: "int x;", flags: ["-DSOMETHING"], name: "chatty")
+      Issue.record("a failing compiler succeeded")
+    } catch let error as CodegenError {
+      #expect(error.code == .nativeCompilation)
+      #expect(error.message.contains("exit status 3"), "\(error.message)")
+      #expect(error.details.contains("to stdout in \(directory.path)/kiln-cc-"), "\(error.details)")
+      #expect(error.details.contains("to stderr"))
+      #expect(error.details.contains("args: -O2") && error.details.contains("-DSOMETHING") && error.details.contains("chatty.c"))
+    }
+  }
+
   /// Builds the test kernels for a `-march` level and checks saxpy on both the scalar tail and
   /// the vectorised body.
   @Test(arguments: ["x86-64", "x86-64-v2", "x86-64-v3"])
