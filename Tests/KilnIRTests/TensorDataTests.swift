@@ -107,4 +107,21 @@ import Testing
     // FNV-1a is fixed, so the hash of a known tensor never changes between runs or platforms.
     #expect(TensorData([] as [Float]).contentHash == TensorData([] as [Float]).contentHash)
   }
+
+  /// Large tensors hash a sample of their bytes; tensors that differ anywhere stay distinct keys.
+  @Test func largeTensorsDifferingInOneByteAreDistinct() throws {
+    let count = 100_000
+    let type = TensorType(.uint8, [count])
+    let base = [UInt8](repeating: 7, count: count)
+    var tensors: Set<TensorData> = [try TensorData(type: type, bytes: base)]
+    for position in [1, 4097, count / 2 + 3, count - 65] {
+      var changed = base
+      changed[position] = 8
+      tensors.insert(try TensorData(type: type, bytes: changed))
+    }
+    tensors.insert(try TensorData(type: type, bytes: base))
+    #expect(tensors.count == 5)
+    #expect(try TensorData(type: type, bytes: base).hashValue == TensorData(type: type, bytes: base).hashValue)
+  }
 }
+
