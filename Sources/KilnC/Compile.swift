@@ -38,12 +38,15 @@ final class CCompileOptions {
         let dims = value[value.index(after: equals)...].split(separator: ",", omittingEmptySubsequences: false)
           .map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-          throw CAPIError(.invalidArgument, "option 'input-shape': the shape must be comma-separated non-negative integers, got '\(value)'")
+          throw CAPIError(
+            .invalidArgument,
+            "option 'input-shape': the shape must be comma-separated non-negative integers, got '\(value)'")
         }
         inputShapes[String(value[..<equals])] = dims.map { $0! }
       case "memory-budget":
         guard let bytes = Int(value), bytes > 0 else {
-          throw CAPIError(.invalidArgument, "option 'memory-budget': expected a positive number of bytes, got '\(value)'")
+          throw CAPIError(
+            .invalidArgument, "option 'memory-budget': expected a positive number of bytes, got '\(value)'")
         }
         memoryBudget = bytes
       case "cache-dir":
@@ -55,7 +58,8 @@ final class CCompileOptions {
       default:
         throw CAPIError(
           .invalidArgument,
-          "unknown compile option '\(key)' (choose from target, vulkan-class, cpu-variant, precision, input-shape, memory-budget, cache-dir, cache, spirv-opt, model-name)")
+          "unknown compile option '\(key)' (choose from target, vulkan-class, cpu-variant, precision, input-shape, memory-budget, cache-dir, cache, spirv-opt, model-name)"
+        )
       }
     }
   }
@@ -72,7 +76,8 @@ final class CCompileOptions {
       options.precision = precision
       options.optimizeSPIRV = optimizeSPIRV
       if options.resolvedVulkanClasses.contains(.coopmat), precision != .fp16 {
-        throw CAPIError(.invalidArgument, "vulkan-class coopmat rounds contraction operands to float16: set precision to fp16")
+        throw CAPIError(
+          .invalidArgument, "vulkan-class coopmat rounds contraction operands to float16: set precision to fp16")
       }
       if cache, let directory = cacheDirectory ?? KernelCache.defaultDirectory() {
         options.cache = KernelCache(directory: directory)
@@ -85,7 +90,9 @@ final class CCompileOptions {
     let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     var parsed: [T] = []
     for name in names {
-      guard let item = parse(name) else { throw CAPIError(.invalidArgument, "option '\(key)': unknown value '\(name)'") }
+      guard let item = parse(name) else {
+        throw CAPIError(.invalidArgument, "option '\(key)': unknown value '\(name)'")
+      }
       parsed.append(item)
     }
     guard !parsed.isEmpty else { throw CAPIError(.invalidArgument, "option '\(key)' is empty") }
@@ -101,7 +108,8 @@ final class CCompileOptions {
   }
 
   private func bad(_ key: String, _ value: String, _ choices: [String]) -> CAPIError {
-    CAPIError(.invalidArgument, "option '\(key)': unknown value '\(value)' (choose from \(choices.joined(separator: ", ")))")
+    CAPIError(
+      .invalidArgument, "option '\(key)': unknown value '\(value)' (choose from \(choices.joined(separator: ", ")))")
   }
 }
 

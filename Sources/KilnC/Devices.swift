@@ -68,7 +68,9 @@ public func kiln_device_list_release(_ list: OpaquePointer?) {
 }
 
 @_cdecl("kiln_device_open")
-public func kiln_device_open(_ uri: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer? {
+public func kiln_device_open(_ uri: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?)
+  -> OpaquePointer?
+{
   status {
     let text = try string(uri, "uri")
     guard let out else { throw CAPIError(.invalidArgument, "out_device is NULL") }

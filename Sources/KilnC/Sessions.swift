@@ -56,7 +56,9 @@ final class CTensorDescription {
 }
 
 /// Loads `reader` on the device behind `handle`.
-private func makeSession(_ handle: OpaquePointer?, _ reader: () throws -> BundleReader, _ out: UnsafeMutablePointer<OpaquePointer?>?)
+private func makeSession(
+  _ handle: OpaquePointer?, _ reader: () throws -> BundleReader, _ out: UnsafeMutablePointer<OpaquePointer?>?
+)
   -> OpaquePointer?
 {
   status {
@@ -71,21 +73,27 @@ private func makeSession(_ handle: OpaquePointer?, _ reader: () throws -> Bundle
 public func kiln_session_create_from_file(
   _ device: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> OpaquePointer? {
-  makeSession(device, {
-    let url = URL(fileURLWithPath: try string(path, "path"))
-    guard FileManager.default.fileExists(atPath: url.path) else { throw CAPIError(.notFound, "'\(url.path)': no such file") }
-    return try BundleReader(contentsOf: url)
-  }, out)
+  makeSession(
+    device,
+    {
+      let url = URL(fileURLWithPath: try string(path, "path"))
+      guard FileManager.default.fileExists(atPath: url.path) else {
+        throw CAPIError(.notFound, "'\(url.path)': no such file")
+      }
+      return try BundleReader(contentsOf: url)
+    }, out)
 }
 
 @_cdecl("kiln_session_create_from_bytes")
 public func kiln_session_create_from_bytes(
   _ device: OpaquePointer?, _ bytes: UnsafeRawPointer?, _ size: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> OpaquePointer? {
-  makeSession(device, {
-    guard let bytes, size > 0 else { throw CAPIError(.invalidArgument, "bundle is NULL or empty") }
-    return try BundleReader(bytes: Array(UnsafeRawBufferPointer(start: bytes, count: size)))
-  }, out)
+  makeSession(
+    device,
+    {
+      guard let bytes, size > 0 else { throw CAPIError(.invalidArgument, "bundle is NULL or empty") }
+      return try BundleReader(bytes: Array(UnsafeRawBufferPointer(start: bytes, count: size)))
+    }, out)
 }
 
 @_cdecl("kiln_session_release")
@@ -126,7 +134,8 @@ public func kiln_session_get_dtype(_ session: OpaquePointer?, _ io: kiln_io, _ i
 }
 
 @_cdecl("kiln_session_get_dtype_name")
-public func kiln_session_get_dtype_name(_ session: OpaquePointer?, _ io: kiln_io, _ index: Int) -> UnsafePointer<CChar>? {
+public func kiln_session_get_dtype_name(_ session: OpaquePointer?, _ io: kiln_io, _ index: Int) -> UnsafePointer<CChar>?
+{
   description(session, io, index).map { UnsafePointer($0.dtypeName.pointer) }
 }
 
@@ -142,7 +151,9 @@ public func kiln_session_get_dim(_ session: OpaquePointer?, _ io: kiln_io, _ ind
 }
 
 @_cdecl("kiln_session_get_dim_name")
-public func kiln_session_get_dim_name(_ session: OpaquePointer?, _ io: kiln_io, _ index: Int, _ axis: Int) -> UnsafePointer<CChar>? {
+public func kiln_session_get_dim_name(_ session: OpaquePointer?, _ io: kiln_io, _ index: Int, _ axis: Int)
+  -> UnsafePointer<CChar>?
+{
   description(session, io, index)?.dimNames[axis].map { UnsafePointer($0.pointer) }
 }
 
@@ -159,10 +170,12 @@ public func kiln_session_run(
   status {
     let session: CSession = try object(handle, "session")
     guard inputCount == session.inputs.count else {
-      throw CAPIError(.invalidArgument, "expected \(session.inputs.count) inputs (\(names(session.inputs))), got \(inputCount)")
+      throw CAPIError(
+        .invalidArgument, "expected \(session.inputs.count) inputs (\(names(session.inputs))), got \(inputCount)")
     }
     guard outputCount == session.outputs.count else {
-      throw CAPIError(.invalidArgument, "expected \(session.outputs.count) outputs (\(names(session.outputs))), got \(outputCount)")
+      throw CAPIError(
+        .invalidArgument, "expected \(session.outputs.count) outputs (\(names(session.outputs))), got \(outputCount)")
     }
     guard inputCount == 0 || inputs != nil else { throw CAPIError(.invalidArgument, "inputs is NULL") }
     guard outputCount == 0 || outputs != nil else { throw CAPIError(.invalidArgument, "outputs is NULL") }
@@ -195,22 +208,30 @@ private func borrow(_ tensor: kiln_tensor, _ expected: CTensorDescription, index
   var shape: [Int] = []
   for axis in 0..<tensor.rank {
     let extent = tensor.dims[axis]
-    guard extent >= 0, extent <= Int64(Int32.max) else { throw CAPIError(.invalidArgument, "\(label): dimension \(axis) is \(extent)") }
+    guard extent >= 0, extent <= Int64(Int32.max) else {
+      throw CAPIError(.invalidArgument, "\(label): dimension \(axis) is \(extent)")
+    }
     shape.append(Int(extent))
   }
   guard shape == expected.signature.shape else {
     throw CAPIError(.invalidArgument, "\(label): expected shape \(expected.signature.shape), got \(shape)")
   }
   guard tensor.capacity >= expected.maxBytes else {
-    throw CAPIError(.invalidArgument, "\(label): capacity \(tensor.capacity) bytes is less than the \(expected.maxBytes) its shape needs")
+    throw CAPIError(
+      .invalidArgument,
+      "\(label): capacity \(tensor.capacity) bytes is less than the \(expected.maxBytes) its shape needs")
   }
-  guard expected.maxBytes == 0 || tensor.data != nil else { throw CAPIError(.invalidArgument, "\(label): data is NULL") }
+  guard expected.maxBytes == 0 || tensor.data != nil else {
+    throw CAPIError(.invalidArgument, "\(label): data is NULL")
+  }
   let bytes = UnsafeRawBufferPointer(start: tensor.data, count: tensor.data == nil ? 0 : expected.maxBytes)
   return BorrowedTensor(dtype: dtype, shape: shape, bytes: bytes)
 }
 
 /// Output `index`'s destination, after checking its dtype, rank, dims and capacity.
-private func destination(_ tensor: kiln_tensor, _ expected: CTensorDescription, index: Int) throws -> UnsafeMutableRawBufferPointer {
+private func destination(_ tensor: kiln_tensor, _ expected: CTensorDescription, index: Int) throws
+  -> UnsafeMutableRawBufferPointer
+{
   let label = "output \(index) '\(expected.signature.name)'"
   _ = try dtypeName(tensor.dtype, label: label, expected: expected)
   guard tensor.rank == expected.signature.shape.count else {
@@ -218,9 +239,12 @@ private func destination(_ tensor: kiln_tensor, _ expected: CTensorDescription, 
   }
   guard tensor.rank == 0 || tensor.dims != nil else { throw CAPIError(.invalidArgument, "\(label): dims is NULL") }
   guard tensor.capacity >= expected.maxBytes else {
-    throw CAPIError(.invalidArgument, "\(label): capacity \(tensor.capacity) bytes is less than the \(expected.maxBytes) it may need")
+    throw CAPIError(
+      .invalidArgument, "\(label): capacity \(tensor.capacity) bytes is less than the \(expected.maxBytes) it may need")
   }
-  guard expected.maxBytes == 0 || tensor.data != nil else { throw CAPIError(.invalidArgument, "\(label): data is NULL") }
+  guard expected.maxBytes == 0 || tensor.data != nil else {
+    throw CAPIError(.invalidArgument, "\(label): data is NULL")
+  }
   return UnsafeMutableRawBufferPointer(start: tensor.data, count: tensor.data == nil ? 0 : tensor.capacity)
 }
 

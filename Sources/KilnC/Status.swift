@@ -86,7 +86,9 @@ func classify(_ error: Error) -> (CStatusCode, String) {
   case let error as LoweringError: return (.invalidModel, error.description)
   case let error as IRError: return (.invalidModel, error.description)
   case let error as CocoaError:
-    return (error.code == .fileReadNoSuchFile || error.code == .fileNoSuchFile ? .notFound : .io, error.localizedDescription)
+    return (
+      error.code == .fileReadNoSuchFile || error.code == .fileNoSuchFile ? .notFound : .io, error.localizedDescription
+    )
   default:
     return (.internal, String(describing: error))
   }
@@ -137,7 +139,6 @@ func string(_ pointer: UnsafePointer<CChar>?, _ what: String) throws -> String {
   return text
 }
 
-
 // MARK: - Status and version entry points
 
 @_cdecl("kiln_status_get_code")
@@ -174,7 +175,8 @@ public func kiln_check_version(_ header: UInt32) -> OpaquePointer? {
     guard major == apiVersion >> 16, minor <= apiVersion & 0xffff else {
       throw CAPIError(
         .version,
-        "this libkiln implements C API \(apiVersion >> 16).\(apiVersion & 0xffff); the caller was built for \(major).\(minor)")
+        "this libkiln implements C API \(apiVersion >> 16).\(apiVersion & 0xffff); the caller was built for \(major).\(minor)"
+      )
     }
   }
 }

@@ -21,8 +21,15 @@ struct ChildProcess {
     let strings = ([executable] + arguments).map { strdup($0) }
     defer { strings.forEach { free($0) } }
     var pid: pid_t = 0
-    let status = (strings + [nil]).withUnsafeBufferPointer { argv in
-      kiln_spawn(executable, argv.baseAddress, directory, output, &pid)
+    var status: Int32 = 0
+    // ETXTBSY: another thread of this process had the executable open for writing when a child
+    // was forked (it holds a copy of the descriptor until its exec); it goes away, so try again.
+    for attempt in 0..<20 {
+      status = (strings + [nil]).withUnsafeBufferPointer { argv in
+        kiln_spawn(executable, argv.baseAddress, directory, output, &pid)
+      }
+      guard status == ETXTBSY else { break }
+      usleep(UInt32(1000 * (attempt + 1)))
     }
     guard status == 0 else { throw ChildProcessError(String(cString: strerror(status))) }
     self.pid = pid

@@ -74,45 +74,51 @@ import Testing
     #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
   }
 
-  @Test func aCompilerThatHangsIsStopped() throws {
+  /// Calls `body` with a private folder and a shell script in it that stands in for the compiler.
+  func withScriptCompiler(_ script: String, _ body: (_ folder: URL, _ compiler: String) throws -> Void) throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cpu-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
+    let path = directory.appendingPathComponent("script-cc")
+    try Data(("#!/bin/sh\n" + script).utf8).write(to: path)
+    try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path.path)
+    try body(directory, path.path)
+  }
+
+  @Test func aCompilerThatHangsIsStopped() throws {
     // A "compiler" that never finishes.
-    let script = directory.appendingPathComponent("hanging-cc")
-    try Data("#!/bin/sh\nexec sleep 30\n".utf8).write(to: script)
-    try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: script.path)
-    let toolchain = NativeToolchain(compilerPath: script.path, timeout: .milliseconds(300))
-    let start = ContinuousClock.now
-    do {
-      _ = try toolchain.compileSharedObject(source: "", flags: [], name: "hang")
-      Issue.record("a hanging compiler returned")
-    } catch let error as CodegenError {
-      #expect(error.code == .timeout)
+    try withScriptCompiler("exec sleep 30\n") { _, compiler in
+      let toolchain = NativeToolchain(compilerPath: compiler, timeout: .milliseconds(300))
+      let start = ContinuousClock.now
+      do {
+        _ = try toolchain.compileSharedObject(source: "", flags: [], name: "hang")
+        Issue.record("a hanging compiler returned")
+      } catch let error as CodegenError {
+        #expect(error.code == .timeout)
+      }
+      #expect(ContinuousClock.now - start < .seconds(20))
     }
-    #expect(ContinuousClock.now - start < .seconds(20))
   }
 
   /// The compiler runs in the private directory with nothing on standard input; both its output
   /// streams reach the error, and so does its exit status.
   @Test func theCompilerRunsInItsDirectoryWithItsOutputCaptured() throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cpu-tests-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let script = directory.appendingPathComponent("chatty-cc")
-    try Data("#!/bin/sh\necho \"to stdout in $(pwd)\"\necho to stderr >&2\ncat\necho \"args: $*\"\nexit 3\n".utf8).write(to: script)
-    try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: script.path)
-    var toolchain = NativeToolchain(compilerPath: script.path, timeout: .seconds(30))
-    toolchain.temporaryDirectory = directory
-    do {
-      _ = try toolchain.compileSharedObject(source: "int x;", flags: ["-DSOMETHING"], name: "chatty")
-      Issue.record("a failing compiler succeeded")
-    } catch let error as CodegenError {
-      #expect(error.code == .nativeCompilation)
-      #expect(error.message.contains("exit status 3"), "\(error.message)")
-      #expect(error.details.contains("to stdout in \(directory.path)/kiln-cc-"), "\(error.details)")
-      #expect(error.details.contains("to stderr"))
-      #expect(error.details.contains("args: -O2") && error.details.contains("-DSOMETHING") && error.details.contains("chatty.c"))
+    try withScriptCompiler("echo \"to stdout in $(pwd)\"\necho to stderr >&2\ncat\necho \"args: $*\"\nexit 3\n") {
+      directory, compiler in
+      var toolchain = NativeToolchain(compilerPath: compiler, timeout: .seconds(30))
+      toolchain.temporaryDirectory = directory
+      do {
+        _ = try toolchain.compileSharedObject(source: "int x;", flags: ["-DSOMETHING"], name: "chatty")
+        Issue.record("a failing compiler succeeded")
+      } catch let error as CodegenError {
+        #expect(error.code == .nativeCompilation)
+        #expect(error.message.contains("exit status 3"), "\(error.message)")
+        #expect(error.details.contains("to stdout in \(directory.path)/kiln-cc-"), "\(error.details)")
+        #expect(error.details.contains("to stderr"))
+        #expect(
+          error.details.contains("args: -O2") && error.details.contains("-DSOMETHING")
+            && error.details.contains("chatty.c"))
+      }
     }
   }
 

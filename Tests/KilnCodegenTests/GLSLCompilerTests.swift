@@ -1,6 +1,7 @@
-@testable import KilnCodegen
 import KilnSPIRV
 import Testing
+
+@testable import KilnCodegen
 
 /// What each SPIR-V optimisation level leaves in a module: bundles carry `.size` modules by default.
 struct GLSLCompilerTests {
@@ -38,7 +39,8 @@ struct GLSLCompilerTests {
   }
 
   @Test func theLevelIsPartOfTheCacheIdentity() {
-    let identities = Set([GLSLCompiler.Optimization.none, .size, .performance].map { GLSLCompiler(optimization: $0).identity })
+    let identities = Set(
+      [GLSLCompiler.Optimization.none, .size, .performance].map { GLSLCompiler(optimization: $0).identity })
     #expect(identities.count == 3)
   }
 }
