@@ -61,6 +61,10 @@ def _open(uri: str) -> int:
 def resolve_device(providers: Sequence[str | tuple] | None, device: str | None) -> tuple[int, list[str]]:
     """Opens the device `device` names, else the first available of `providers`, else the best.
     Returns the device handle (the caller releases it) and the providers list to report."""
+    if device is not None and not isinstance(device, str):
+        raise InvalidArgument(f"device must be a Kiln device URI such as 'vulkan:0' or 'cpu', got {device!r}")
+    if isinstance(providers, str):
+        providers = [providers]
     if device is not None:
         handle = _open(device)
         driver = _capi.text(_capi.lib.kiln_device_get_driver(handle))

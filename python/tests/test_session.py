@@ -117,6 +117,9 @@ def test_bad_input_raises_clear_errors(tmp_path: pathlib.Path) -> None:
         kiln.InferenceSession(model, providers=["TPUExecutionProvider"])
     with pytest.raises(kiln.NotFound):
         kiln.InferenceSession(model, device="vulkan:99")
+    with pytest.raises(kiln.InvalidArgument, match="device URI"):
+        kiln.InferenceSession(model, device=0)
+    assert kiln.InferenceSession(model, providers="CPUExecutionProvider").get_providers() == ["CPUExecutionProvider"]
     bundle = pathlib.Path(kiln.compile(model, tmp_path / "encoder.kiln", targets=["cpu"]))
     corrupted = bytearray(bundle.read_bytes())
     corrupted[len(corrupted) // 2] ^= 0xFF
