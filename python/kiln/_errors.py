@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-
 from . import _capi
 
 
@@ -69,6 +67,3 @@ def check(status: int | None) -> None:
         _capi.lib.kiln_status_release(status)
     raise _BY_CODE.get(code, KilnError)(message)
 
-
-def out_pointer() -> ctypes.c_void_p:
-    return ctypes.c_void_p()

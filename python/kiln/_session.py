@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import os
 import tempfile
-import threading
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -107,7 +106,6 @@ class InferenceSession:
     ) -> None:
         self._handle = None
         self._device = None
-        self._lock = threading.Lock()
         self._device, self._providers = resolve_device(providers, device)
         driver = _capi.text(_capi.lib.kiln_device_get_driver(self._device))
         if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
