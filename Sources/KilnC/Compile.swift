@@ -35,14 +35,12 @@ final class CCompileOptions {
         guard let equals = value.firstIndex(of: "="), equals != value.startIndex else {
           throw CAPIError(.invalidArgument, "option 'input-shape': expected NAME=D0,D1,..., got '\(value)'")
         }
-        let dims = value[value.index(after: equals)...].split(separator: ",", omittingEmptySubsequences: false)
-          .map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+        guard let dims = ImportOptions.parseShape(value[value.index(after: equals)...]) else {
           throw CAPIError(
             .invalidArgument,
             "option 'input-shape': the shape must be comma-separated non-negative integers, got '\(value)'")
         }
-        inputShapes[String(value[..<equals])] = dims.map { $0! }
+        inputShapes[String(value[..<equals])] = dims
       case "memory-budget":
         guard let bytes = Int(value), bytes > 0 else {
           throw CAPIError(

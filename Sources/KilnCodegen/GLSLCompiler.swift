@@ -28,6 +28,15 @@ public struct GLSLCompiler: Sendable {
     case size
     /// `SPIRVTools.Level.performance`.
     case performance
+
+    /// The SPIRV-Tools pass list, or nil for none.
+    var level: SPIRVTools.Level? {
+      switch self {
+      case .none: nil
+      case .size: .size
+      case .performance: .performance
+      }
+    }
   }
 
   public var target: VulkanVersion
@@ -59,11 +68,8 @@ public struct GLSLCompiler: Sendable {
     var module = Array(UnsafeBufferPointer(start: words, count: result.word_count))
     do {
       // Every module is validated once, after the optimiser (which does not validate).
-      switch optimization {
-      case .none: break
-      case .size: module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment, level: .size)
-      case .performance:
-        module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment, level: .performance)
+      if let level = optimization.level {
+        module = try SPIRVTools.optimize(module, environment: target.spirvEnvironment, level: level)
       }
       try SPIRVTools.validate(module, environment: target.spirvEnvironment)
     } catch let error as SPIRVError {

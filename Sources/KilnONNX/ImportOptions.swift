@@ -14,6 +14,14 @@ public struct ImportOptions: Sendable {
   public var cleanup: Bool
   /// Full shapes for graph inputs by name; they replace the model's declared shapes.
   public var inputShapes: [String: [Int]]
+  /// `1,3,224,224` (the text form of an `inputShapes` entry, as `kiln compile --input-shape` and
+  /// the C API take it) as dimensions; nil unless every entry is a non-negative integer.
+  public static func parseShape(_ text: some StringProtocol) -> [Int]? {
+    let dims = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+    return dims.map { $0! }
+  }
+
   /// Values for symbolic dimensions (ONNX `dim_param`) by name, e.g. `["batch": 1]`.
   public var symbolicDimensions: [String: Int]
   /// Graph inputs fixed to a value at compile time, by name: they become constants and leave the

@@ -29,6 +29,10 @@ public final class Session: @unchecked Sendable {
   public let cpuVariant: String?
   /// The device memory the session's buffers take.
   public let memory: MemoryRequirement
+  /// The outputs `run` returns: every output of the function but those holding another's extent.
+  public let outputs: [Manifest.TensorSignature]
+  /// For each of the function's outputs that `run` returns, its position in `outputs`.
+  private let outputSlot: [Int: Int]
 
   /// Loads `function` of `bundle` on `device`.
   ///
@@ -64,6 +68,12 @@ public final class Session: @unchecked Sendable {
     self.device = device
     self.function = function
     self.program = program
+    outputs = function.visibleOutputs
+    var outputSlot: [Int: Int] = [:]
+    for (index, signature) in function.outputs.enumerated() where signature.isExtent != true {
+      outputSlot[index] = outputSlot.count
+    }
+    self.outputSlot = outputSlot
     memory = try Session.checkLimits(program, function: function, device: device.info, memoryBudget: memoryBudget)
 
     // Executables: pick variants, derive each entry point's interface from its dispatches.
@@ -176,13 +186,9 @@ public final class Session: @unchecked Sendable {
     return (substitute, chosen)
   }
 
-  /// The outputs `run` returns (every output but those holding another's extent).
-  public var outputs: [Manifest.TensorSignature] { function.visibleOutputs }
-
   /// Runs the function on `inputs` (in the function's input order) and returns its outputs (those
   /// of `outputs`: an output whose extent the data decides comes trimmed to it).
   public func run(_ inputs: [HostTensor]) throws -> [HostTensor] {
-    try check(inputs.map { ($0.dtype, $0.shape, $0.bytes.count) })
     let visible = outputs
     var shapes: [[Int]] = []
     let storage = try withRawBuffers(inputs.map(\.bytes)) { sources in
@@ -193,8 +199,10 @@ public final class Session: @unchecked Sendable {
       }
     }
     return zip(visible, zip(storage, shapes)).map { signature, output in
-      let (bytes, shape) = output
-      return HostTensor(dtype: signature.dtype, shape: shape, bytes: Array(bytes.prefix(Session.byteCount(dtype: signature.dtype, shape: shape))))
+      var (bytes, shape) = output
+      // A trimmed output is written densely at its start: drop the rest in place.
+      bytes.removeLast(bytes.count - Session.byteCount(dtype: signature.dtype, shape: shape))
+      return HostTensor(dtype: signature.dtype, shape: shape, bytes: bytes)
     }
   }
 
@@ -216,11 +224,6 @@ public final class Session: @unchecked Sendable {
       throw RuntimeError(
         .invalidInput, "output \(index) '\(signature.name)': the buffer holds \(buffer.count) bytes, the output needs \(Session.byteCount(signature))")
     }
-    // Visible outputs are the function's outputs less the extent outputs.
-    var visibleIndex: [Int: Int] = [:]
-    for (index, signature) in function.outputs.enumerated() where signature.isExtent != true {
-      visibleIndex[index] = visibleIndex.count
-    }
     return try runLock.withLock {
       for declaration in program.buffers {
         guard case .input(let index) = declaration.role, let buffer = buffers[declaration.id] else { continue }
@@ -240,13 +243,13 @@ public final class Session: @unchecked Sendable {
           extents[index] = try device.read(range)
         } else if signature.dynamicAxis != nil {
           untrimmed[index] = try device.read(range)
-        } else if let slot = visibleIndex[index] {
+        } else if let slot = outputSlot[index] {
           try device.read(range, into: UnsafeMutableRawBufferPointer(rebasing: outputs[slot][..<count]))
         }
       }
       var shapes = visible.map(\.shape)
       for (index, bytes) in untrimmed {
-        guard let slot = visibleIndex[index] else { continue }
+        guard let slot = outputSlot[index] else { continue }
         let extent = try Session.extent(of: function.outputs[index], in: extents)
         shapes[slot] = Session.copyTrimmed(bytes, signature: function.outputs[index], extent: extent, into: outputs[slot])
       }
@@ -352,29 +355,6 @@ func makeByteArrays(_ counts: [Int], _ body: ([UnsafeMutableRawBufferPointer]) t
     return [array] + rest
   }
   return try step(0, [])
-}
-
-extension Session {
-  /// `outputs` without those holding extents, and each with a dynamic axis cut to its extent
-  /// (clamped to the output's maximum, so a kernel cannot make the runtime read past it).
-  static func trimmed(_ outputs: [HostTensor], _ signatures: [Manifest.TensorSignature]) throws -> [HostTensor] {
-    var extents: [Int: [UInt8]] = [:]
-    for (index, signature) in signatures.enumerated() where signature.isExtent == true { extents[index] = outputs[index].bytes }
-    var result: [HostTensor] = []
-    for (tensor, signature) in zip(outputs, signatures) where signature.isExtent != true {
-      guard signature.dynamicAxis != nil else {
-        result.append(tensor)
-        continue
-      }
-      let extent = try extent(of: signature, in: extents)
-      var trimmed = tensor
-      trimmed.bytes = [UInt8](repeating: 0, count: tensor.bytes.count)
-      trimmed.shape = trimmed.bytes.withUnsafeMutableBytes { copyTrimmed(tensor.bytes, signature: signature, extent: extent, into: $0) }
-      trimmed.bytes.removeLast(trimmed.bytes.count - byteCount(dtype: tensor.dtype, shape: trimmed.shape))
-      result.append(trimmed)
-    }
-    return result
-  }
 }
 
 /// What the host CPU supports, read once from /proc/cpuinfo (Linux) or assumed baseline.

@@ -108,7 +108,7 @@ struct CompileCommand: ParsableCommand {
       throw ValidationError("expected NAME=VALUE, got '\(entry)'")
     }
     for entry in inputShapes {
-      guard let (_, text) = Self.splitAssignment(entry), Self.parseShape(text) != nil else {
+      guard let (_, text) = Self.splitAssignment(entry), ImportOptions.parseShape(text) != nil else {
         throw ValidationError("--input-shape '\(entry)': the shape must be comma-separated non-negative integers")
       }
     }
@@ -214,7 +214,7 @@ struct CompileCommand: ParsableCommand {
     var options = ImportOptions()
     if let memoryBudget { options.memoryBudget = memoryBudget }
     for entry in inputShapes {
-      guard let (name, text) = Self.splitAssignment(entry), let shape = Self.parseShape(text) else { continue }
+      guard let (name, text) = Self.splitAssignment(entry), let shape = ImportOptions.parseShape(text) else { continue }
       options.inputShapes[name] = shape
     }
     for entry in bindings {
@@ -239,12 +239,6 @@ struct CompileCommand: ParsableCommand {
     return name.isEmpty || value.isEmpty ? nil : (name, value)
   }
 
-  /// `1,3,224,224` as dimensions; nil unless every entry is a non-negative integer.
-  static func parseShape(_ text: String) -> [Int]? {
-    let dims = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-    guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
-    return dims.map { $0! }
-  }
 
   /// The bundle's model name: the file's stem, or its folder's name for the usual `model.onnx`.
   static func modelName(for model: URL) -> String {

@@ -39,3 +39,28 @@ struct ExtentTests {
     #expect(trimmed[0].bytes.count == 2 * rows * 3 * 4)
   }
 }
+
+/// The trimming `Session.run` does, on whole output tensors: what these tests drive.
+extension Session {
+  /// `outputs` without those holding extents, and each with a dynamic axis cut to its extent
+  /// (clamped to the output's maximum, so a kernel cannot make the runtime read past it).
+  static func trimmed(_ outputs: [HostTensor], _ signatures: [Manifest.TensorSignature]) throws -> [HostTensor] {
+    var extents: [Int: [UInt8]] = [:]
+    for (index, signature) in signatures.enumerated() where signature.isExtent == true { extents[index] = outputs[index].bytes }
+    var result: [HostTensor] = []
+    for (tensor, signature) in zip(outputs, signatures) where signature.isExtent != true {
+      guard signature.dynamicAxis != nil else {
+        result.append(tensor)
+        continue
+      }
+      let extent = try extent(of: signature, in: extents)
+      var trimmed = tensor
+      trimmed.bytes = [UInt8](repeating: 0, count: tensor.bytes.count)
+      trimmed.shape = trimmed.bytes.withUnsafeMutableBytes { copyTrimmed(tensor.bytes, signature: signature, extent: extent, into: $0) }
+      trimmed.bytes.removeLast(trimmed.bytes.count - byteCount(dtype: tensor.dtype, shape: trimmed.shape))
+      result.append(trimmed)
+    }
+    return result
+  }
+}
+
